@@ -1,0 +1,52 @@
+"""Shared fixtures and the GPU skip logic."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+REPO = Path(__file__).resolve().parents[1]
+VENV_BIN = Path(sys.executable).parent
+
+
+def _cuda_device_reason() -> str | None:
+    """None when a real CUDA device is usable through CuPy, else why not."""
+    try:
+        import cupy
+    except ImportError:
+        return "CuPy is not installed (GPU extra)"
+    try:
+        if cupy.cuda.runtime.getDeviceCount() < 1:
+            return "no CUDA device"
+    except Exception as exc:  # noqa: BLE001
+        return f"no usable CUDA device: {str(exc).splitlines()[0]}"
+    return None
+
+
+def pytest_collection_modifyitems(config, items):
+    reason = None
+    for item in items:
+        if "gpu" in item.keywords:
+            if reason is None:
+                reason = _cuda_device_reason() or ""
+            if reason:
+                item.add_marker(pytest.mark.skip(reason=f"GPU test: {reason}"))
+
+
+def run_cli(*args: str, env: dict | None = None, cwd: str | Path | None = None,
+            timeout: float = 600) -> subprocess.CompletedProcess:
+    """Run the installed `tezip-hpc` console script and capture its output."""
+    full_env = dict(os.environ)
+    full_env.update(env or {})
+    return subprocess.run([str(VENV_BIN / "tezip-hpc"), *args], capture_output=True, text=True,
+                          env=full_env, cwd=cwd, timeout=timeout)
+
+
+@pytest.fixture
+def cli():
+    return run_cli

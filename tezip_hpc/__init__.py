@@ -1,0 +1,19 @@
+"""tezip_hpc: MPI-parallel, error-bounded compressor for time-evolutionary image data.
+
+The cluster-grade successor of TEZip (CCGrid 2021): a learned next-frame predictor
+(PredNet) plus an error-bounded residual codec, run over MPI ranks into one
+parallel-HDF5 archive.
+"""
+
+__version__ = "0.1.0"
+
+from .errors import (  # noqa: F401  (public API)
+    ArchiveError,
+    CodecError,
+    ConfigError,
+    InputError,
+    IntegrityError,
+    ModelError,
+    StackError,
+    TezipError,
+)

@@ -1,0 +1,66 @@
+"""`tezip-hpc`: the thin command-line front end. Each sub-command lives in its own module."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+from . import __version__
+from .errors import TezipError
+
+EPILOG = """\
+examples:
+  tezip-hpc doctor                          check the stack (MPI, parallel HDF5, Horovod, GPUs)
+  mpirun -n 4 tezip-hpc doctor              the same, per rank
+
+exit status: 0 ok; 1 failure; 2 bad options; 3 bad input; 4 corrupt payload; 5 bad archive;
+             6 integrity (checksum/prediction digest) mismatch; 7 model problem; 8 stack incomplete
+"""
+
+
+def _cmd_doctor(args: argparse.Namespace) -> int:
+    from . import doctor
+
+    return doctor.run(as_json=args.json)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="tezip-hpc",
+        description="MPI-parallel, error-bounded compressor for time-evolutionary image data "
+        "(detector frames, simulation snapshots, video). Successor of TEZip.",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--version", action="version", version=f"tezip-hpc {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub.required = True
+
+    p = sub.add_parser("doctor", help="report the software stack and devices; non-zero if a required piece is missing",
+                       description="Report TensorFlow/Keras and the GPUs TF sees, CuPy and numba CUDA, Horovod's "
+                       "MPI/NCCL/Gloo support, h5py's HDF5 version and MPI flag, the MPI library, and the launcher "
+                       "(rank/size). Exits non-zero, with one line saying how to fix it, if a required piece is "
+                       "missing.")
+    p.add_argument("--json", action="store_true", help="print the report as JSON")
+    p.set_defaults(func=_cmd_doctor)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point; returns the exit status. TezipErrors become one clear line on stderr."""
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except TezipError as exc:
+        print(f"tezip-hpc {args.command}: error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print(f"tezip-hpc {args.command}: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,78 @@
+"""Where are we running: launcher detection, rank/size, local rank, a lazily created COMM_WORLD.
+
+mpi4py is imported only when a communicator is asked for, so serial commands that
+need none stay light. Everything here works with no launcher (size 1).
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+_RANK_VARS = ("OMPI_COMM_WORLD_RANK", "PMIX_RANK", "PMI_RANK", "SLURM_PROCID", "MV2_COMM_WORLD_RANK")
+_SIZE_VARS = ("OMPI_COMM_WORLD_SIZE", "PMI_SIZE", "SLURM_NTASKS", "MV2_COMM_WORLD_SIZE")
+_LOCAL_VARS = ("OMPI_COMM_WORLD_LOCAL_RANK", "SLURM_LOCALID", "MPI_LOCALRANKID", "MV2_COMM_WORLD_LOCAL_RANK")
+
+
+@dataclass(frozen=True)
+class Launch:
+    """What the environment says about the launcher (before MPI_Init)."""
+
+    launcher: str | None  # "mpirun", "srun", "hydra" or None
+    rank: int
+    size: int
+    local_rank: int
+
+
+def _first_int(names: tuple[str, ...], default: int) -> int:
+    for name in names:
+        value = os.environ.get(name)
+        if value is not None and value.strip().lstrip("-").isdigit():
+            return int(value)
+    return default
+
+
+def detect_launch() -> Launch:
+    """Read the launcher's environment variables; no MPI call is made."""
+    if "OMPI_COMM_WORLD_SIZE" in os.environ:
+        launcher = "mpirun"
+    elif "SLURM_STEP_ID" in os.environ and "SLURM_PROCID" in os.environ:
+        launcher = "srun"
+    elif "PMI_SIZE" in os.environ or "PMIX_RANK" in os.environ:
+        launcher = "hydra"
+    else:
+        launcher = None
+    if launcher is None:
+        return Launch(None, 0, 1, 0)
+    return Launch(
+        launcher,
+        _first_int(_RANK_VARS, 0),
+        _first_int(_SIZE_VARS, 1),
+        _first_int(_LOCAL_VARS, 0),
+    )
+
+
+def under_mpi() -> bool:
+    """True when started by mpirun/srun with more than one rank."""
+    return detect_launch().size > 1
+
+
+_COMM = None
+
+
+def world():
+    """COMM_WORLD (mpi4py), initialised on first use."""
+    global _COMM
+    if _COMM is None:
+        from mpi4py import MPI
+
+        _COMM = MPI.COMM_WORLD
+    return _COMM
+
+
+def local_rank() -> int:
+    """This rank's index on its node, from the launcher or from a shared-memory split."""
+    launch = detect_launch()
+    if launch.launcher is not None:
+        return launch.local_rank
+    return 0
