@@ -106,8 +106,16 @@ export CC=mpicc CXX=mpicxx
 extras="test"
 [ $bench = 1 ] && extras+=,bench
 [ "$gpu" = 1 ] && extras+=,gpu
-want=$(cat "$here/setup.cfg" "$here/scripts/install.sh" | sha256sum | cut -c1-16)-$extras
-if [ "$(cat "$stamps/wheels" 2>/dev/null)" != "$want" ]; then
+stack_hash=$(cat "$here/setup.cfg" "$here/scripts/install.sh" | sha256sum | cut -c1-16)
+have=$(cat "$stamps/wheels" 2>/dev/null || true)
+wheels_ok=0
+if [ "${have%% *}" = "$stack_hash" ]; then
+  wheels_ok=1  # same pins; are the requested extras a subset of the installed ones?
+  for x in ${extras//,/ }; do
+    case ",${have#* }," in *",$x,"*) ;; *) wheels_ok=0 ;; esac
+  done
+fi
+if [ $wheels_ok = 0 ]; then
   [ $check_only = 1 ] && die "Python packages out of date (run scripts/install.sh)"
   say "pip install pinned stack (tensorflow $TF_VERSION, extras: $extras)"
   tf=tensorflow==$TF_VERSION
@@ -117,7 +125,10 @@ if [ "$(cat "$stamps/wheels" 2>/dev/null)" != "$want" ]; then
   # mpi4py from source so it links the same system libmpi as h5py and Horovod.
   quiet "${pip[@]}" install --no-binary=mpi4py --no-build-isolation "mpi4py==$MPI4PY_VERSION"
   quiet "${pip[@]}" install -e "${here}[${extras}]"
-  echo "$want" > "$stamps/wheels"
+  if [ "${have%% *}" = "$stack_hash" ]; then  # keep extras installed earlier
+    extras=$(printf '%s,%s\n' "$extras" "${have#* }" | tr ',' '\n' | sort -u | paste -sd, -)
+  fi
+  echo "$stack_hash $extras" > "$stamps/wheels"
 else
   say "pinned Python packages present"
 fi

@@ -8,6 +8,15 @@ import sys
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, settings
+
+# Hypothesis profiles: "default" for make test, "slow" (1e5 examples per property) for
+# make test-slow (--hypothesis-profile=slow); "medium" for local soak runs.
+_HC = [HealthCheck.too_slow, HealthCheck.data_too_large, HealthCheck.filter_too_much]
+settings.register_profile("default", max_examples=150, deadline=None, suppress_health_check=_HC)
+settings.register_profile("medium", max_examples=3000, deadline=None, suppress_health_check=_HC)
+settings.register_profile("slow", max_examples=100_000, deadline=None, suppress_health_check=_HC)
+settings.load_profile("default")
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 REPO = Path(__file__).resolve().parents[1]

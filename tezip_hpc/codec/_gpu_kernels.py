@@ -1,0 +1,158 @@
+"""numba.cuda kernels of the GPU backend: one work item of _scalar.py per thread.
+
+Module level, so that numba's CUDA simulator can swap in its fake ``cuda`` module.
+"""
+
+import numpy as np
+from numba import cuda
+
+from . import _scalar as S
+
+
+@cuda.jit
+def quant_int_linear(x, p, lo, hi, e, step, codes, recon, pi):
+    i = cuda.grid(1)
+    if i < x.size:
+        S.item_quant_int_linear(i, x, p, lo, hi, e, step, codes, recon, pi)
+
+
+@cuda.jit
+def deq_int(codes, p, lo, hi, unit, recon, pi):
+    i = cuda.grid(1)
+    if i < codes.size:
+        S.item_deq_int(i, codes, p, lo, hi, unit, recon, pi)
+
+
+@cuda.jit
+def merge_int(x, p, lo, hi, e, hw, c, nblk, blk, codes, recon, pi):
+    item = cuda.grid(1)
+    if item < c * nblk:
+        S.item_merge_int(item, x, p, lo, hi, e, hw, c, nblk, blk, codes, recon, pi)
+
+
+@cuda.jit
+def quant_float_linear(x, p, bound, step, codes, recon, mask):
+    i = cuda.grid(1)
+    if i < x.size:
+        S.item_quant_float_linear(i, x, p, bound, step, codes, recon, mask)
+
+
+@cuda.jit
+def deq_float(codes, p, unit, recon):
+    i = cuda.grid(1)
+    if i < codes.size:
+        S.item_deq_float(i, codes, p, unit, recon)
+
+
+@cuda.jit
+def merge_float(x, p, unit, bound, hw, c, nblk, blk, codes, recon, mask):
+    item = cuda.grid(1)
+    if item < c * nblk:
+        S.item_merge_float(item, x, p, unit, bound, hw, c, nblk, blk, codes, recon, mask)
+
+
+@cuda.jit
+def ord_residual(xbits, pbits, codes):
+    i = cuda.grid(1)
+    if i < xbits.size:
+        S.item_ord_residual(i, xbits, pbits, codes)
+
+
+@cuda.jit
+def ord_recon(codes, pbits, outbits):
+    i = cuda.grid(1)
+    if i < codes.size:
+        S.item_ord_recon(i, codes, pbits, outbits)
+
+
+@cuda.jit
+def pwrel_int(x, p, lo, hi, step_tab, codes, cls, recon, pi):
+    i = cuda.grid(1)
+    if i < x.size:
+        S.item_pwrel_int(i, x, p, lo, hi, step_tab, codes, cls, recon, pi)
+
+
+@cuda.jit
+def depwrel_int(codes, cls, p, lo, hi, step_tab, recon, pi, err):
+    i = cuda.grid(1)
+    if i < codes.size:
+        S.item_depwrel_int(i, codes, cls, p, lo, hi, step_tab, recon, pi, err)
+
+
+@cuda.jit
+def pwrel_float(x, xbits, p, pbits, bound_tab, step_tab, codes, cls, recon, mask):
+    i = cuda.grid(1)
+    if i < x.size:
+        S.item_pwrel_float(i, x, xbits, p, pbits, bound_tab, step_tab, codes, cls, recon, mask)
+
+
+@cuda.jit
+def depwrel_float(codes, cls, p, pbits, step_tab, recon, err):
+    i = cuda.grid(1)
+    if i < codes.size:
+        S.item_depwrel_float(i, codes, cls, p, pbits, step_tab, recon, err)
+
+
+@cuda.jit
+def pack(q, H, W, C, kind, u):
+    """One thread per element of a frame (H, W, C): neighbour delta within the channel,
+    zigzagged."""
+    i = cuda.grid(1)
+    if i < q.size:
+        c = i % C
+        w = (i // C) % W
+        h = i // (C * W)
+        has_left = w > 0 or (kind == 1 and h > 0)
+        has_up = h > 0
+        left = np.int64(0)
+        up = np.int64(0)
+        upleft = np.int64(0)
+        if has_left:
+            left = q[i - C]
+        if has_up:
+            up = q[i - W * C]
+            if w > 0:
+                upleft = q[i - W * C - C]
+        u[i] = S.zigzag(S.spatial_delta(np.int64(q[i]), left, up, upleft, has_left, has_up, kind), 0)
+
+
+@cuda.jit
+def emit(u, lut, use_lut, width, shuffle, out, off, stride):
+    j = cuda.grid(1)
+    if j < u.size:
+        v = np.uint64(u[j])
+        if use_lut:
+            v = np.uint64(lut[v])
+        for k in range(width):
+            b = np.uint8((v >> np.uint64(8 * k)) & np.uint64(255))
+            if shuffle:
+                out[k * stride + off + j] = b
+            else:
+                out[(off + j) * width + k] = b
+
+
+@cuda.jit
+def symbols(buf, off, stride, width, shuffle, table, use_table, q, bad):
+    j = cuda.grid(1)
+    if j < q.size:
+        v = np.uint64(0)
+        for k in range(width):
+            if shuffle:
+                b = buf[k * stride + off + j]
+            else:
+                b = buf[(off + j) * width + k]
+            v |= np.uint64(b) << np.uint64(8 * k)
+        if use_table:
+            if v < table.size:
+                v = np.uint64(table[v])
+            else:
+                cuda.atomic.add(bad, 0, 1)
+                v = np.uint64(0)
+        q[j] = S.unzigzag(np.int64(v))
+
+
+@cuda.jit
+def histogram(u, counts):
+    i = cuda.grid(1)
+    if i < u.size:
+        cuda.atomic.add(counts, u[i], 1)

@@ -1,0 +1,193 @@
+"""Backends: the CPU one (numpy + numba) and the GPU one (CuPy + numba.cuda, see _gpu.py).
+
+A backend turns the codec's per-frame array operations into kernel launches. Both run
+the same per-element arithmetic (_scalar.py), so their payloads are byte-identical and an
+archive written on a GPU decodes on a CPU. The registry picks one by name.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ..errors import ConfigError
+
+_I64 = np.int64
+UNSIGNED = {2: np.uint16, 4: np.uint32, 8: np.uint64}
+
+
+def symbol_dtype(code_dtype) -> np.dtype:
+    """Zigzagged symbols of a code type: uint16 for int16 codes, and so on."""
+    return np.dtype(UNSIGNED[np.dtype(code_dtype).itemsize])
+
+
+class CpuBackend:
+    """numpy + numba (nopython, cached) kernels."""
+
+    name = "cpu"
+    xp = np
+
+    def __init__(self) -> None:
+        from . import _cpu
+
+        self.k = _cpu
+
+    # ------------------------------------------------------------------ memory
+    def asarray(self, a):
+        return np.ascontiguousarray(a)
+
+    def to_host(self, a) -> np.ndarray:
+        return np.asarray(a)
+
+    def zeros(self, shape, dtype):
+        return np.zeros(shape, dtype)
+
+    def nonzero(self, mask) -> np.ndarray:
+        return np.flatnonzero(mask)
+
+    # ------------------------------------------------------------------ quantization
+    # x, p, codes and reconstructions are flat frames in their stored (H, W, C) order.
+    def quant_int_linear(self, x, p, lo, hi, e, step, code_dt, shape):
+        H, W, C = shape
+        n = x.size
+        codes, recon, pi = np.empty(n, code_dt), np.empty(n, x.dtype), np.empty(n, x.dtype)
+        self.k.quant_int_linear(x, p, float(lo), float(hi), _I64(e), _I64(step), codes, recon, pi,
+                                _I64(H * W), _I64(C))
+        return codes, recon, pi
+
+    def deq_int(self, codes, p, lo, hi, unit, dtype, shape):
+        H, W, C = shape
+        n = codes.size
+        recon, pi = np.empty(n, dtype), np.empty(n, dtype)
+        self.k.deq_int(codes, p, float(lo), float(hi), _I64(unit), recon, pi, _I64(H * W), _I64(C))
+        return recon, pi
+
+    def merge_int(self, x, p, lo, hi, e, shape, blk, code_dt):
+        H, W, C = shape
+        n = x.size
+        codes, recon, pi = np.empty(n, code_dt), np.empty(n, x.dtype), np.empty(n, x.dtype)
+        nblk = -(-(H * W) // blk)
+        self.k.merge_int(x, p, float(lo), float(hi), _I64(e), _I64(H * W), _I64(C), _I64(nblk), _I64(blk),
+                         codes, recon, pi)
+        return codes, recon, pi
+
+    def quant_float_linear(self, x, p, bound, step, shape):
+        H, W, C = shape
+        n = x.size
+        codes, recon, mask = np.empty(n, np.int32), np.empty(n, np.float32), np.empty(n, np.uint8)
+        self.k.quant_float_linear(x, p, float(bound), float(step), codes, recon, mask, _I64(H * W), _I64(C))
+        return codes, recon, mask
+
+    def deq_float(self, codes, p, unit, shape):
+        H, W, C = shape
+        recon = np.empty(codes.size, np.float32)
+        self.k.deq_float(codes, p, float(unit), recon, _I64(H * W), _I64(C))
+        return recon
+
+    def merge_float(self, x, p, unit, bound, shape, blk):
+        H, W, C = shape
+        n = x.size
+        codes, recon, mask = np.empty(n, np.int32), np.empty(n, np.float32), np.empty(n, np.uint8)
+        nblk = -(-(H * W) // blk)
+        self.k.merge_float(x, p, float(unit), float(bound), _I64(H * W), _I64(C), _I64(nblk), _I64(blk),
+                           codes, recon, mask)
+        return codes, recon, mask
+
+    def ord_residual(self, x, p, shape):
+        H, W, C = shape
+        codes = np.empty(x.size, np.int64)
+        self.k.ord_residual(x.view(np.int32), p.view(np.int32), codes, _I64(H * W), _I64(C))
+        return codes
+
+    def ord_recon(self, codes, p, shape):
+        H, W, C = shape
+        bits = np.empty(codes.size, np.int32)
+        self.k.ord_recon(codes, p.view(np.int32), bits, _I64(H * W), _I64(C))
+        return bits.view(np.float32)
+
+    def pwrel_int(self, x, p, lo, hi, step_tab, code_dt, shape):
+        H, W, C = shape
+        n = x.size
+        codes, cls = np.empty(n, code_dt), np.empty(n, np.int16)
+        recon, pi = np.empty(n, x.dtype), np.empty(n, x.dtype)
+        self.k.pwrel_int(x, p, float(lo), float(hi), step_tab, codes, cls, recon, pi, _I64(H * W), _I64(C))
+        return codes, cls, recon, pi
+
+    def depwrel_int(self, codes, cls, p, lo, hi, step_tab, dtype, shape):
+        H, W, C = shape
+        n = codes.size
+        recon, pi, err = np.empty(n, dtype), np.empty(n, dtype), np.zeros(n, np.uint8)
+        self.k.depwrel_int(codes, cls, p, float(lo), float(hi), step_tab, recon, pi, err, _I64(H * W), _I64(C))
+        return recon, pi, bool(err.any())
+
+    def pwrel_float(self, x, p, bound_tab, step_tab, shape):
+        H, W, C = shape
+        n = x.size
+        codes, cls = np.empty(n, np.int32), np.empty(n, np.int16)
+        recon, mask = np.empty(n, np.float32), np.empty(n, np.uint8)
+        self.k.pwrel_float(x, x.view(np.int32), p, p.view(np.int32), bound_tab, step_tab, codes, cls, recon, mask,
+                           _I64(H * W), _I64(C))
+        return codes, cls, recon, mask
+
+    def depwrel_float(self, codes, cls, p, step_tab, shape):
+        H, W, C = shape
+        n = codes.size
+        recon, err = np.empty(n, np.float32), np.zeros(n, np.uint8)
+        self.k.depwrel_float(codes, cls, p, p.view(np.int32), step_tab, recon, err, _I64(H * W), _I64(C))
+        return recon, bool(err.any())
+
+    # ------------------------------------------------------------------ packing
+    def pack(self, q, shape, kind):
+        """Neighbour deltas within each channel + zigzag -> (symbols, largest symbol)."""
+        H, W, C = shape
+        u = np.empty(q.size, symbol_dtype(q.dtype))
+        m = self.k.pack(q, _I64(H), _I64(W), _I64(C), _I64(kind), _I64(q.dtype.itemsize * 8 - 1), u)
+        return u, int(m)
+
+    def histogram(self, u, nbins):
+        c4 = np.zeros((4, nbins), np.int64)
+        self.k.histogram(u, c4)
+        return c4.sum(axis=0)
+
+    def emit(self, u, lut, width, shuffle, out, off, stride) -> None:
+        use = lut is not None
+        n = u.size
+        if not use and (shuffle or width == 1):  # plain narrowing: numpy's SIMD casts
+            for k in range(width):
+                np.copyto(out[k * stride + off:k * stride + off + n], u >> (8 * k) if k else u, casting="unsafe")
+            return
+        self.k.emit(u, lut if use else np.zeros(1, np.uint32), use, _I64(width), bool(shuffle), out,
+                    _I64(off), _I64(stride))
+
+    def unpack(self, buf, off, stride, width, shuffle, table, kind, shape, code_dt):
+        """Inverse of pack + emit for one frame -> (codes, symbols outside the rank table)."""
+        H, W, C = shape
+        q = np.empty(H * W * C, code_dt)
+        use = table is not None
+        bad = self.k.symbols(buf, _I64(off), _I64(stride), _I64(width), bool(shuffle),
+                             table if use else np.zeros(1, np.uint32), use, q)
+        self.k.unspatial(q, _I64(H), _I64(W), _I64(C), _I64(kind))
+        return q, int(bad)
+
+
+_BACKENDS: dict[str, type] = {"cpu": CpuBackend}
+_INSTANCES: dict[str, object] = {}
+
+
+def register_backend(name: str, cls: type) -> None:
+    _BACKENDS[name] = cls
+
+
+def get_backend(name: str = "cpu"):
+    """'cpu', 'gpu' (CuPy + numba.cuda on a CUDA device), 'gpu-sim' (the GPU kernels under
+    numba's CUDA simulator, for tests) or 'auto' (gpu when a device is usable, else cpu)."""
+    if name == "auto":
+        from ._gpu import gpu_unavailable_reason
+
+        name = "gpu" if gpu_unavailable_reason() is None else "cpu"
+    if name in ("gpu", "gpu-sim") and name not in _BACKENDS:
+        from . import _gpu  # noqa: F401  (registers the GPU backends)
+    if name not in _BACKENDS:
+        raise ConfigError(f"unknown codec backend {name!r} (choose from cpu, gpu, gpu-sim, auto)")
+    if name not in _INSTANCES:
+        _INSTANCES[name] = _BACKENDS[name]()
+    return _INSTANCES[name]

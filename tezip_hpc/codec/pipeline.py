@@ -1,0 +1,300 @@
+"""The codec pipeline and its chunk payload format.
+
+A payload encodes one chunk: T frames of shape (H, W, C), some of them keyframes
+(predicted from zeros), the others predicted by the caller. Frames are quantized one
+at a time (``ChunkEncoder.add`` returns the reconstruction, so the caller can predict
+the next frame from exactly what the decoder will have: closed loop), then the whole
+chunk is packed. Layout (little-endian)::
+
+    magic "TZC1" | u8 version | u8 flags | u16 reserved | u32 T, H, W, C
+    | u64 outliers | u64 body bytes | 32-byte sha256 of the effective predictions
+    | zstd frame of the body: key flags (T bytes), code stream, class stream (pwrel),
+      outlier index gaps and exact values
+
+Each stream is packed per partition by the Entropy stage (descriptor, rank table, data).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import struct
+
+import numpy as np
+
+from ..errors import CodecError, ConfigError
+from .backend import get_backend
+from .config import CodecConfig, check_dtype, check_shape
+from .stages import ORDER, STAGES, Entropy, Quantize, Reader, Residual, Spatial, Zstd, check_order
+
+MAGIC = b"TZC1"
+CONTAINER_VERSION = 1
+_HEAD = struct.Struct("<4sBBHIIIIQQ32s")
+HEADER_SIZE = _HEAD.size
+FLAG_FLOAT, FLAG_CLASSES = 1, 2
+
+
+class Pipeline:
+    """Residual -> Quantize -> Spatial -> Entropy -> Zstd, on one backend."""
+
+    def __init__(self, config: CodecConfig, backend: str | object = "cpu", stages: list[str] | None = None):
+        self.config = config.validate()
+        self.be = get_backend(backend) if isinstance(backend, str) else backend
+        names = list(stages or ORDER)
+        check_order(names)
+        if names != list(ORDER):
+            raise ConfigError(f"this version runs the stages {', '.join(ORDER)} (got {', '.join(names)})")
+        self.residual = Residual(config, self.be)
+        self.quantize = Quantize(config, self.be)
+        self.spatial = Spatial(config, self.be)
+        self.entropy = Entropy(config, self.be)
+        self.zstd = Zstd(config, self.be)
+        self.dtype = check_dtype(config.dtype)
+
+    @property
+    def stages(self):
+        return [self.residual, self.quantize, self.spatial, self.entropy, self.zstd]
+
+    def stage_configs(self) -> list[dict]:
+        return [s.config() for s in self.stages]
+
+    # ------------------------------------------------------------------ chunk API
+    def encoder(self, frame_shape: tuple[int, ...]) -> "ChunkEncoder":
+        return ChunkEncoder(self, frame_shape)
+
+    def decoder(self, payload: bytes, frame_shape: tuple[int, ...], max_frames: int | None = None) -> "ChunkDecoder":
+        return ChunkDecoder(self, payload, frame_shape, max_frames)
+
+    # ------------------------------------------------------------------ whole-stack convenience
+    def encode(self, frames: np.ndarray, preds: np.ndarray | None = None, keys=None) -> bytes:
+        """Encode a stack with given (open-loop) predictions; frames without a prediction
+        (keys[t] true, or preds None) are keyframes."""
+        frames = np.asarray(frames)
+        T, H, W, C = check_shape(frames.shape)
+        keys = _keys(T, preds, keys)
+        enc = self.encoder((H, W, C))
+        for t in range(T):
+            enc.add(frames[t], None if keys[t] else preds[t])
+        return enc.finish()
+
+    def decode(self, payload: bytes, frame_shape, preds: np.ndarray | None = None) -> np.ndarray:
+        dec = self.decoder(payload, frame_shape)
+        out = np.empty((dec.n_frames,) + dec.frame_shape, self.dtype)
+        for t in range(dec.n_frames):
+            out[t] = dec.next(None if dec.keys[t] else preds[t])
+        return out.reshape((dec.n_frames,) + tuple(frame_shape))
+
+
+def _keys(T: int, preds, keys) -> np.ndarray:
+    if keys is None:
+        keys = np.zeros(T, bool)
+        keys[0] = True
+        if preds is None:
+            keys[:] = True
+    keys = np.asarray(keys, bool)
+    if keys.shape != (T,):
+        raise ConfigError(f"keys must have one flag per frame ({T}), got shape {keys.shape}")
+    if preds is None and not keys.all():
+        raise ConfigError("frames that are not keyframes need predictions")
+    return keys
+
+
+def _frame_shape(shape) -> tuple[int, int, int]:
+    shape = tuple(int(s) for s in shape)
+    if len(shape) == 2:
+        shape = shape + (1,)
+    if len(shape) != 3 or any(s < 1 for s in shape):
+        raise ConfigError(f"a frame must have shape (H,W) or (H,W,C) with sizes >= 1, got {shape}")
+    return shape  # type: ignore[return-value]
+
+
+class ChunkEncoder:
+    """Quantize frames one by one (closed loop), then pack the chunk into one payload."""
+
+    def __init__(self, pipe: Pipeline, frame_shape) -> None:
+        self.p = pipe
+        self.frame_shape = _frame_shape(frame_shape)
+        self.size = int(np.prod(self.frame_shape))
+        self.symbols: list = []
+        self.class_symbols: list = []
+        self.outlier_idx: list[np.ndarray] = []
+        self.outlier_val: list[np.ndarray] = []
+        self.keys: list[bool] = []
+        self._digest = hashlib.sha256()
+
+    @property
+    def n_frames(self) -> int:
+        return len(self.keys)
+
+    def add(self, frame, pred=None) -> np.ndarray:
+        """Quantize one frame; pred None makes it a keyframe. Returns the reconstruction
+        (what the decoder will produce), shaped like the frame."""
+        p = self.p
+        be = p.be
+        frame = np.asarray(frame)
+        if frame.dtype != p.dtype:
+            raise ConfigError(f"frame dtype {frame.dtype} does not match the codec's {p.dtype}")
+        if frame.size != self.size:
+            raise ConfigError(f"frame of shape {frame.shape} does not match {self.frame_shape}")
+        host_x = np.ascontiguousarray(frame).ravel()
+        x = be.asarray(host_x)
+        key = pred is None
+        q = p.quantize.encode(x, p.residual.prediction(pred, self.size), self.frame_shape)
+        if not key:
+            self._digest.update(be.to_host(q.pred))
+        self.symbols.append(p.spatial.encode(q.codes, self.frame_shape, p.spatial.kind(key)))
+        if q.classes is not None:
+            self.class_symbols.append(be.pack(q.classes, self.frame_shape, 0))
+        if q.mask is not None:
+            idx = be.to_host(be.nonzero(q.mask))
+            if idx.size:
+                self.outlier_idx.append(idx + self.n_frames * self.size)
+                self.outlier_val.append(host_x[idx])
+        self.keys.append(key)
+        return be.to_host(q.recon).reshape(frame.shape)
+
+    def digest(self) -> bytes:
+        """sha256 of the effective predictions of the predicted frames, in order."""
+        return self._digest.digest()
+
+    def finish(self) -> bytes:
+        p = self.p
+        if not self.keys:
+            raise ConfigError("a chunk needs at least one frame")
+        T = self.n_frames
+        H, W, C = self.frame_shape
+        keys = np.array(self.keys, bool)
+        body: list = [keys.astype(np.uint8).tobytes()]
+        p.entropy.encode(self.symbols, keys, self.size, body)
+        flags = FLAG_FLOAT if p.config.is_float else 0
+        if self.class_symbols:
+            flags |= FLAG_CLASSES
+            p.entropy.encode(self.class_symbols, keys, self.size, body)
+        n_out = 0
+        if self.outlier_idx:
+            idx = np.concatenate(self.outlier_idx).astype(np.int64)
+            vals = np.concatenate(self.outlier_val)
+            n_out = idx.size
+            gaps = np.diff(idx, prepend=np.int64(-1)) - 1
+            body.append(_pack_u64(gaps, p.config.shuffle))
+            body.append(vals.astype(p.dtype).tobytes())
+        raw = b"".join(body)
+        head = _HEAD.pack(MAGIC, CONTAINER_VERSION, flags, 0, T, H, W, C, n_out, len(raw), self.digest())
+        return head + p.zstd.encode(raw)
+
+
+def _pack_u64(a: np.ndarray, shuffle: bool) -> bytes:
+    a = np.ascontiguousarray(a, np.uint64)
+    if shuffle:
+        return np.ascontiguousarray(a.view(np.uint8).reshape(-1, 8).T).tobytes()
+    return a.tobytes()
+
+
+def _unpack_u64(buf: np.ndarray, n: int, shuffle: bool) -> np.ndarray:
+    if shuffle:
+        return np.ascontiguousarray(buf.reshape(8, n).T).view(np.uint64).ravel()
+    return buf.view(np.uint64)
+
+
+class ChunkDecoder:
+    """Unpack a payload, then reconstruct frames one by one as predictions arrive."""
+
+    def __init__(self, pipe: Pipeline, payload: bytes, frame_shape, max_frames: int | None = None) -> None:
+        self.p = pipe
+        self.frame_shape = _frame_shape(frame_shape)
+        H, W, C = self.frame_shape
+        self.size = H * W * C
+        if len(payload) < HEADER_SIZE:
+            raise CodecError(f"truncated payload: {len(payload)} bytes, the header alone is {HEADER_SIZE}")
+        magic, ver, flags, reserved, T, h, w, c, n_out, n_body, digest = _HEAD.unpack_from(payload)
+        if magic != MAGIC:
+            raise CodecError(f"not a tezip_hpc chunk payload (magic {bytes(magic)!r})")
+        if ver != CONTAINER_VERSION:
+            raise CodecError(f"chunk payload version {ver} is not supported (this build reads "
+                             f"{CONTAINER_VERSION})")
+        if reserved:
+            raise CodecError("corrupted payload: reserved header bits are set")
+        if (h, w, c) != (H, W, C):
+            raise CodecError(f"payload frames are {h}x{w}x{c}, expected {H}x{W}x{C}")
+        if T < 1 or (max_frames is not None and T > max_frames):
+            raise CodecError(f"payload holds {T} frames, expected 1..{max_frames}")
+        q = pipe.quantize
+        if bool(flags & FLAG_FLOAT) != pipe.config.is_float or flags & ~(FLAG_FLOAT | FLAG_CLASSES):
+            raise CodecError(f"payload flags {flags:#x} do not match the codec configuration")
+        if bool(flags & FLAG_CLASSES) != q.has_classes:
+            raise CodecError("payload class stream does not match the error-bound mode")
+        n = T * self.size
+        if n_out > (n if q.has_outliers else 0):
+            raise CodecError(f"payload claims {n_out} outliers for {n} elements")
+        sym_bytes = q.code_dtype.itemsize
+        limit = T + n * (sym_bytes + (2 if q.has_classes else 0)) + n_out * 12 + 300 * 1024 * (T + 1)
+        if n_body > limit:
+            raise CodecError(f"payload body of {n_body} bytes is impossible for {n} elements")
+        body = pipe.zstd.decode(payload[HEADER_SIZE:], n_body)
+        rd = Reader(body)
+        keys = rd.array(np.uint8, T)
+        if keys.max(initial=0) > 1:
+            raise CodecError("corrupted payload: key flags are not 0/1")
+        self.keys = keys.astype(bool)
+        self.n_frames = T
+        self.expected_digest = digest
+        self._parts = pipe.entropy.parse(rd, self.keys, self.size, sym_bytes)
+        self._class_parts = pipe.entropy.parse(rd, self.keys, self.size, 2) if q.has_classes else None
+        self.outlier_idx = np.empty(0, np.int64)
+        self.outlier_val = np.empty(0, pipe.dtype)
+        if n_out:
+            gaps = _unpack_u64(rd.array(np.uint8, 8 * n_out), n_out, pipe.config.shuffle)
+            if gaps.max() >= n:
+                raise CodecError("corrupted payload: outlier index out of range")
+            idx = np.cumsum(gaps.astype(np.int64) + 1) - 1
+            if idx[-1] >= n:
+                raise CodecError("corrupted payload: outlier index out of range")
+            self.outlier_idx = idx
+            self.outlier_val = rd.array(pipe.dtype, n_out)
+        rd.done()
+        self._part_of = np.empty(T, np.int64)
+        for k, part in enumerate(self._parts):
+            self._part_of[part.t0:part.t1] = k
+        self._out_bounds = np.searchsorted(self.outlier_idx, np.arange(T + 1) * self.size)
+        self._t = 0
+        self._digest = hashlib.sha256()
+
+    def next(self, pred=None) -> np.ndarray:
+        """Reconstruct the next frame (pred must be None exactly for keyframes)."""
+        p, t = self.p, self._t
+        if t >= self.n_frames:
+            raise CodecError("all frames of this chunk were already decoded")
+        key = bool(self.keys[t])
+        if (pred is None) != key:
+            raise CodecError(f"frame {t} is {'a keyframe' if key else 'predicted'}; "
+                             f"{'no prediction' if key else 'a prediction'} expected")
+        be, q = p.be, p.quantize
+        k = self._part_of[t]
+        codes = p.entropy.decode(self._parts[k], t, self.size, p.spatial.kind(key), self.frame_shape,
+                                 q.code_dtype)
+        cls = None
+        if self._class_parts is not None:
+            cls = p.entropy.decode(self._class_parts[k], t, self.size, 0, self.frame_shape, np.int16)
+        recon, p_eff = q.decode(codes, cls, p.residual.prediction(pred, self.size), self.frame_shape)
+        if not key:
+            self._digest.update(be.to_host(p_eff))
+        recon = be.to_host(recon)
+        a, b = self._out_bounds[t], self._out_bounds[t + 1]
+        if b > a:
+            recon = recon.copy()
+            recon[self.outlier_idx[a:b] - t * self.size] = self.outlier_val[a:b]
+        self._t += 1
+        return recon.reshape(self.frame_shape)
+
+    def digest(self) -> bytes:
+        return self._digest.digest()
+
+    def verify(self) -> None:
+        """After the last frame: the predictions must equal the encoder's, bit for bit."""
+        if self._t != self.n_frames:
+            raise CodecError(f"only {self._t} of {self.n_frames} frames were decoded")
+        if self.digest() != self.expected_digest:
+            raise CodecError("prediction digest mismatch: this decoder's predictions differ from the "
+                             "encoder's (different model, library or platform), so the output would be wrong")
+
+
+__all__ = ["Pipeline", "ChunkEncoder", "ChunkDecoder", "CodecConfig", "STAGES"]

@@ -1,0 +1,437 @@
+"""The codec's five stages, each a small codec with encode, decode and a JSON config.
+
+    frames -Residual-> residual -Quantize-> codes -Spatial-> symbols -Entropy-> bytes -Zstd-> bytes
+
+The pipeline (pipeline.py) checks this order. The stages work frame by frame so the
+encoder can hand each reconstruction back to the predictor (closed loop). For speed,
+Residual's subtraction runs inside Quantize's kernels (the residual x - prediction is
+formed per element in registers) and Spatial emits zigzagged symbols in the same pass;
+``Residual.encode/decode`` are that arithmetic on whole arrays, for reference and tests.
+"""
+
+from __future__ import annotations
+
+import struct
+
+import numpy as np
+import zstandard
+
+from ..errors import CodecError, ConfigError
+from . import _scalar as S
+from .config import CodecConfig, check_dtype
+
+INT_RANGE = {"uint8": (0, 255), "uint16": (0, 65535), "int16": (-32768, 32767)}
+REMAP_MAX = 1 << 16  # partitions whose symbols go beyond this are not ranked
+_UINT = {1: np.uint8, 2: np.uint16, 4: np.uint32, 8: np.uint64}
+
+
+def width_of(v: int) -> int:
+    """Bytes needed for unsigned v."""
+    return 1 if v < 1 << 8 else 2 if v < 1 << 16 else 4 if v < 1 << 32 else 8
+
+
+class Stage:
+    """A codec stage. ``consumes``/``produces`` name what flows in and out."""
+
+    name = "stage"
+    consumes = ""
+    produces = ""
+
+    def config(self) -> dict:
+        return {"id": self.name}
+
+
+# =========================================================================== 1. Residual
+class Residual(Stage):
+    """Frame minus prediction in a type that never overflows: int32 for 8/16-bit integers
+    (after the prediction is rounded and clipped to the data's range), the int64 difference
+    of order-preserving integer images for lossless float32 (exact for every bit pattern,
+    NaN payloads included), float64 for lossy float32."""
+
+    name = "residual"
+    consumes = "frames"
+    produces = "residual"
+
+    def __init__(self, cfg: CodecConfig, backend) -> None:
+        self.cfg, self.be = cfg, backend
+        self.dtype = check_dtype(cfg.dtype)
+        self.lo, self.hi = INT_RANGE.get(cfg.dtype, (0, 0))
+
+    def config(self) -> dict:
+        return {"id": self.name, "dtype": self.cfg.dtype}
+
+    def prediction(self, pred, size: int):
+        """The raw prediction as a flat float32 array (zeros for a keyframe)."""
+        if pred is None:
+            return self.be.zeros(size, np.float32)
+        p = self.be.asarray(pred).astype(np.float32, copy=False).ravel()
+        if p.size != size:
+            raise ConfigError(f"prediction has {p.size} elements, the frame {size}")
+        return p
+
+    def effective(self, pred, size: int) -> np.ndarray:
+        """What codes are added to: for integers, rint(prediction) clipped to the range."""
+        p = self.be.to_host(self.prediction(pred, size)).astype(np.float64)
+        if self.cfg.is_float:
+            return p.astype(np.float32)
+        with np.errstate(invalid="ignore"):
+            p = np.where(np.isnan(p), self.lo, p)
+        return np.clip(np.rint(p), self.lo, self.hi).astype(np.int64)
+
+    def encode(self, x, pred) -> np.ndarray:
+        x = np.asarray(x).ravel()
+        p = self.effective(pred, x.size)
+        if not self.cfg.is_float:
+            return x.astype(np.int32) - p.astype(np.int32)
+        if self.cfg.lossless:
+            return _ord(x.view(np.int32)).astype(np.int64) - _ord(p.view(np.int32)).astype(np.int64)
+        return x.astype(np.float64) - p.astype(np.float64)
+
+    def decode(self, r, pred) -> np.ndarray:
+        r = np.asarray(r)
+        p = self.effective(pred, r.size)
+        if not self.cfg.is_float:
+            return np.clip(r.astype(np.int64) + p, self.lo, self.hi).astype(self.dtype)
+        if self.cfg.lossless:
+            o = (r.astype(np.int64) + _ord(p.view(np.int32))).astype(np.int32)
+            return _ord(o).view(np.float32)
+        return (p.astype(np.float64) + r).astype(np.float32)
+
+
+def _ord(bits: np.ndarray) -> np.ndarray:
+    """numpy twin of _scalar.float_ord (an involution on int32 bit patterns)."""
+    return bits ^ ((bits >> 31) & np.int32(0x7FFFFFFF))
+
+
+# =========================================================================== 2. Quantize
+class QFrame:
+    """One frame after quantization: codes, pwrel classes, outlier mask, reconstruction,
+    and the effective prediction (for the digest)."""
+
+    __slots__ = ("codes", "classes", "mask", "recon", "pred")
+
+    def __init__(self, codes, classes, mask, recon, pred) -> None:
+        self.codes, self.classes, self.mask, self.recon, self.pred = codes, classes, mask, recon, pred
+
+
+class Quantize(Stage):
+    """Error-bounded quantization of the residual.
+
+    * ``linear``: SZ-style linear scaling, code = round(r / 2E) (integers: bins of 2e+1),
+      reconstruction p + code*2E.
+    * ``merge``: TEZip's interval merging, scanned in independent blocks; consecutive
+      residuals whose [r-E, r+E] still intersect share one code, giving runs.
+    * ``pwrel``: linear, with a per-element bound b * 2**(e-1) chosen by the element's
+      binary exponent e (its "class", stored as class(x) - class(prediction)): since
+      |x| >= 2**(e-1), the bound b*|x| holds; zeros are exact.
+
+    Integers use exact integer arithmetic. For float32, each reconstruction is rounded to
+    float32 and checked against the bound in float64; elements that fail (rounding, or
+    NaN/Inf) are stored exactly as outliers.
+    """
+
+    name = "quantize"
+    consumes = "residual"
+    produces = "codes"
+
+    def __init__(self, cfg: CodecConfig, backend) -> None:
+        self.cfg, self.be = cfg, backend
+        self.dtype = check_dtype(cfg.dtype)
+        self.lo, self.hi = INT_RANGE.get(cfg.dtype, (0, 0))
+        fl = cfg.is_float
+        span = self.hi - self.lo  # integer bounds beyond the range change nothing
+        self.code_dtype = np.dtype(np.int16 if cfg.dtype == "uint8" else np.int32)
+        if cfg.lossless:
+            self.kind = "float-ord" if fl else "int-linear"
+            self.e, self.step, self.unit, self.bound = 0, 1, 1, 0.0
+            if fl:
+                self.code_dtype = np.dtype(np.int64)
+        elif cfg.mode == "pwrel":
+            self.kind = "float-pwrel" if fl else "int-pwrel"
+            self._pwrel_tables(float(cfg.bounds[0]), span)
+        else:
+            E = cfg.effective_abs_bound()
+            self.bound = E
+            if fl:
+                self.kind = "float-" + cfg.quantizer
+                self.step = 2.0 * E
+                self.unit = self.step if cfg.quantizer == "linear" else E
+            else:
+                self.e = int(min(E, span))
+                self.step = 2 * self.e + 1
+                self.kind = "int-" + cfg.quantizer
+                self.unit = self.step if cfg.quantizer == "linear" else 1
+
+    def _pwrel_tables(self, b: float, span: int) -> None:
+        be = self.be
+        if self.cfg.is_float:
+            k = np.arange(S.F_CLASS_MIN, S.F_CLASS_MAX + 1)
+            bound = np.minimum(b * np.ldexp(1.0, (k - 1).astype(np.int32)), 1e300)
+            bound[k <= S.F_ZERO] = 0.0
+            self.bound_tab = be.asarray(bound.astype(np.float64))
+            self.step_tab = be.asarray(np.where(bound > 0, 2.0 * bound, 1.0).astype(np.float64))
+        else:
+            k = np.arange(S.I_CLASS_MIN, S.I_CLASS_MAX + 1)
+            e = np.minimum(np.floor(b * np.ldexp(1.0, np.maximum(k, 0).astype(np.int32))), span)
+            e[k == S.I_ZERO] = 0
+            self.step_tab = be.asarray((2 * e.astype(np.int64) + 1).astype(np.int64))
+
+    def config(self) -> dict:
+        return {"id": self.name, "kind": self.kind, "mode": self.cfg.mode, "bounds": list(self.cfg.bounds),
+                "block": self.cfg.block}
+
+    @property
+    def has_classes(self) -> bool:
+        return self.kind.endswith("pwrel")
+
+    @property
+    def has_outliers(self) -> bool:
+        return self.kind in ("float-linear", "float-merge", "float-pwrel")
+
+    def encode(self, x, p, frame_shape) -> QFrame:
+        """Quantize one frame: x and p (float32 prediction) flat."""
+        be, k, lo, hi = self.be, self.kind, self.lo, self.hi
+        sh = frame_shape
+        if k == "int-linear":
+            codes, recon, pi = be.quant_int_linear(x, p, lo, hi, self.e, self.step, self.code_dtype, sh)
+            return QFrame(codes, None, None, recon, pi)
+        if k == "int-merge":
+            codes, recon, pi = be.merge_int(x, p, lo, hi, self.e, frame_shape, self.cfg.block, self.code_dtype)
+            return QFrame(codes, None, None, recon, pi)
+        if k == "int-pwrel":
+            codes, cls, recon, pi = be.pwrel_int(x, p, lo, hi, self.step_tab, self.code_dtype, sh)
+            return QFrame(codes, cls, None, recon, pi)
+        if k == "float-ord":
+            return QFrame(be.ord_residual(x, p, sh), None, None, x, p)
+        if k == "float-linear":
+            codes, recon, mask = be.quant_float_linear(x, p, self.bound, self.step, sh)
+            return QFrame(codes, None, mask, recon, p)
+        if k == "float-merge":
+            codes, recon, mask = be.merge_float(x, p, self.unit, self.bound, frame_shape, self.cfg.block)
+            return QFrame(codes, None, mask, recon, p)
+        codes, cls, recon, mask = be.pwrel_float(x, p, self.bound_tab, self.step_tab, sh)
+        return QFrame(codes, cls, mask, recon, p)
+
+    def decode(self, codes, classes, p, frame_shape):
+        """-> (reconstruction before outliers are patched in, effective prediction)."""
+        be, k, sh = self.be, self.kind, frame_shape
+        if k in ("int-linear", "int-merge"):
+            return be.deq_int(codes, p, self.lo, self.hi, self.unit, self.dtype, sh)
+        if k == "int-pwrel":
+            recon, pi, err = be.depwrel_int(codes, classes, p, self.lo, self.hi, self.step_tab, self.dtype, sh)
+            if err:
+                raise CodecError("corrupted payload: pwrel class out of range")
+            return recon, pi
+        if k == "float-ord":
+            return be.ord_recon(codes, p, sh), p
+        if k in ("float-linear", "float-merge"):
+            return be.deq_float(codes, p, self.unit, sh), p
+        recon, err = be.depwrel_float(codes, classes, p, self.step_tab, sh)
+        if err:
+            raise CodecError("corrupted payload: pwrel class out of range")
+        return recon, p
+
+
+# =========================================================================== 3. Spatial
+SPATIAL_KIND = {"none": 0, "row": 1, "lorenzo": 2}
+
+
+class Spatial(Stage):
+    """Density-based spatial encoding: neighbour deltas inside each channel plane (never
+    across interleaved channels, unlike TEZip); keyframes and predicted frames each have
+    their own kind. Symbols are zigzagged (signed -> unsigned) and stay in the frame's
+    (H, W, C) order, which zstd compresses better than planes (see _scalar.py)."""
+
+    name = "spatial"
+    consumes = "codes"
+    produces = "symbols"
+
+    def __init__(self, cfg: CodecConfig, backend) -> None:
+        self.cfg, self.be = cfg, backend
+        self.key_kind = SPATIAL_KIND[cfg.spatial_key]
+        self.pred_kind = SPATIAL_KIND[cfg.resolved_spatial_pred()]
+
+    def config(self) -> dict:
+        return {"id": self.name, "key": self.cfg.spatial_key, "pred": self.cfg.resolved_spatial_pred()}
+
+    def kind(self, key: bool) -> int:
+        return self.key_kind if key else self.pred_kind
+
+    def encode(self, codes, frame_shape, kind: int):
+        """-> (planar symbols, largest symbol)."""
+        return self.be.pack(codes, frame_shape, kind)
+
+
+# =========================================================================== 4. Entropy
+def plan_partitions(keys, per_frame: int, limit: int) -> list[tuple[int, int]]:
+    """Consecutive frames of one kind (keyframe / predicted), at most `limit` elements
+    per partition unless a single frame is larger."""
+    parts: list[tuple[int, int]] = []
+    t0 = 0
+    n = len(keys)
+    for t in range(1, n + 1):
+        if t == n or keys[t] != keys[t0] or (t - t0 + 1) * per_frame > limit:
+            parts.append((t0, t))
+            t0 = t
+    return parts
+
+
+_DESC = struct.Struct("<BBI")  # mode (0 plain, 1 ranked), width in bytes, rank table length
+
+
+class Partition:
+    """A decoded partition descriptor: where its data lies in the body."""
+
+    __slots__ = ("t0", "t1", "width", "table", "data")
+
+    def __init__(self, t0, t1, width, table, data) -> None:
+        self.t0, self.t1, self.width, self.table, self.data = t0, t1, width, table, data
+
+
+class Entropy(Stage):
+    """Partitioned entropy encoding: per partition, a frequency-ranked remap of the
+    symbols (its table stored) when that narrows the symbol width, the narrowest integer
+    width, and a byte-plane shuffle of multi-byte symbols. zstd follows."""
+
+    name = "entropy"
+    consumes = "symbols"
+    produces = "bytes"
+
+    def __init__(self, cfg: CodecConfig, backend) -> None:
+        self.cfg, self.be = cfg, backend
+
+    def config(self) -> dict:
+        return {"id": self.name, "remap": self.cfg.entropy, "partition": self.cfg.partition,
+                "shuffle": self.cfg.shuffle}
+
+    def encode(self, frames: list, keys, per_frame: int, out: list) -> None:
+        """frames: [(planar symbols, largest symbol)] per frame; appends byte blocks."""
+        be = self.be
+        for t0, t1 in plan_partitions(keys, per_frame, self.cfg.partition):
+            m = max(frames[t][1] for t in range(t0, t1))
+            width, lut, table = width_of(m), None, None
+            if self.cfg.entropy and width > 1 and m < REMAP_MAX:
+                counts = be.to_host(be.histogram(frames[t0][0], m + 1))
+                for t in range(t0 + 1, t1):
+                    counts = counts + be.to_host(be.histogram(frames[t][0], m + 1))
+                syms = np.flatnonzero(counts)
+                if width_of(len(syms) - 1) < width:
+                    order = np.argsort(-counts[syms], kind="stable")
+                    table = syms[order].astype(np.uint32)
+                    lut = np.zeros(m + 1, np.uint32)
+                    lut[table] = np.arange(len(table), dtype=np.uint32)
+                    width = width_of(len(table) - 1)
+            n = (t1 - t0) * per_frame
+            data = np.empty(n * width, np.uint8)
+            for t in range(t0, t1):
+                be.emit(frames[t][0], None if lut is None else be.asarray(lut), width, self.cfg.shuffle, data,
+                        (t - t0) * per_frame, n)
+            out.append(_DESC.pack(0 if table is None else 1, width, 0 if table is None else len(table)))
+            if table is not None:
+                out.append(table.tobytes())
+            out.append(data)
+
+    def parse(self, reader: "Reader", keys, per_frame: int, sym_bytes: int) -> list[Partition]:
+        """Read the partition descriptors of one stream (data stays in the body)."""
+        parts = []
+        for t0, t1 in plan_partitions(keys, per_frame, self.cfg.partition):
+            n = (t1 - t0) * per_frame
+            mode, width, ntab = reader.unpack(_DESC)
+            if mode not in (0, 1) or width not in _UINT or width > sym_bytes or (mode == 0 and ntab):
+                raise CodecError(f"corrupted payload: bad partition descriptor ({mode}, {width}, {ntab})")
+            if mode == 1 and not 1 <= ntab <= min(REMAP_MAX, n):
+                raise CodecError(f"corrupted payload: rank table of {ntab} symbols for {n} elements")
+            table = self.be.asarray(reader.array(np.uint32, ntab)) if mode == 1 else None
+            parts.append(Partition(t0, t1, width, table, reader.array(np.uint8, n * width)))
+        return parts
+
+    def decode(self, part: Partition, t: int, per_frame: int, kind: int, frame_shape, code_dtype):
+        """Symbols of frame t from its partition -> codes (inverse spatial included)."""
+        n = (part.t1 - part.t0) * per_frame
+        q, bad = self.be.unpack(part.data, (t - part.t0) * per_frame, n, part.width, self.cfg.shuffle,
+                                part.table, kind, frame_shape, code_dtype)
+        if bad:
+            raise CodecError(f"corrupted payload: {bad} symbols outside the rank table")
+        return q
+
+
+class Reader:
+    """Bounds-checked reads from a decoded body; any overrun is a CodecError."""
+
+    def __init__(self, buf) -> None:
+        self.buf, self.pos = memoryview(buf), 0
+
+    def take(self, n: int) -> memoryview:
+        if n < 0 or self.pos + n > len(self.buf):
+            raise CodecError(f"corrupted payload: needs {n} bytes at offset {self.pos}, "
+                             f"only {len(self.buf) - self.pos} left")
+        view = self.buf[self.pos:self.pos + n]
+        self.pos += n
+        return view
+
+    def unpack(self, st: struct.Struct):
+        return st.unpack(self.take(st.size))
+
+    def array(self, dtype, count: int) -> np.ndarray:
+        dt = np.dtype(dtype)
+        return np.frombuffer(self.take(count * dt.itemsize), dt)
+
+    def done(self) -> None:
+        if self.pos != len(self.buf):
+            raise CodecError(f"corrupted payload: {len(self.buf) - self.pos} unexpected trailing bytes")
+
+
+# =========================================================================== 5. zstd
+class Zstd(Stage):
+    """zstd framing with content size and checksum, so truncation or corruption of the
+    compressed body is always detected."""
+
+    name = "zstd"
+    consumes = "bytes"
+    produces = "bytes"
+
+    def __init__(self, cfg: CodecConfig, backend=None) -> None:
+        self.cfg = cfg
+        self._c = zstandard.ZstdCompressor(level=cfg.zstd_level, write_checksum=True, write_content_size=True)
+        self._d = zstandard.ZstdDecompressor()
+
+    def config(self) -> dict:
+        return {"id": self.name, "level": self.cfg.zstd_level}
+
+    def encode(self, data) -> bytes:
+        return self._c.compress(data)
+
+    def decode(self, data, expected: int) -> bytes:
+        try:
+            params = zstandard.get_frame_parameters(data)
+            if params.content_size != expected:
+                raise CodecError(f"corrupted payload: zstd frame holds {params.content_size} bytes, "
+                                 f"header says {expected}")
+            out = self._d.decompress(data, max_output_size=expected)
+        except zstandard.ZstdError as exc:
+            raise CodecError(f"corrupted payload: zstd: {exc}") from None
+        if len(out) != expected:
+            raise CodecError(f"corrupted payload: zstd gave {len(out)} bytes, expected {expected}")
+        return out
+
+
+STAGES = {cls.name: cls for cls in (Residual, Quantize, Spatial, Entropy, Zstd)}
+ORDER = ("residual", "quantize", "spatial", "entropy", "zstd")
+
+
+def check_order(names: list[str]) -> None:
+    """Each stage must consume what the previous one produces, frames in, bytes out."""
+    if not names:
+        raise ConfigError("a codec pipeline needs stages")
+    flow = "frames"
+    for name in names:
+        if name not in STAGES:
+            raise ConfigError(f"unknown codec stage {name!r} (known: {', '.join(STAGES)})")
+        st = STAGES[name]
+        if st.consumes != flow:
+            raise ConfigError(f"stage {name!r} consumes {st.consumes}, but the stage before it produces {flow}")
+        flow = st.produces
+    if len(set(names)) != len(names):
+        raise ConfigError("a codec stage appears twice")
+    if names[-1] != "zstd":
+        raise ConfigError("a codec pipeline must end with the zstd stage")
