@@ -44,6 +44,10 @@ def build_parser() -> argparse.ArgumentParser:
                        "missing.")
     p.add_argument("--json", action="store_true", help="print the report as JSON")
     p.set_defaults(func=_cmd_doctor)
+
+    from .predict import commands as predict_commands
+
+    predict_commands.register(sub)
     return parser
 
 

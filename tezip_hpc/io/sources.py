@@ -1,0 +1,206 @@
+"""Frame sources: a folder of images, a .npy file, or an HDF5 dataset (``file.h5:/path``).
+
+A source knows its shape (T, H, W, C) and dtype without reading pixels, and reads any
+frame range on demand, so each rank reads only its own frames and memory does not grow
+with the series' length.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from ..codec.config import DTYPES
+from ..errors import ConfigError, InputError
+
+IMAGE_SUFFIXES = (".png", ".tif", ".tiff", ".bmp", ".jpg", ".jpeg", ".pgm", ".ppm", ".webp", ".gif")
+# Pillow modes we read, and what they become.
+_MODES = {"L": (np.uint8, 1), "RGB": (np.uint8, 3), "I;16": (np.uint16, 1), "I;16B": (np.uint16, 1),
+          "I;16L": (np.uint16, 1)}
+
+
+def split_h5_spec(spec: str) -> tuple[str, str] | None:
+    """'file.h5:/path/to/ds' -> ('file.h5', '/path/to/ds'); None if not of that form."""
+    m = re.match(r"^(.*\.(?:h5|hdf5|he5|nxs)):(/.*)$", str(spec))
+    return (m.group(1), m.group(2)) if m else None
+
+
+@dataclass
+class FrameSource:
+    """Base class. ``channel_axis`` is False when the input had shape (T, H, W)."""
+
+    spec: str
+    shape: tuple[int, int, int, int]
+    dtype: np.dtype
+    channel_axis: bool = True
+    names: list[str] | None = None
+    image_mode: str | None = None
+    kind: str = ""
+    attrs: dict = field(default_factory=dict)
+
+    @property
+    def n_frames(self) -> int:
+        return self.shape[0]
+
+    @property
+    def frame_shape(self) -> tuple[int, int, int]:
+        return self.shape[1:]  # type: ignore[return-value]
+
+    @property
+    def nbytes(self) -> int:
+        return int(np.prod(self.shape)) * self.dtype.itemsize
+
+    def read(self, start: int, stop: int) -> np.ndarray:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def close(self) -> None:
+        pass
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+
+def _check(dtype, shape, spec) -> tuple[np.dtype, tuple]:
+    dt = np.dtype(dtype)
+    if dt.name not in DTYPES:
+        raise ConfigError(f"{spec}: data type {dt} is not supported (supported: {', '.join(DTYPES)})")
+    if len(shape) not in (3, 4):
+        raise InputError(f"{spec}: frames must have shape (T,H,W) or (T,H,W,C), got {tuple(shape)}")
+    if shape[0] == 0:
+        raise InputError(f"{spec}: the input holds no frames")
+    if any(s < 1 for s in shape):
+        raise InputError(f"{spec}: empty dimension in shape {tuple(shape)}")
+    return dt, tuple(int(s) for s in shape)
+
+
+class NpySource(FrameSource):
+    """A .npy array, memory-mapped."""
+
+    def __init__(self, path: str) -> None:
+        try:
+            arr = np.load(path, mmap_mode="r", allow_pickle=False)
+        except FileNotFoundError:
+            raise InputError(f"{path}: no such file") from None
+        except (ValueError, OSError) as exc:
+            raise InputError(f"{path}: not a readable .npy file ({exc})") from None
+        dt, shape = _check(arr.dtype, arr.shape, path)
+        if not dt.isnative:
+            raise ConfigError(f"{path}: big-endian arrays are not supported")
+        super().__init__(path, shape + (1,) if len(shape) == 3 else shape, dt, len(shape) == 4, kind="npy")
+        self._arr = arr
+
+    def read(self, start: int, stop: int) -> np.ndarray:
+        return np.ascontiguousarray(self._arr[start:stop]).reshape((stop - start,) + self.frame_shape)
+
+
+class H5Source(FrameSource):
+    """An HDF5 dataset, read by slices (serially, or by each rank on its own)."""
+
+    def __init__(self, path: str, dset: str) -> None:
+        import h5py
+
+        if not os.path.exists(path):
+            raise InputError(f"{path}: no such file")
+        try:
+            self._f = h5py.File(path, "r")
+        except OSError as exc:
+            raise InputError(f"{path}: not a readable HDF5 file ({exc})") from None
+        if dset not in self._f or not isinstance(self._f[dset], h5py.Dataset):
+            self._f.close()
+            raise InputError(f"{path}: no dataset {dset}")
+        ds = self._f[dset]
+        dt, shape = _check(ds.dtype, ds.shape, f"{path}:{dset}")
+        super().__init__(f"{path}:{dset}", shape + (1,) if len(shape) == 3 else shape, dt, len(shape) == 4,
+                         kind="hdf5")
+        self._ds = ds
+
+    def read(self, start: int, stop: int) -> np.ndarray:
+        return np.ascontiguousarray(self._ds[start:stop]).reshape((stop - start,) + self.frame_shape)
+
+    def close(self) -> None:
+        self._f.close()
+
+
+def list_images(folder: Path) -> list[Path]:
+    """Image files of a folder, sorted by name (TEZip's order)."""
+    return sorted((p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES),
+                  key=lambda p: p.name)
+
+
+class ImageFolderSource(FrameSource):
+    """A folder of images of one size and mode (L, RGB or I;16), sorted by file name."""
+
+    def __init__(self, folder: str) -> None:
+        from PIL import Image
+
+        root = Path(folder)
+        if not root.is_dir():
+            raise InputError(f"{folder}: no such folder")
+        files = list_images(root)
+        if not files:
+            raise InputError(f"{folder}: no image files ({', '.join(IMAGE_SUFFIXES)}) in this folder")
+        size = mode = None
+        for f in files:  # headers only: cheap, and every mismatch is caught before any work
+            try:
+                with Image.open(f) as im:
+                    m, s = im.mode, im.size
+            except OSError as exc:
+                raise InputError(f"{f}: not a readable image ({exc})") from None
+            if m == "P":
+                m = "RGB"
+            if m == "I":
+                raise InputError(f"{f}: 32-bit integer images are not supported (use L, RGB or I;16)")
+            if m not in _MODES and m not in ("RGBA", "LA", "1"):
+                raise InputError(f"{f}: image mode {m} is not supported (use L, RGB or I;16)")
+            if size is None:
+                size, mode = s, m
+            elif s != size:
+                raise InputError(f"{f}: image size {s[0]}x{s[1]} differs from {size[0]}x{size[1]} of "
+                                 f"{files[0].name}: all frames must have one size")
+            elif m != mode:
+                raise InputError(f"{f}: image mode {m} differs from {mode} of {files[0].name}")
+        if mode in ("RGBA", "LA", "1"):
+            mode = "RGB" if mode == "RGBA" else "L"
+        dt, c = _MODES[mode]
+        W, H = size
+        super().__init__(folder, (len(files), H, W, c), np.dtype(dt), c > 1, [f.name for f in files],
+                         "I;16" if dt == np.uint16 else mode, kind="images")
+        self._files = files
+
+    def read(self, start: int, stop: int) -> np.ndarray:
+        from PIL import Image
+
+        out = np.empty((stop - start,) + self.frame_shape, self.dtype)
+        for k, f in enumerate(self._files[start:stop]):
+            with Image.open(f) as im:
+                if self.image_mode == "RGB" and im.mode != "RGB":
+                    im = im.convert("RGB")
+                elif self.image_mode == "L" and im.mode != "L":
+                    im = im.convert("L")
+                a = np.asarray(im)
+            out[k] = a.astype(self.dtype, copy=False).reshape(self.frame_shape)
+        return out
+
+
+def open_source(spec: str) -> FrameSource:
+    """A frame source from INPUT: a folder of images, a .npy file, or file.h5:/dataset."""
+    spec = str(spec)
+    h5 = split_h5_spec(spec)
+    if h5:
+        return H5Source(*h5)
+    if spec.endswith((".h5", ".hdf5")):
+        raise ConfigError(f"{spec}: name the dataset too, as {spec}:/path/to/dataset")
+    if spec.endswith(".npy"):
+        return NpySource(spec)
+    if os.path.isdir(spec):
+        return ImageFolderSource(spec)
+    if not os.path.exists(spec):
+        raise InputError(f"{spec}: no such file or folder")
+    raise ConfigError(f"{spec}: unknown input kind (use a folder of images, a .npy file or file.h5:/dataset)")
