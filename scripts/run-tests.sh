@@ -4,6 +4,7 @@
 # MPIEXEC_TIMEOUT (and an outer `timeout`), so it fails instead of hanging.
 #
 # Usage: scripts/run-tests.sh [all|serial|mpi|slow] [extra pytest args]
+# Phases: serial suite; GPU kernels under numba's CUDA simulator; MPI suite at n=2 and n=3.
 set -uo pipefail
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$here" || exit 1
@@ -23,7 +24,12 @@ t0=$SECONDS
 
 run_serial() {
   echo "=== serial suite"
-  "$py" -m pytest -m "not mpi and not slow" --junitxml="$results/serial.xml" "$@" || status=1
+  "$py" -m pytest -m "not mpi and not slow and not cudasim" --junitxml="$results/serial.xml" "$@" || status=1
+}
+
+run_cudasim() {
+  echo "=== GPU kernels under numba's CUDA simulator (NUMBA_ENABLE_CUDASIM=1)"
+  NUMBA_ENABLE_CUDASIM=1 "$py" -m pytest -m "cudasim" -q --junitxml="$results/cudasim.xml" "$@" || status=1
 }
 
 run_mpi() {
@@ -44,12 +50,14 @@ run_mpi() {
 }
 
 case $what in
-  all) run_serial "$@"; run_mpi 2 "$@"; run_mpi 3 "$@" ;;
-  serial) run_serial "$@" ;;
+  all) run_serial "$@"; run_cudasim "$@"; run_mpi 2 "$@"; run_mpi 3 "$@" ;;
+  serial) run_serial "$@"; run_cudasim "$@" ;;
   mpi) run_mpi 2 "$@"; run_mpi 3 "$@" ;;
   slow)
-    echo "=== slow suite"
-    "$py" -m pytest -m slow --junitxml="$results/slow.xml" "$@" || status=1 ;;
+    echo "=== slow suite: property tests at 100,000 examples each, plus tests marked slow"
+    "$py" -m pytest --hypothesis-profile=slow -m "not mpi and not cudasim" --junitxml="$results/slow.xml" \
+      tests/codec/test_properties.py "$@" || status=1
+    "$py" -m pytest -m "slow and not mpi" --junitxml="$results/slow-marked.xml" "$@" || [ $? = 5 ] || status=1 ;;
   *) echo "run-tests.sh: unknown suite '$what' (all|serial|mpi|slow)" >&2; exit 2 ;;
 esac
 

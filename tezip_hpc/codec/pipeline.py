@@ -7,7 +7,8 @@ the next frame from exactly what the decoder will have: closed loop), then the w
 chunk is packed. Layout (little-endian)::
 
     magic "TZC1" | u8 version | u8 flags | u16 reserved | u32 T, H, W, C
-    | u64 outliers | u64 body bytes | 32-byte sha256 of the effective predictions
+    | u64 outliers | u64 body bytes | 8-byte tag of the codec configuration
+    | 32-byte sha256 of the effective predictions
     | zstd frame of the body: key flags (T bytes), code stream, class stream (pwrel),
       outlier index gaps and exact values
 
@@ -28,7 +29,7 @@ from .stages import ORDER, STAGES, Entropy, Quantize, Reader, Residual, Spatial,
 
 MAGIC = b"TZC1"
 CONTAINER_VERSION = 1
-_HEAD = struct.Struct("<4sBBHIIIIQQ32s")
+_HEAD = struct.Struct("<4sBBHIIIIQQ8s32s")
 HEADER_SIZE = _HEAD.size
 FLAG_FLOAT, FLAG_CLASSES = 1, 2
 
@@ -49,6 +50,7 @@ class Pipeline:
         self.entropy = Entropy(config, self.be)
         self.zstd = Zstd(config, self.be)
         self.dtype = check_dtype(config.dtype)
+        self.tag = hashlib.sha256(config.to_json().encode()).digest()[:8]
 
     @property
     def stages(self):
@@ -178,7 +180,7 @@ class ChunkEncoder:
             body.append(_pack_u64(gaps, p.config.shuffle))
             body.append(vals.astype(p.dtype).tobytes())
         raw = b"".join(body)
-        head = _HEAD.pack(MAGIC, CONTAINER_VERSION, flags, 0, T, H, W, C, n_out, len(raw), self.digest())
+        head = _HEAD.pack(MAGIC, CONTAINER_VERSION, flags, 0, T, H, W, C, n_out, len(raw), p.tag, self.digest())
         return head + p.zstd.encode(raw)
 
 
@@ -205,7 +207,7 @@ class ChunkDecoder:
         self.size = H * W * C
         if len(payload) < HEADER_SIZE:
             raise CodecError(f"truncated payload: {len(payload)} bytes, the header alone is {HEADER_SIZE}")
-        magic, ver, flags, reserved, T, h, w, c, n_out, n_body, digest = _HEAD.unpack_from(payload)
+        magic, ver, flags, reserved, T, h, w, c, n_out, n_body, tag, digest = _HEAD.unpack_from(payload)
         if magic != MAGIC:
             raise CodecError(f"not a tezip_hpc chunk payload (magic {bytes(magic)!r})")
         if ver != CONTAINER_VERSION:
@@ -213,6 +215,8 @@ class ChunkDecoder:
                              f"{CONTAINER_VERSION})")
         if reserved:
             raise CodecError("corrupted payload: reserved header bits are set")
+        if tag != pipe.tag:
+            raise CodecError("payload was written with a different codec configuration (or is corrupted)")
         if (h, w, c) != (H, W, C):
             raise CodecError(f"payload frames are {h}x{w}x{c}, expected {H}x{W}x{C}")
         if T < 1 or (max_frames is not None and T > max_frames):

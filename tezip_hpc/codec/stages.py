@@ -407,7 +407,12 @@ class Zstd(Stage):
             if params.content_size != expected:
                 raise CodecError(f"corrupted payload: zstd frame holds {params.content_size} bytes, "
                                  f"header says {expected}")
-            out = self._d.decompress(data, max_output_size=expected)
+            dobj = self._d.decompressobj()
+            out = dobj.decompress(data)
+            if not dobj.eof:
+                raise CodecError("truncated payload: the zstd frame is incomplete")
+            if dobj.unused_data:
+                raise CodecError(f"corrupted payload: {len(dobj.unused_data)} bytes after the zstd frame")
         except zstandard.ZstdError as exc:
             raise CodecError(f"corrupted payload: zstd: {exc}") from None
         if len(out) != expected:

@@ -1,0 +1,91 @@
+"""The GPU backend produces the CPU backend's bytes.
+
+* ``cudasim`` tests run the numba.cuda kernels under numba's CUDA simulator; `make test`
+  runs them in their own phase with NUMBA_ENABLE_CUDASIM=1 (it must be set before numba
+  is imported), so they work on machines without a GPU.
+* ``gpu`` tests run CuPy + numba.cuda on a real device and skip, with the reason, when
+  there is none.
+"""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from tezip_hpc.codec.config import CodecConfig
+from tezip_hpc.codec.pipeline import Pipeline
+
+SIM = os.environ.get("NUMBA_ENABLE_CUDASIM") == "1"
+sim_only = pytest.mark.skipif(not SIM, reason="CUDA-simulator test: make test runs it with NUMBA_ENABLE_CUDASIM=1")
+
+CONFIGS = [
+    ("uint8", dict()),
+    ("uint8", dict(bounds=(2.0,))),
+    ("uint8", dict(bounds=(2.0,), quantizer="merge", block=7)),
+    ("uint8", dict(mode="pwrel", bounds=(0.1,))),
+    ("uint16", dict(bounds=(5.0,), spatial_key="row", spatial_pred="row")),
+    ("int16", dict(mode="rel", bounds=(0.01,), value_range=(-300.0, 300.0), entropy=False)),
+    ("float32", dict()),
+    ("float32", dict(bounds=(0.5,), spatial_pred="lorenzo")),
+    ("float32", dict(bounds=(0.5,), quantizer="merge", shuffle=False)),
+    ("float32", dict(mode="pwrel", bounds=(0.01,))),
+]
+
+
+def _data(dtype, shape, seed=0):
+    rng = np.random.default_rng(seed)
+    T, H, W, C = shape
+    if dtype == "float32":
+        x = (rng.normal(size=shape) * 100).astype(np.float32)
+        x[0, 0, 0, 0] = np.nan
+        x[-1, -1, -1, -1] = -0.0
+        x[min(1, T - 1), 0, -1, 0] = np.inf
+    else:
+        info = np.iinfo(dtype)
+        base = rng.integers(max(info.min, -200), min(info.max, 300), (H, W, C))
+        x = np.stack([np.clip(base + 3 * t + rng.integers(-3, 4, (H, W, C)), info.min, info.max)
+                      for t in range(T)]).astype(dtype)
+    p = np.concatenate([x[:1], x[:-1]]).astype(np.float32) + np.float32(0.3)
+    p[0, 0, 0, -1] = np.inf
+    return x, p
+
+
+def _compare(backend, dtype, cfg, shape, seed=0):
+    x, p = _data(dtype, shape, seed)
+    config = CodecConfig(dtype=dtype, partition=2 * int(np.prod(shape[1:])), **cfg)
+    cpu, dev = Pipeline(config, "cpu"), Pipeline(config, backend)
+    a, b = cpu.encode(x, p), dev.encode(x, p)
+    assert a == b, "GPU payload differs from the CPU payload"
+    da, db = cpu.decode(b, shape[1:], p), dev.decode(a, shape[1:], p)
+    assert da.tobytes() == db.tobytes(), "GPU decode differs from the CPU decode"
+
+
+@pytest.mark.cudasim
+@sim_only
+@pytest.mark.parametrize("dtype, cfg", CONFIGS)
+@pytest.mark.parametrize("shape", [(3, 5, 6, 2), (2, 4, 3, 1)])
+def test_simulated_gpu_kernels_give_cpu_bytes(dtype, cfg, shape):
+    _compare("gpu-sim", dtype, cfg, shape)
+
+
+@pytest.mark.cudasim
+@sim_only
+@settings(max_examples=25, deadline=None)
+@given(idx=st.integers(0, len(CONFIGS) - 1), T=st.integers(1, 3), H=st.integers(1, 5), W=st.integers(1, 5),
+       C=st.integers(1, 3), seed=st.integers(0, 1000))
+def test_simulated_gpu_random_shapes(idx, T, H, W, C, seed):
+    dtype, cfg = CONFIGS[idx]
+    _compare("gpu-sim", dtype, cfg, (T, H, W, C), seed)
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("dtype, cfg", CONFIGS)
+def test_real_gpu_gives_cpu_bytes(dtype, cfg):
+    if SIM:
+        pytest.skip("real-GPU test: the CUDA simulator is on in this run")
+    _compare("gpu", dtype, cfg, (4, 48, 64, 3))
+    _compare("gpu", dtype, cfg, (3, 257, 129, 1), seed=5)
