@@ -11,8 +11,13 @@ from .errors import TezipError
 
 EPILOG = """\
 examples:
-  tezip-hpc doctor                          check the stack (MPI, parallel HDF5, Horovod, GPUs)
-  mpirun -n 4 tezip-hpc doctor              the same, per rank
+  tezip-hpc compress frames/ -o run.h5 --mode abs --bound 2     compress (embedded PredNet)
+  tezip-hpc decompress run.h5 -o restored/                        restore the frames
+  tezip-hpc info run.h5                                           shape, bound, ratio, chunks
+  mpirun -n 4 tezip-hpc compress big.h5:/frames -o big_c.h5       the same on 4 ranks
+  tezip-hpc prepare clips/ -o train.h5 && tezip-hpc train train.h5 -o model.h5
+  tezip-hpc doctor                                                check the stack
+  `tezip-hpc COMMAND --help` explains each command.
 
 exit status: 0 ok; 1 failure; 2 bad options; 3 bad input; 4 corrupt payload; 5 bad archive;
              6 integrity (checksum/prediction digest) mismatch; 7 model problem; 8 stack incomplete
@@ -45,9 +50,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print the report as JSON")
     p.set_defaults(func=_cmd_doctor)
 
+    from . import commands, demo
     from .predict import commands as predict_commands
 
+    commands.register(sub)
     predict_commands.register(sub)
+    demo.register(sub)
     return parser
 
 

@@ -97,7 +97,10 @@ class NpySource(FrameSource):
         self._arr = arr
 
     def read(self, start: int, stop: int) -> np.ndarray:
-        return np.ascontiguousarray(self._arr[start:stop]).reshape((stop - start,) + self.frame_shape)
+        try:
+            return np.ascontiguousarray(self._arr[start:stop]).reshape((stop - start,) + self.frame_shape)
+        except (OSError, ValueError) as exc:
+            raise InputError(f"{self.spec}: cannot read frames {start}..{stop - 1} ({exc})") from None
 
 
 class H5Source(FrameSource):
@@ -122,7 +125,10 @@ class H5Source(FrameSource):
         self._ds = ds
 
     def read(self, start: int, stop: int) -> np.ndarray:
-        return np.ascontiguousarray(self._ds[start:stop]).reshape((stop - start,) + self.frame_shape)
+        try:
+            return np.ascontiguousarray(self._ds[start:stop]).reshape((stop - start,) + self.frame_shape)
+        except OSError as exc:
+            raise InputError(f"{self.spec}: cannot read frames {start}..{stop - 1} ({exc})") from None
 
     def close(self) -> None:
         self._f.close()
@@ -179,13 +185,16 @@ class ImageFolderSource(FrameSource):
 
         out = np.empty((stop - start,) + self.frame_shape, self.dtype)
         for k, f in enumerate(self._files[start:stop]):
-            with Image.open(f) as im:
-                if self.image_mode == "RGB" and im.mode != "RGB":
-                    im = im.convert("RGB")
-                elif self.image_mode == "L" and im.mode != "L":
-                    im = im.convert("L")
-                a = np.asarray(im)
-            out[k] = a.astype(self.dtype, copy=False).reshape(self.frame_shape)
+            try:
+                with Image.open(f) as im:
+                    if self.image_mode == "RGB" and im.mode != "RGB":
+                        im = im.convert("RGB")
+                    elif self.image_mode == "L" and im.mode != "L":
+                        im = im.convert("L")
+                    a = np.asarray(im)
+                out[k] = a.astype(self.dtype, copy=False).reshape(self.frame_shape)
+            except (OSError, ValueError) as exc:
+                raise InputError(f"{f}: cannot read the image ({exc})") from None
         return out
 
 

@@ -1,0 +1,396 @@
+"""The tezip_hpc archive: one HDF5 file, format v1 (specified in docs/FORMAT.md).
+
+    /                 attributes: format, format_version, tool_version, created, shape, dtype,
+                      channel_axis, mode, bounds, value_range, policy (JSON), codec (JSON),
+                      predictor, predictor_sha256, predictor_config (JSON), model_embedded,
+                      image_mode, input_bytes, payload_bytes, n_chunks, complete (set last)
+    /payload          uint8[total]: the chunk payloads back to back
+    /chunks/first_frame  int64[n]   first frame of each chunk
+    /chunks/n_frames     int64[n]   frames in each chunk
+    /chunks/offset       int64[n]   payload offset in /payload
+    /chunks/size         int64[n]   payload size in bytes
+    /chunks/sha256       S64[n]     sha256 of each payload (hex)
+    /chunks/pred_digest  S64[n]     sha256 of each chunk's effective predictions (hex)
+    /keyframes        uint8[T]: 1 for keyframes
+    /names            variable-length strings: the source file names (image folders only)
+    /model            uint8[...]: the predictor's model file, when embedded
+
+Writers write to a temporary name in the target folder and rename it at the end, after
+setting ``complete``; readers refuse anything else. Metadata operations are collective
+(every rank, same calls, same order); payload writes are independent.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import time
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from .. import __version__
+from ..errors import ArchiveError, ConfigError, IntegrityError
+
+FORMAT_NAME = "tezip_hpc"
+FORMAT_VERSION = 1
+INDEX_FIELDS = ("first_frame", "n_frames", "offset", "size")
+
+
+def sha256_hex(data) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+@dataclass
+class ChunkEntry:
+    """One row of the chunk index."""
+
+    first_frame: int
+    n_frames: int
+    offset: int
+    size: int
+    sha256: str
+    pred_digest: str
+
+
+def _h5():
+    import h5py
+
+    return h5py
+
+
+def parallel_hdf5() -> bool:
+    """True when h5py was built on parallel HDF5 (the mpio driver is usable)."""
+    return bool(_h5().get_config().mpi)
+
+
+class ArchiveWriter:
+    """Collective writer. Every rank constructs it and calls the same methods in the same
+    order; with ``parallel`` False (one rank, or a serial h5py) only rank 0 touches the file
+    and the other ranks send it their payloads."""
+
+    def __init__(self, path: str | os.PathLike, comm, force: bool = False, input_bytes: int = 1 << 28) -> None:
+        h5py = _h5()
+        # HDF5 allocates whole chunks of /payload: size them to the input (input/256, a power
+        # of two between 4 KiB and 1 MiB) so small archives waste little and big ones stay fast.
+        self.h5_chunk = int(min(1 << 20, max(1 << 12, 1 << max(int(input_bytes // 256).bit_length() - 1, 0))))
+        self.comm = comm
+        self.rank, self.size = comm.rank, comm.size
+        self.final = Path(path)
+        self.parallel = self.size > 1 and parallel_hdf5()
+        err = None
+        tmp = None
+        if self.rank == 0:
+            try:
+                folder = self.final.resolve().parent
+                if not folder.is_dir():
+                    raise ConfigError(f"{self.final}: folder {folder} does not exist")
+                if not os.access(folder, os.W_OK):
+                    raise ConfigError(f"{self.final}: folder {folder} is not writable")
+                if self.final.exists() and not force:
+                    raise ConfigError(f"{self.final} exists (use --force to overwrite)")
+                if self.final.is_dir():
+                    raise ConfigError(f"{self.final} is a folder")
+                tmp = str(folder / f".{self.final.name}.tmp-{uuid.uuid4().hex[:8]}")
+            except ConfigError as exc:
+                err = exc
+        err, tmp = comm.bcast((err, tmp), root=0)
+        if err is not None:
+            raise err
+        self.tmp = tmp
+        self.f = None
+        # libver="latest": version-2 object headers and B-trees carry checksums, so corrupted
+        # metadata is reported by HDF5 instead of read (found by fuzzing: a flipped bit in a
+        # version-1 object header made HDF5 loop forever).
+        if self.parallel:
+            self.f = h5py.File(tmp, "w", driver="mpio", comm=comm, libver="latest")
+        elif self.rank == 0:
+            self.f = h5py.File(tmp, "w", libver="latest")
+        self.total = 0
+        self._payload = None
+
+    # ------------------------------------------------------------------ metadata (collective)
+    def write_attrs(self, attrs: dict) -> None:
+        if self.f is None:
+            return
+        for k, v in attrs.items():
+            if isinstance(v, (dict, list, tuple)) and k not in ("shape", "bounds", "value_range"):
+                v = json.dumps(v, sort_keys=True)
+            if v is None:
+                v = "null"
+            self.f.attrs[k] = v
+
+    def _payload_ds(self):
+        if self._payload is None and self.f is not None:
+            self._payload = self.f.create_dataset("payload", shape=(0,), maxshape=(None,), dtype=np.uint8,
+                                                  chunks=(self.h5_chunk,))
+        return self._payload
+
+    def append(self, payloads: list[bytes]) -> list[tuple[int, int]]:
+        """Collective round: every rank passes its (possibly empty) list of payloads; each
+        gets back (offset, size) per payload. Sizes are allgathered, offsets come from an
+        exclusive scan, the dataset is extended collectively, data written independently."""
+        mine = sum(len(p) for p in payloads)
+        sizes = self.comm.allgather(mine)
+        base = self.total + sum(sizes[:self.rank])
+        self.total += sum(sizes)
+        out = []
+        off = base
+        for p in payloads:
+            out.append((off, len(p)))
+            off += len(p)
+        if self.parallel:
+            ds = self._payload_ds()
+            ds.resize((self.total,))
+            off = base
+            for p in payloads:
+                if p:
+                    ds[off:off + len(p)] = np.frombuffer(p, np.uint8)
+                off += len(p)
+        else:
+            gathered = self.comm.gather(payloads, root=0) if self.size > 1 else [payloads]
+            if self.rank == 0:
+                ds = self._payload_ds()
+                ds.resize((self.total,))
+                off = self.total - sum(sizes)
+                for plist in gathered:
+                    for p in plist:
+                        if p:
+                            ds[off:off + len(p)] = np.frombuffer(p, np.uint8)
+                        off += len(p)
+        return out
+
+    def write_index(self, entries: list[ChunkEntry], keyframes: np.ndarray, names: list[str] | None) -> None:
+        """Collective: every rank passes the full index (allgathered by the caller)."""
+        self._payload_ds()
+        if self.f is None:
+            return
+        entries = sorted(entries, key=lambda e: e.first_frame)
+        g = self.f.create_group("chunks")
+        n = len(entries)
+        cols = {k: np.array([getattr(e, k) for e in entries], np.int64) for k in INDEX_FIELDS}
+        dsets = {k: g.create_dataset(k, shape=(n,), dtype=np.int64) for k in INDEX_FIELDS}
+        sha = g.create_dataset("sha256", shape=(n,), dtype="S64")
+        dig = g.create_dataset("pred_digest", shape=(n,), dtype="S64")
+        kf = self.f.create_dataset("keyframes", shape=keyframes.shape, dtype=np.uint8)
+        nm = None
+        if names:
+            nm = self.f.create_dataset("names", shape=(len(names),), dtype=_h5().string_dtype())
+        if self.rank == 0:  # small metadata: one rank writes it
+            for k in INDEX_FIELDS:
+                if n:
+                    dsets[k][:] = cols[k]
+            if n:
+                sha[:] = np.array([e.sha256.encode() for e in entries], dtype="S64")
+                dig[:] = np.array([e.pred_digest.encode() for e in entries], dtype="S64")
+            kf[:] = keyframes.astype(np.uint8)
+            if nm is not None:
+                nm[:] = names
+        g.attrs["description"] = "one row per chunk, sorted by first_frame; payload bytes are /payload[offset:offset+size]"
+        # raw dataset bytes carry no HDF5 checksum: guard the index with one in an attribute
+        self.f.attrs["index_sha256"] = index_digest(cols, [e.sha256 for e in entries],
+                                                    [e.pred_digest for e in entries], keyframes, names)
+
+    def embed_model(self, blob: bytes | None, sha: str) -> None:
+        if self.f is None or blob is None:
+            return
+        ds = self.f.create_dataset("model", shape=(len(blob),), dtype=np.uint8)
+        ds.attrs["sha256"] = sha
+        if self.rank == 0:
+            ds[:] = np.frombuffer(blob, np.uint8)
+
+    # ------------------------------------------------------------------ end
+    def finish(self) -> None:
+        """Set `complete` last, close, and rename the temporary file into place."""
+        if self.f is not None:
+            self.f.attrs["payload_bytes"] = self.total
+            self.f.attrs["complete"] = True
+            self.f.close()
+            self.f = None
+        self.comm.Barrier()
+        if self.rank == 0:
+            os.replace(self.tmp, self.final)
+        self.comm.Barrier()
+
+    def abort(self) -> None:
+        """Close and delete the temporary file (never leaves a 'complete' archive)."""
+        try:
+            if self.f is not None:
+                self.f.close()
+        except Exception:  # noqa: BLE001 - best effort on the error path
+            pass
+        self.f = None
+        if self.rank == 0:
+            try:
+                os.unlink(self.tmp)
+            except OSError:
+                pass
+
+
+def index_digest(cols: dict, shas: list[str], digests: list[str], keyframes: np.ndarray,
+                 names: list[str] | None) -> str:
+    """sha256 over the chunk index, keyframe flags and file names, in a fixed layout."""
+    h = hashlib.sha256()
+    for k in INDEX_FIELDS:
+        h.update(np.ascontiguousarray(cols[k], "<i8").tobytes())
+    for text in (*shas, *digests):
+        h.update(text.encode() + b"\0")
+    h.update(np.ascontiguousarray(keyframes, np.uint8).tobytes())
+    for n in names or []:
+        h.update(n.encode() + b"\0")
+    return h.hexdigest()
+
+
+def utc_now() -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+
+
+def base_attrs() -> dict:
+    return {"format": FORMAT_NAME, "format_version": FORMAT_VERSION, "tool_version": __version__,
+            "created": utc_now(), "complete": False}
+
+
+class ArchiveReader:
+    """Validated read access. Any rank may open it independently (read-only)."""
+
+    def __init__(self, path: str | os.PathLike) -> None:
+        h5py = _h5()
+        self.path = str(path)
+        if not os.path.exists(self.path):
+            raise ArchiveError(f"{self.path}: no such archive")
+        try:
+            self.f = h5py.File(self.path, "r")
+        except OSError as exc:
+            raise ArchiveError(f"{self.path}: not a readable HDF5 file (truncated or corrupt?): "
+                               f"{str(exc).splitlines()[0]}") from None
+        try:
+            self._validate()
+        except (ArchiveError, IntegrityError):
+            self.f.close()
+            raise
+        except Exception as exc:  # corrupted metadata surfaces as OSError/KeyError/ValueError/...
+            self.f.close()
+            raise ArchiveError(f"{self.path}: unreadable archive metadata (corrupted?): "
+                               f"{exc.__class__.__name__}: {str(exc).splitlines()[0] if str(exc) else ''}") from None
+
+    def _attr(self, name, default=None):
+        v = self.f.attrs.get(name, default)
+        return v.decode() if isinstance(v, bytes) else v
+
+    def _json(self, name):
+        v = self._attr(name)
+        try:
+            return json.loads(v) if isinstance(v, str) else v
+        except ValueError:
+            raise ArchiveError(f"{self.path}: attribute {name} is not valid JSON") from None
+
+    def _validate(self) -> None:
+        if self._attr("format") != FORMAT_NAME:
+            raise ArchiveError(f"{self.path}: not a {FORMAT_NAME} archive")
+        ver = self._attr("format_version")
+        if ver != FORMAT_VERSION:
+            raise ArchiveError(f"{self.path}: archive format version {ver} is not supported by tezip-hpc "
+                               f"{__version__} (it reads version {FORMAT_VERSION})")
+        if not bool(self._attr("complete", False)):
+            raise ArchiveError(f"{self.path}: the archive is incomplete (its writer did not finish)")
+        for name in ("payload", "chunks", "keyframes"):
+            if name not in self.f:
+                raise ArchiveError(f"{self.path}: the archive has no /{name}")
+        self.shape = tuple(int(s) for s in self._attr("shape"))
+        if len(self.shape) != 4:
+            raise ArchiveError(f"{self.path}: bad shape attribute {self.shape}")
+        self.dtype = np.dtype(self._attr("dtype"))
+        g = self.f["chunks"]
+        try:
+            self.index = {k: g[k][()].astype(np.int64) for k in INDEX_FIELDS}
+            self.sha = [s.decode() for s in g["sha256"][()]]
+            self.pred_digest = [s.decode() for s in g["pred_digest"][()]]
+        except (KeyError, OSError) as exc:
+            raise ArchiveError(f"{self.path}: unreadable chunk index ({exc})") from None
+        self.n_chunks = len(self.sha)
+        self.keyframes = self.f["keyframes"][()].astype(bool)
+        if index_digest(self.index, self.sha, self.pred_digest, self.keyframes, self.names()) != \
+                self._attr("index_sha256"):
+            raise IntegrityError(f"{self.path}: the chunk index fails its checksum: the archive is corrupted")
+        first, count = self.index["first_frame"], self.index["n_frames"]
+        ends = first + count
+        if (self.n_chunks == 0 or first[0] != 0 or ends[-1] != self.shape[0] or np.any(first[1:] != ends[:-1])
+                or np.any(count < 1) or len(self.keyframes) != self.shape[0]):
+            raise ArchiveError(f"{self.path}: the chunk index does not cover frames 0..{self.shape[0]} exactly")
+        total = self.f["payload"].shape[0]
+        off, size = self.index["offset"], self.index["size"]
+        if np.any(off < 0) or np.any(size < 0) or np.any(off + size > total):
+            bad = int(np.flatnonzero((off < 0) | (size < 0) | (off + size > total))[0])
+            raise IntegrityError(f"{self.path}: chunk {bad} lies outside the payload (truncated archive?)")
+
+    # ------------------------------------------------------------------ metadata
+    @property
+    def attrs(self) -> dict:
+        return {k: self._attr(k) for k in self.f.attrs}
+
+    def codec_config(self):
+        """The archive's CodecConfig (an unreadable one is an ArchiveError, not a usage error)."""
+        from ..codec.config import CodecConfig
+
+        try:
+            return CodecConfig.from_json(self._attr("codec"))
+        except (ConfigError, TypeError) as exc:
+            raise ArchiveError(f"{self.path}: the codec configuration is unreadable or unsupported: {exc}") from None
+
+    def codec_json(self) -> str:
+        return self._attr("codec")
+
+    def policy(self) -> dict:
+        return self._json("policy")
+
+    def predictor(self) -> dict:
+        return {"id": self._attr("predictor"), "sha256": self._attr("predictor_sha256"),
+                "config": self._json("predictor_config")}
+
+    def names(self) -> list[str] | None:
+        if "names" not in self.f:
+            return None
+        return [n.decode() if isinstance(n, bytes) else str(n) for n in self.f["names"][()]]
+
+    def model_blob(self) -> bytes | None:
+        if "model" not in self.f:
+            return None
+        blob = self.f["model"][()].tobytes()
+        want = self.f["model"].attrs.get("sha256", "")
+        want = want.decode() if isinstance(want, bytes) else want
+        if sha256_hex(blob) != want:
+            raise IntegrityError(f"{self.path}: the embedded model's checksum does not match")
+        return blob
+
+    def chunk(self, i: int) -> ChunkEntry:
+        return ChunkEntry(*(int(self.index[k][i]) for k in INDEX_FIELDS), self.sha[i], self.pred_digest[i])
+
+    def chunks_for(self, start: int, stop: int) -> list[int]:
+        """Indices of the chunks that hold frames [start, stop)."""
+        first, count = self.index["first_frame"], self.index["n_frames"]
+        return [i for i in range(self.n_chunks) if first[i] < stop and first[i] + count[i] > start]
+
+    def payload(self, i: int) -> bytes:
+        """Chunk i's payload, checksum verified."""
+        e = self.chunk(i)
+        try:
+            blob = self.f["payload"][e.offset:e.offset + e.size].tobytes()
+        except OSError as exc:
+            raise IntegrityError(f"{self.path}: chunk {i} (frames {e.first_frame}..{e.first_frame + e.n_frames - 1}) "
+                                 f"cannot be read: {str(exc).splitlines()[0]}") from None
+        if sha256_hex(blob) != e.sha256:
+            raise IntegrityError(f"{self.path}: chunk {i} (frames {e.first_frame}..{e.first_frame + e.n_frames - 1}) "
+                                 f"fails its checksum: the archive is corrupted")
+        return blob
+
+    def close(self) -> None:
+        self.f.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()

@@ -1,0 +1,185 @@
+"""Frame sinks for decompression: a .npy file, a folder of images, or an HDF5 dataset
+(``file.h5:/path``); the kind follows OUTPUT's suffix.
+
+Every rank constructs the sink (metadata is collective), writes its own frames, then all
+call ``finish()``: output goes to a temporary name that is renamed into place only when
+every rank succeeded, or removed by ``abort()``.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import uuid
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import ConfigError
+from .sources import split_h5_spec
+
+
+def _agree(comm, fn):
+    """Run fn on rank 0, broadcast its result or its TezipError to everyone."""
+    from ..errors import TezipError
+
+    res, err = None, None
+    if comm.rank == 0:
+        try:
+            res = fn()
+        except TezipError as exc:
+            err = exc
+    res, err = comm.bcast((res, err), root=0)
+    if err is not None:
+        raise err
+    return res
+
+
+def _tmp_next_to(final: Path) -> Path:
+    return final.resolve().parent / f".{final.name}.tmp-{uuid.uuid4().hex[:8]}"
+
+
+def _check_target(final: Path, force: bool, want_dir: bool = False) -> None:
+    parent = final.resolve().parent
+    if not parent.is_dir():
+        raise ConfigError(f"{final}: folder {parent} does not exist")
+    if not os.access(parent, os.W_OK):
+        raise ConfigError(f"{final}: folder {parent} is not writable")
+    if final.exists() and not force:
+        raise ConfigError(f"{final} exists (use --force to overwrite)")
+    if final.exists() and final.is_dir() != want_dir:
+        raise ConfigError(f"{final} exists and is {'not ' if want_dir else ''}a folder")
+
+
+class FrameSink:
+    """Base: ``write(t, frames)`` stores frames t, t+1, ... (relative to the sink's start)."""
+
+    def __init__(self, final: Path, shape, dtype, comm) -> None:
+        self.final, self.shape, self.dtype, self.comm = final, tuple(shape), np.dtype(dtype), comm
+
+    def write(self, t: int, frames: np.ndarray) -> None:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def _close(self) -> None:
+        pass
+
+    def finish(self) -> None:
+        self._close()
+        self.comm.Barrier()
+        if self.comm.rank == 0:
+            if self.final.exists():
+                shutil.rmtree(self.final) if self.final.is_dir() else self.final.unlink()
+            os.replace(self.tmp, self.final)
+        self.comm.Barrier()
+
+    def abort(self) -> None:
+        try:
+            self._close()
+        except Exception:  # noqa: BLE001 - best effort on the error path
+            pass
+        if self.comm.rank == 0:
+            shutil.rmtree(self.tmp, ignore_errors=True) if self.tmp.is_dir() else self.tmp.unlink(missing_ok=True)
+
+
+class NpySink(FrameSink):
+    def __init__(self, final, shape, dtype, comm, force=False) -> None:
+        super().__init__(final, shape, dtype, comm)
+
+        def create():
+            _check_target(final, force)
+            tmp = _tmp_next_to(final)
+            np.lib.format.open_memmap(tmp, mode="w+", dtype=self.dtype, shape=self.shape).flush()
+            return tmp
+
+        self.tmp = _agree(comm, create)
+        self.mm = np.lib.format.open_memmap(self.tmp, mode="r+")
+
+    def write(self, t, frames) -> None:
+        self.mm[t:t + len(frames)] = frames.reshape((len(frames),) + self.shape[1:])
+
+    def _close(self) -> None:
+        if getattr(self, "mm", None) is not None:
+            self.mm.flush()
+            del self.mm
+            self.mm = None
+
+
+class ImageFolderSink(FrameSink):
+    """Pillow images: uint8 gray (L), uint8 RGB, uint16 gray (I;16). Names are kept."""
+
+    def __init__(self, final, shape, dtype, comm, names=None, first=0, force=False) -> None:
+        super().__init__(final, shape, dtype, comm)
+        T, H, W, C = self.shape
+        if not ((self.dtype == np.uint8 and C in (1, 3)) or (self.dtype == np.uint16 and C == 1)):
+            raise ConfigError(f"{final}: {self.dtype} frames with {C} channels cannot be written as images "
+                              f"(images take uint8 gray/RGB or uint16 gray); write a .npy or .h5 instead")
+        self.mode = "RGB" if C == 3 else ("I;16" if self.dtype == np.uint16 else "L")
+        if names is not None and len(names) >= first + T:
+            self.names = list(names[first:first + T])
+        else:
+            self.names = [f"frame_{first + k:06d}.png" for k in range(T)]
+
+        def create():
+            _check_target(final, force, want_dir=True)
+            tmp = _tmp_next_to(final)
+            tmp.mkdir()
+            return tmp
+
+        self.tmp = _agree(comm, create)
+
+    def write(self, t, frames) -> None:
+        from PIL import Image
+
+        for k, f in enumerate(frames):
+            arr = f.reshape(self.shape[1:3]) if self.shape[3] == 1 else f.reshape(self.shape[1:])
+            Image.fromarray(np.ascontiguousarray(arr)).save(self.tmp / self.names[t + k])  # uint16 -> I;16
+
+
+class H5Sink(FrameSink):
+    """A new HDF5 file with one dataset, written through the mpio driver when parallel."""
+
+    def __init__(self, final, dset, shape, dtype, comm, channel_axis=True, force=False) -> None:
+        import h5py
+
+        super().__init__(final, shape, dtype, comm)
+
+        def target():
+            _check_target(final, force)
+            return _tmp_next_to(final)
+
+        self.tmp = _agree(comm, target)
+        self.parallel = comm.size > 1 and h5py.get_config().mpi
+        out_shape = self.shape if channel_axis else self.shape[:3]
+        self.f = None
+        if self.parallel:
+            self.f = h5py.File(self.tmp, "w", driver="mpio", comm=comm)
+        elif comm.size == 1:
+            self.f = h5py.File(self.tmp, "w")
+        else:
+            raise ConfigError("writing HDF5 from several ranks needs h5py built on parallel HDF5 "
+                              "(run scripts/install.sh), or write a .npy instead")
+        self.ds = self.f.create_dataset(dset, shape=out_shape, dtype=self.dtype)
+
+    def write(self, t, frames) -> None:
+        self.ds[t:t + len(frames)] = frames.reshape((len(frames),) + self.ds.shape[1:])
+
+    def _close(self) -> None:
+        if self.f is not None:
+            self.f.close()
+            self.f = None
+
+
+def open_sink(spec: str, shape, dtype, comm, *, channel_axis=True, names=None, first=0, force=False) -> FrameSink:
+    """A sink for OUTPUT: file.h5:/dataset, a .npy file, or (anything else) a folder of images."""
+    spec = str(spec)
+    h5 = split_h5_spec(spec)
+    if h5:
+        return H5Sink(Path(h5[0]), h5[1], shape, dtype, comm, channel_axis=channel_axis, force=force)
+    if spec.endswith((".h5", ".hdf5")):
+        raise ConfigError(f"{spec}: name the dataset too, as {spec}:/frames")
+    if spec.endswith(".npy"):
+        out_shape = tuple(shape) if channel_axis else tuple(shape)[:3]
+        return NpySink(Path(spec), out_shape, dtype, comm, force=force)
+    if Path(spec).suffix and not Path(spec).is_dir():
+        raise ConfigError(f"{spec}: unknown output kind (use a folder name, a .npy file or file.h5:/dataset)")
+    return ImageFolderSink(Path(spec), shape, dtype, comm, names=names, first=first, force=force)

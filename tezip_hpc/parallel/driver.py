@@ -1,0 +1,463 @@
+"""The mpi4py driver: compress a series into one archive, decompress it, in parallel.
+
+Compression (every rank runs the same steps; metadata is collective):
+  1. open the source (each rank reads only its own frames later), validate everything;
+  2. the value range (allreduce of per-rank min/max) when the mode or dtype needs it;
+  3. plan keyframe-aligned chunks (SWP, independent of the rank count) or shards (DWP);
+  4. rounds: every rank encodes its next chunk (closed loop: the predictor observes what
+     the decoder will reconstruct), then all append their payloads to /payload
+     (sizes allgathered, offsets from an exclusive scan, collective extend,
+     independent writes); one chunk per rank in memory at a time;
+  5. the chunk index, keyframes and the model, then ``complete`` and the rename.
+Any rank's error is agreed on by all ranks at the next collective step, the temporary
+file is removed, and every rank raises the same one-line error.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from .. import errors as E
+from ..archive.format import ArchiveReader, ArchiveWriter, ChunkEntry, base_attrs, sha256_hex
+from ..codec.config import CodecConfig
+from ..codec.pipeline import Pipeline
+from ..errors import ArchiveError, CodecError, ConfigError, IntegrityError, ModelError, TezipError
+from ..io.sinks import open_sink
+from ..io.sources import open_source
+from ..predict.base import normalise
+from . import plan as P
+
+READ_BATCH = 8  # frames read from the source at a time
+
+
+# ----------------------------------------------------------------------------- collectives
+def get_comm(comm=None):
+    if comm is not None:
+        return comm
+    from mpi4py import MPI
+
+    return MPI.COMM_WORLD
+
+
+def agree(comm, fn, *args, **kwargs):
+    """Run fn on every rank; if it raised on any rank, raise that rank's error everywhere
+    (the same class and message), so no rank is left waiting in a collective call."""
+    res, err = None, None
+    try:
+        res = fn(*args, **kwargs)
+    except TezipError as exc:
+        err = (type(exc).__name__, str(exc))
+    except Exception as exc:  # noqa: BLE001 - a bug must not hang the other ranks
+        if os.environ.get("TEZIP_DEBUG"):
+            import traceback
+
+            traceback.print_exc()
+        err = ("TezipError", f"internal error on rank {comm.rank}: {exc.__class__.__name__}: {exc} "
+                             f"(set TEZIP_DEBUG=1 for the traceback)")
+    errs = comm.allgather(err)
+    for r, e in enumerate(errs):
+        if e is not None:
+            cls = getattr(E, e[0], TezipError)
+            msg = e[1] if comm.size == 1 or r == 0 or f"rank {r}" in e[1] else f"rank {r}: {e[1]}"
+            raise cls(msg)
+    return res
+
+
+class Progress:
+    """Rank 0 prints a line every few seconds: frames done, MB/s, ETA (to stderr)."""
+
+    def __init__(self, what: str, total_frames: int, frame_bytes: int, enabled: bool) -> None:
+        self.what, self.total, self.fb, self.enabled = what, total_frames, frame_bytes, enabled
+        self.t0 = self.last = time.perf_counter()
+
+    def update(self, done: int, final: bool = False) -> None:
+        if not self.enabled:
+            return
+        now = time.perf_counter()
+        if not final and now - self.last < float(os.environ.get("TEZIP_PROGRESS_SECONDS", "5")):
+            return
+        self.last = now
+        el = max(now - self.t0, 1e-9)
+        mbps = done * self.fb / 1e6 / el
+        eta = (self.total - done) * el / done if done else float("nan")
+        eta_s = time.strftime("%H:%M:%S", time.gmtime(eta)) if done and np.isfinite(eta) else "--:--:--"
+        print(f"{self.what}: {done}/{self.total} frames ({100 * done / max(self.total, 1):.0f}%), "
+              f"{mbps:.1f} MB/s, elapsed {el:.1f} s, ETA {eta_s}", file=sys.stderr, flush=True)
+
+
+# ----------------------------------------------------------------------------- options
+@dataclass
+class CompressOptions:
+    predictor: str | None = None        # None/"prednet": embedded model; "previous"/"linear"/"zero"; a path
+    window: int | None = None
+    threshold: float | None = None
+    warmup: int = 0
+    mode: str = "abs"
+    bounds: tuple[float, ...] = (0.0,)
+    entropy: bool = True
+    quantizer: str = "linear"
+    zstd_level: int = 3
+    chunk_frames: int = 32
+    loop: str = "closed"
+    device: str = "auto"
+    embed_model: bool = True
+    force: bool = False
+    progress: bool = True
+    extra: dict = field(default_factory=dict)
+
+    def policy(self, n_frames: int) -> dict:
+        if self.threshold is not None:
+            return {"kind": "threshold", "threshold": self.threshold, "warmup": self.warmup,
+                    "chunk_frames": self.chunk_frames, "loop": self.loop}
+        return {"kind": "window", "window": self.window or 16, "warmup": self.warmup,
+                "chunk_frames": self.chunk_frames, "loop": self.loop}
+
+
+DEFAULT_WINDOW = 16
+
+
+def _pick_backend(device: str, comm) -> str:
+    """cpu, or gpu (the device chosen by local rank) when asked for / available."""
+    if device == "cpu":
+        return "cpu"
+    from ..codec._gpu import gpu_unavailable_reason
+
+    reason = gpu_unavailable_reason()
+    if reason is None:
+        import cupy
+
+        from .mpienv import local_rank
+
+        cupy.cuda.Device(local_rank() % cupy.cuda.runtime.getDeviceCount()).use()
+        return "gpu"
+    if device == "gpu":
+        raise ConfigError(f"--device gpu: {reason}")
+    return "cpu"
+
+
+def _value_range(src, dtype, need: bool, comm) -> tuple[float, float]:
+    """Finite min/max over the whole input (each rank scans a shard), or the dtype range."""
+    if not need:
+        info = np.iinfo(dtype)
+        return float(info.min), float(info.max)
+    lo, hi = np.inf, -np.inf
+    a, b = P.shards(src.n_frames, comm.size)[comm.rank]
+    for s in range(a, b, READ_BATCH):
+        x = src.read(s, min(s + READ_BATCH, b))
+        if x.dtype.kind == "f":
+            x = x[np.isfinite(x)]
+        if x.size:
+            lo, hi = min(lo, float(x.min())), max(hi, float(x.max()))
+    from mpi4py import MPI
+
+    lo, hi = comm.allreduce(lo, op=MPI.MIN), comm.allreduce(hi, op=MPI.MAX)
+    if not np.isfinite(lo):  # no finite value at all
+        lo = hi = 0.0
+    return lo, hi
+
+
+# ----------------------------------------------------------------------------- chunk codecs
+def _frames(src, start, stop):
+    for s in range(start, stop, READ_BATCH):
+        block = src.read(s, min(s + READ_BATCH, stop))
+        yield from block
+
+
+def encode_chunk(src, start: int, count: int, keys, pipe: Pipeline, predictor, vrange, opts: CompressOptions):
+    """Closed (or open) loop over one chunk -> (payload, keyframe flags, prediction digest)."""
+    shape = src.frame_shape
+    session = predictor.start(shape, vrange)
+    enc = pipe.encoder(shape)
+    window: list[float] = []
+    out_keys: list[bool] = []
+    for k, x in enumerate(_frames(src, start, start + count)):
+        key = bool(keys[k]) if keys is not None else k == 0
+        p = None
+        if not key:
+            p = session.predict()
+            if opts.threshold is not None:
+                err = normalise(p, vrange) - normalise(x, vrange)
+                window.append(float(np.mean(err * err)))
+                if sum(window) / len(window) > opts.threshold:
+                    key, p = True, None
+        if key:
+            window = []
+        recon = enc.add(x, p)
+        session.observe(p.reshape(shape) if (opts.loop == "open" and p is not None) else recon)
+        out_keys.append(key)
+    return enc.finish(), out_keys, enc.digest().hex()
+
+
+def decode_chunk(reader: ArchiveReader, i: int, pipe: Pipeline, predictor, vrange, loop: str, sink, lo: int,
+                 hi: int) -> None:
+    """Decode chunk i, writing the frames that fall in [lo, hi) to sink (relative to lo);
+    checksum, keyframes and prediction digest are verified, any mismatch names the chunk."""
+    e = reader.chunk(i)
+    where = f"chunk {i} (frames {e.first_frame}..{e.first_frame + e.n_frames - 1})"
+    payload = reader.payload(i)
+    shape = reader.shape[1:]
+    try:
+        dec = pipe.decoder(payload, shape, max_frames=e.n_frames)
+        if dec.n_frames != e.n_frames:
+            raise IntegrityError(f"{reader.path}: {where} payload holds {dec.n_frames} frames")
+        if not np.array_equal(dec.keys, reader.keyframes[e.first_frame:e.first_frame + e.n_frames]):
+            raise IntegrityError(f"{reader.path}: {where} keyframes disagree with the index")
+        session = predictor.start(shape, vrange)
+        for k in range(dec.n_frames):
+            p = None if dec.keys[k] else session.predict()
+            x = dec.next(p)
+            session.observe(p.reshape(shape) if (loop == "open" and p is not None) else x)
+            t = e.first_frame + k
+            if lo <= t < hi:
+                sink.write(t - lo, x[None])
+        dec.verify()
+    except CodecError as exc:
+        if "prediction digest" in str(exc):
+            raise IntegrityError(f"{reader.path}: {where}: prediction digest mismatch: this machine's "
+                                 f"predictions differ from the encoder's (different model, library or "
+                                 f"platform), so decoding would be wrong") from None
+        raise IntegrityError(f"{reader.path}: {where}: {exc}") from None
+    if dec.digest().hex() != e.pred_digest:
+        raise IntegrityError(f"{reader.path}: {where}: prediction digest disagrees with the index")
+
+
+# ----------------------------------------------------------------------------- compress
+@dataclass
+class Summary:
+    input_bytes: int
+    archive_bytes: int
+    seconds: float
+    frames: int
+    chunks: int
+    extra: dict = field(default_factory=dict)
+
+    @property
+    def ratio(self) -> float:
+        return self.input_bytes / max(self.archive_bytes, 1)
+
+    @property
+    def mbps(self) -> float:
+        return self.input_bytes / 1e6 / max(self.seconds, 1e-9)
+
+
+def load_predictor(spec: str | None):
+    """A baseline by name, else a PredNet model (None/"prednet": the embedded default)."""
+    from ..predict import base
+
+    if spec in ("previous", "linear", "zero"):
+        return base.baseline(spec)
+    return base.load_predictor(spec)
+
+
+def load_predictor_bytes(blob: bytes):
+    """A PredNet model from the bytes of its file (as embedded in an archive)."""
+    from ..predict.prednet import PredNetPredictor
+
+    return PredNetPredictor.from_bytes(blob)
+
+
+def compress(input_spec: str, output: str, opts: CompressOptions, comm=None) -> Summary:
+    """Compress INPUT into the archive OUTPUT. Every rank calls it; returns on every rank."""
+    comm = get_comm(comm)
+    t0 = time.perf_counter()
+    src = agree(comm, open_source, input_spec)
+    try:
+        T = src.n_frames
+        window = opts.window if opts.window is not None or opts.threshold is not None else DEFAULT_WINDOW
+
+        def validate():
+            P.check_policy(T, window, opts.threshold, opts.warmup, opts.chunk_frames)
+            if opts.loop not in ("closed", "open"):
+                raise ConfigError(f"--loop must be closed or open, got {opts.loop}")
+            CodecConfig(dtype=src.dtype.name, mode=opts.mode, bounds=tuple(opts.bounds), quantizer=opts.quantizer,
+                        entropy=opts.entropy, zstd_level=opts.zstd_level,
+                        value_range=(0.0, 1.0)).validate()
+            return load_predictor(opts.predictor)
+
+        predictor = agree(comm, validate)
+        opts.window = window
+        need_range = opts.mode in ("rel", "absrel") or src.dtype != np.uint8
+        vrange = agree(comm, _value_range, src, src.dtype, need_range, comm)
+        cfg = CodecConfig(dtype=src.dtype.name, mode=opts.mode, bounds=tuple(opts.bounds), quantizer=opts.quantizer,
+                          entropy=opts.entropy, zstd_level=opts.zstd_level, value_range=vrange).validate()
+        backend = agree(comm, _pick_backend, opts.device, comm)
+        pipe = Pipeline(cfg, backend)
+        if opts.threshold is None:
+            chunks = P.plan_swp(T, window, opts.warmup, opts.chunk_frames)
+            mine = [chunks[i] for i in P.assign([c.count for c in chunks], comm.size)[comm.rank]]
+        else:
+            a, b = P.shards(T, comm.size)[comm.rank]
+            mine = [P.Chunk(s, min(opts.chunk_frames, b - s), None) for s in range(a, b, opts.chunk_frames)]
+            first = min(opts.warmup, b) if a == 0 else a
+            if a == 0 and opts.warmup:  # warm-up frames: keyframes at the start of the series
+                mine = [P.Chunk(s, min(opts.chunk_frames, first - s), tuple([True] * min(opts.chunk_frames,
+                                                                                          first - s)))
+                        for s in range(0, first, opts.chunk_frames)] + \
+                       [P.Chunk(s, min(opts.chunk_frames, b - s), None) for s in range(first, b, opts.chunk_frames)]
+        writer = agree(comm, ArchiveWriter, output, comm, force=opts.force, input_bytes=src.nbytes)
+    except BaseException:
+        src.close()
+        raise
+    try:
+        ident = predictor.identity()
+        attrs = base_attrs()
+        attrs.update({
+            "shape": np.array(src.shape, np.int64), "dtype": src.dtype.name, "channel_axis": bool(src.channel_axis),
+            "mode": cfg.mode, "bounds": np.array(cfg.bounds, np.float64),
+            "value_range": np.array(vrange, np.float64), "policy": opts.policy(T), "codec": cfg.to_json(),
+            "codec_stages": json.dumps(pipe.stage_configs()), "predictor": ident["id"],
+            "predictor_sha256": ident["sha256"], "predictor_config": ident["config"],
+            "image_mode": src.image_mode or "", "source_kind": src.kind, "input_bytes": int(src.nbytes),
+            "mpi_ranks": int(comm.size), "backend": backend,
+        })
+        agree(comm, writer.write_attrs, attrs)
+        progress = Progress("compress", T, src.nbytes // max(T, 1), opts.progress and comm.rank == 0)
+        entries: list[ChunkEntry] = []
+        keyframes: dict[int, list[bool]] = {}
+        rounds = comm.allreduce(len(mine), op=_max())
+        done = 0
+        for r in range(rounds):
+            def work():
+                if r >= len(mine):
+                    return None
+                c = mine[r]
+                return c, encode_chunk(src, c.start, c.count, c.keys, pipe, predictor, vrange, opts)
+
+            res = agree(comm, work)
+            payloads = [] if res is None else [res[1][0]]
+            placed = agree(comm, writer.append, payloads)
+            if res is not None:
+                c, (payload, keys, digest) = res
+                (off, size), = placed
+                entries.append(ChunkEntry(c.start, c.count, off, size, sha256_hex(payload), digest))
+                keyframes[c.start] = keys
+            done = comm.allreduce(sum(e.n_frames for e in entries))
+            progress.update(done)
+        all_entries = [e for part in comm.allgather(entries) for e in part]
+        key_arr = np.zeros(T, bool)
+        for part in comm.allgather(keyframes):
+            for s, ks in part.items():
+                key_arr[s:s + len(ks)] = ks
+        agree(comm, writer.write_index, all_entries, key_arr, src.names)
+        blob = None
+        if opts.embed_model and hasattr(predictor, "to_bytes"):
+            blob = agree(comm, predictor.to_bytes)
+        agree(comm, writer.write_attrs, {"model_embedded": blob is not None, "n_chunks": len(all_entries),
+                                         "keyframe_count": int(key_arr.sum())})
+        agree(comm, writer.embed_model, blob, ident["sha256"])
+        agree(comm, writer.finish)
+        progress.update(T, final=True)
+    except BaseException:
+        writer.abort()
+        raise
+    finally:
+        src.close()
+    size = os.path.getsize(output) if comm.rank == 0 else 0
+    size = comm.bcast(size, root=0)
+    return Summary(src.nbytes, size, time.perf_counter() - t0, T, len(all_entries),
+                   {"keyframes": int(key_arr.sum()), "value_range": vrange, "backend": backend})
+
+
+def _max():
+    from mpi4py import MPI
+
+    return MPI.MAX
+
+
+# ----------------------------------------------------------------------------- decompress
+def archive_predictor(reader: ArchiveReader, model: str | None):
+    """The predictor an archive was written with: a baseline, the embedded model, or
+    --model (which must be the same model, by sha256)."""
+    info = reader.predictor()
+    pid, want = info["id"], info["sha256"]
+    if pid != "prednet":
+        pred = load_predictor("linear" if (pid == "previous" and (info["config"] or {}).get("linear")) else pid)
+    elif model is not None:
+        pred = load_predictor(model)
+    else:
+        blob = reader.model_blob()
+        if blob is None:
+            raise ModelError(f"{reader.path} was compressed with a PredNet model (sha256 {want[:16]}...) that is "
+                             f"not embedded: pass it with --model PATH")
+        pred = load_predictor_bytes(blob)
+    if pred.sha256() != want:
+        raise ModelError(f"{reader.path} was compressed with predictor {pid} sha256 {want[:16]}..., but the "
+                         f"given one is {pred.id} sha256 {pred.sha256()[:16]}...: decoding needs the same model")
+    return pred
+
+
+def decompress(archive: str, output: str, frames: str | None = None, model: str | None = None, device: str = "auto",
+               force: bool = False, progress: bool = True, comm=None) -> Summary:
+    comm = get_comm(comm)
+    t0 = time.perf_counter()
+    reader = agree(comm, ArchiveReader, archive)
+    try:
+        def setup():
+            lo, hi = P.parse_frames(frames, reader.shape[0])
+            cfg = reader.codec_config()
+            pred = archive_predictor(reader, model)
+            return lo, hi, cfg, pred
+
+        lo, hi, cfg, predictor = agree(comm, setup)
+        backend = agree(comm, _pick_backend, device, comm)
+        pipe = Pipeline(cfg, backend)
+        policy = reader.policy() or {}
+        loop = policy.get("loop", "closed")
+        vrange = tuple(float(v) for v in reader.attrs["value_range"])
+        need = reader.chunks_for(lo, hi)
+        mine = [need[k] for k in P.assign([int(reader.index["n_frames"][i]) for i in need], comm.size)[comm.rank]]
+        out_shape = (hi - lo,) + reader.shape[1:]
+        sink = agree(comm, open_sink, output, out_shape, reader.dtype, comm,
+                     channel_axis=bool(reader.attrs.get("channel_axis", True)), names=reader.names(), first=lo,
+                     force=force)
+    except BaseException:
+        reader.close()
+        raise
+    try:
+        prog = Progress("decompress", hi - lo, int(np.prod(reader.shape[1:])) * reader.dtype.itemsize,
+                        progress and comm.rank == 0)
+
+        def work():
+            for i in mine:
+                decode_chunk(reader, i, pipe, predictor, vrange, loop, sink, lo, hi)
+                if comm.size == 1:
+                    e = reader.chunk(i)
+                    prog.update(min(e.first_frame + e.n_frames, hi) - lo)
+
+        agree(comm, work)
+        agree(comm, sink.finish)
+        prog.update(hi - lo, final=True)
+    except BaseException:
+        sink.abort()
+        raise
+    finally:
+        reader.close()
+    nbytes = int(np.prod(out_shape)) * reader.dtype.itemsize
+    return Summary(nbytes, 0, time.perf_counter() - t0, hi - lo, len(need))
+
+
+# ----------------------------------------------------------------------------- info
+def info(archive: str) -> dict:
+    with ArchiveReader(archive) as r:
+        a = r.attrs
+        sizes = r.index["size"]
+        return {
+            "path": archive, "format": f"{a['format']} v{a['format_version']}", "tool_version": a.get("tool_version"),
+            "created": a.get("created"), "shape": list(r.shape), "dtype": r.dtype.name,
+            "channel_axis": bool(a.get("channel_axis", True)), "mode": a.get("mode"),
+            "bounds": [float(b) for b in a.get("bounds", [])],
+            "value_range": [float(v) for v in a.get("value_range", [])], "policy": r.policy(),
+            "predictor": r.predictor(), "model_embedded": bool(a.get("model_embedded")),
+            "codec": json.loads(r.codec_json()), "input_bytes": int(a.get("input_bytes", 0)),
+            "archive_bytes": os.path.getsize(archive), "payload_bytes": int(sizes.sum()),
+            "keyframes": int(r.keyframes.sum()), "mpi_ranks": int(a.get("mpi_ranks", 1)),
+            "chunks": [{"index": i, "first_frame": int(r.index["first_frame"][i]),
+                        "frames": int(r.index["n_frames"][i]), "bytes": int(sizes[i])} for i in range(r.n_chunks)],
+            "source_kind": a.get("source_kind"), "image_mode": a.get("image_mode"),
+        }

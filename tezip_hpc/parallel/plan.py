@@ -1,0 +1,110 @@
+"""Chunk planning: pure functions, no MPI.
+
+* SWP (``--window W``): frames [0, P) are warm-up keyframes, then every W-th frame starts a
+  window with a keyframe. Chunks are whole windows grouped up to ``chunk_frames`` frames,
+  so chunk boundaries (and every payload) do not depend on the rank count.
+* DWP (``--threshold T``): each rank takes a contiguous, balanced shard; its first frame
+  is a keyframe; inside, the encoder starts a new keyframe whenever the running mean MSE
+  of the window's predictions passes T, and a new chunk every ``chunk_frames`` frames.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..errors import ConfigError
+
+
+@dataclass(frozen=True)
+class Chunk:
+    """Frames [start, start + count); ``keys`` flags its keyframes (None: decided while
+    encoding, DWP)."""
+
+    start: int
+    count: int
+    keys: tuple[bool, ...] | None = None
+
+    @property
+    def stop(self) -> int:
+        return self.start + self.count
+
+
+def check_policy(n_frames: int, window: int | None, threshold: float | None, warmup: int,
+                 chunk_frames: int) -> None:
+    """ConfigError for an impossible keyframe policy (checked before any work)."""
+    if window is not None and threshold is not None:
+        raise ConfigError("choose one keyframe policy: --window W or --threshold T, not both")
+    if window is not None and window < 1:
+        raise ConfigError(f"--window must be at least 1, got {window}")
+    if threshold is not None and not threshold > 0:
+        raise ConfigError(f"--threshold must be > 0 (a mean squared error on the 0..1 scale), got {threshold}")
+    if warmup < 0:
+        raise ConfigError(f"--warmup must be >= 0, got {warmup}")
+    if warmup > n_frames:
+        raise ConfigError(f"--warmup {warmup} is more than the {n_frames} frames of the input")
+    if chunk_frames < 1:
+        raise ConfigError(f"--chunk-frames must be at least 1, got {chunk_frames}")
+
+
+def swp_keys(n_frames: int, window: int, warmup: int) -> np.ndarray:
+    """Keyframe flags of the fixed-window policy."""
+    t = np.arange(n_frames)
+    return (t < warmup) | (((t - warmup) % window) == 0)
+
+
+def plan_swp(n_frames: int, window: int, warmup: int, chunk_frames: int) -> list[Chunk]:
+    """Keyframe-aligned chunks of whole windows (the warm-up frames join the first one),
+    grouped up to ``chunk_frames`` frames; independent of the rank count."""
+    keys = swp_keys(n_frames, window, warmup)
+    starts = list(range(warmup, n_frames, window))
+    edges = ([0] + starts[1:] if starts else [0]) + [n_frames]  # window edges
+    chunks: list[Chunk] = []
+    s = 0
+    for lo, hi in zip(edges[:-1], edges[1:]):
+        if hi - s > chunk_frames and lo > s:  # this window would overfill the chunk: close it
+            chunks.append(Chunk(s, lo - s, tuple(bool(k) for k in keys[s:lo])))
+            s = lo
+    chunks.append(Chunk(s, n_frames - s, tuple(bool(k) for k in keys[s:])))
+    return chunks
+
+
+def assign(counts: list[int], n_ranks: int) -> list[list[int]]:
+    """Contiguous runs of chunks per rank, balanced by frame count (greedy on the running
+    total: rank r takes chunks until the cumulative count passes (r+1)/n of the total)."""
+    total = sum(counts)
+    out: list[list[int]] = [[] for _ in range(n_ranks)]
+    acc = 0
+    for i, c in enumerate(counts):
+        mid = acc + c / 2.0
+        r = min(int(mid * n_ranks / total), n_ranks - 1) if total else 0
+        out[r].append(i)
+        acc += c
+    return out
+
+
+def shards(n_frames: int, n_ranks: int) -> list[tuple[int, int]]:
+    """Balanced contiguous frame ranges, one per rank (some may be empty)."""
+    edges = [round(r * n_frames / n_ranks) for r in range(n_ranks + 1)]
+    return [(edges[r], edges[r + 1]) for r in range(n_ranks)]
+
+
+def parse_frames(spec: str | None, n_frames: int) -> tuple[int, int]:
+    """'START:STOP' (either may be empty, negatives count from the end) -> (start, stop)."""
+    if spec is None:
+        return 0, n_frames
+    parts = str(spec).split(":")
+    if len(parts) != 2:
+        raise ConfigError(f"--frames takes START:STOP, got {spec!r}")
+    try:
+        start = int(parts[0]) if parts[0].strip() else 0
+        stop = int(parts[1]) if parts[1].strip() else n_frames
+    except ValueError:
+        raise ConfigError(f"--frames takes integers START:STOP, got {spec!r}") from None
+    start = start + n_frames if start < 0 else start
+    stop = stop + n_frames if stop < 0 else stop
+    if not 0 <= start < stop <= n_frames:
+        raise ConfigError(f"--frames {spec} selects nothing in an archive of {n_frames} frames "
+                          f"(valid: 0 <= START < STOP <= {n_frames})")
+    return start, stop
