@@ -1,0 +1,143 @@
+"""End to end under mpirun (n = 2 and 3): archives decode to identical bytes whatever the
+rank count that wrote or reads them; frame ranges; DWP shards; agreed errors."""
+
+from __future__ import annotations
+
+import os
+
+import h5py
+import numpy as np
+import pytest
+
+pytestmark = pytest.mark.mpi(min_size=2)
+
+
+def _frames(T=29, C=2):
+    from e2e.frames import moving_shapes
+
+    return moving_shapes(T, C=C)
+
+
+def _shared_input(tmp, x, name="in.npy"):
+    from mpi4py import MPI
+
+    if MPI.COMM_WORLD.rank == 0:
+        np.save(tmp / name, x)
+    MPI.COMM_WORLD.Barrier()
+    return str(tmp / name)
+
+
+def _chunk_payloads(path):
+    with h5py.File(path) as f:
+        off, size = f["chunks/offset"][()], f["chunks/size"][()]
+        data = f["payload"][()]
+        return [data[o:o + s].tobytes() for o, s in zip(off, size)]
+
+
+def test_archives_decode_identically_whatever_n(mpi_tmp_path):
+    from mpi4py import MPI
+
+    from codec.bounds import assert_within_bound
+    from tezip_hpc.parallel.driver import CompressOptions, compress, decompress
+
+    comm = MPI.COMM_WORLD
+    tmp = mpi_tmp_path
+    x = _frames()
+    src = _shared_input(tmp, x)
+    opts = CompressOptions(predictor="previous", bounds=(2.0,), window=5, chunk_frames=5, progress=False)
+    compress(src, str(tmp / "par.h5"), opts, comm)
+    if comm.rank == 0:
+        compress(src, str(tmp / "ser.h5"), opts, MPI.COMM_SELF)
+    comm.Barrier()
+    decompress(str(tmp / "par.h5"), str(tmp / "par_n.npy"), progress=False, comm=comm)
+    decompress(str(tmp / "ser.h5"), str(tmp / "ser_n.npy"), progress=False, comm=comm)
+    if comm.rank == 0:
+        decompress(str(tmp / "par.h5"), str(tmp / "par_1.npy"), progress=False, comm=MPI.COMM_SELF)
+        outs = [np.load(tmp / n) for n in ("par_n.npy", "ser_n.npy", "par_1.npy")]
+        assert all(o.tobytes() == outs[0].tobytes() for o in outs)
+        assert_within_bound(x, outs[0], "abs", (2.0,))
+        assert _chunk_payloads(tmp / "par.h5") == _chunk_payloads(tmp / "ser.h5")
+        with h5py.File(tmp / "par.h5") as f:
+            assert int(f.attrs["mpi_ranks"]) == comm.size
+    comm.Barrier()
+
+
+def test_parallel_frame_range_and_output_kinds(mpi_tmp_path):
+    from mpi4py import MPI
+
+    from tezip_hpc.parallel.driver import CompressOptions, compress, decompress
+
+    comm = MPI.COMM_WORLD
+    tmp = mpi_tmp_path
+    x = _frames(C=None)
+    src = _shared_input(tmp, x)
+    compress(src, str(tmp / "a.h5"), CompressOptions(predictor="linear", bounds=(1.0,), window=4, chunk_frames=8,
+                                                     progress=False), comm)
+    decompress(str(tmp / "a.h5"), str(tmp / "full.npy"), progress=False, comm=comm)
+    decompress(str(tmp / "a.h5"), str(tmp / "part.npy"), frames="7:23", progress=False, comm=comm)
+    decompress(str(tmp / "a.h5"), f"{tmp}/out.h5:/frames", progress=False, comm=comm)
+    decompress(str(tmp / "a.h5"), str(tmp / "images"), progress=False, comm=comm)
+    if comm.rank == 0:
+        full = np.load(tmp / "full.npy")
+        assert full.shape == x.shape
+        assert np.load(tmp / "part.npy").tobytes() == full[7:23].tobytes()
+        with h5py.File(tmp / "out.h5") as f:
+            assert f["frames"][()].tobytes() == full.tobytes()
+        assert len(os.listdir(tmp / "images")) == len(x)
+    comm.Barrier()
+
+
+def test_threshold_policy_makes_every_shard_start_a_keyframe(mpi_tmp_path):
+    from mpi4py import MPI
+
+    from tezip_hpc.parallel.driver import CompressOptions, compress, decompress
+    from tezip_hpc.parallel.plan import shards
+
+    comm = MPI.COMM_WORLD
+    tmp = mpi_tmp_path
+    x = _frames(31, C=1)
+    src = _shared_input(tmp, x)
+    compress(src, str(tmp / "d.h5"), CompressOptions(predictor="previous", threshold=0.05, chunk_frames=100,
+                                                     bounds=(1.0,), progress=False), comm)
+    decompress(str(tmp / "d.h5"), str(tmp / "d.npy"), progress=False, comm=comm)
+    if comm.rank == 0:
+        with h5py.File(tmp / "d.h5") as f:
+            keys = f["keyframes"][()].astype(bool)
+        for a, b in shards(len(x), comm.size):
+            assert keys[a], f"shard start {a} is not a keyframe"
+        assert np.abs(np.load(tmp / "d.npy").astype(int) - x.astype(int)).max() <= 1
+    comm.Barrier()
+
+
+def test_errors_are_agreed_on_every_rank_without_hanging(mpi_tmp_path):
+    from mpi4py import MPI
+    from PIL import Image
+
+    from tezip_hpc.errors import InputError, IntegrityError
+    from tezip_hpc.parallel.driver import CompressOptions, compress, decompress
+
+    comm = MPI.COMM_WORLD
+    tmp = mpi_tmp_path
+    if comm.rank == 0:
+        (tmp / "mixed").mkdir()
+        for t in range(5):
+            Image.fromarray(np.zeros((8, 8 + (t == 3)), np.uint8)).save(tmp / "mixed" / f"f{t}.png")
+    comm.Barrier()
+    with pytest.raises(InputError, match="differs"):
+        compress(str(tmp / "mixed"), str(tmp / "m.h5"), CompressOptions(predictor="previous", progress=False), comm)
+    # a corrupted chunk: whichever rank decodes it fails, every rank raises, nothing is left
+    src = _shared_input(tmp, _frames(20, C=1), "ok.npy")
+    compress(src, str(tmp / "ok.h5"), CompressOptions(predictor="previous", window=5, chunk_frames=5,
+                                                      progress=False), comm)
+    if comm.rank == 0:
+        with h5py.File(tmp / "ok.h5", "r+") as f:
+            last = int(f["chunks/offset"][-1]) + 10
+            f["payload"][last] = f["payload"][last] ^ 0xFF
+    comm.Barrier()
+    with pytest.raises(IntegrityError, match="chunk 3"):
+        decompress(str(tmp / "ok.h5"), str(tmp / "bad.npy"), progress=False, comm=comm)
+    comm.Barrier()
+    if comm.rank == 0:
+        left = sorted(p for p in os.listdir(tmp) if p.startswith((".m.h5", "m.h5", ".bad.npy", "bad.npy")))
+        assert left == [], left
+    comm.Barrier()
