@@ -40,7 +40,7 @@ test-slow: install
 	@bash scripts/run-tests.sh slow
 
 lint:
-	@shellcheck scripts/*.sh .ci/run
+	@shellcheck scripts/*.sh .ci/run jobs/*.sh jobs/*.sbatch
 
 clean:
 	rm -rf test-results bench-results .pytest_cache .hypothesis

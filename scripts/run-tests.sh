@@ -1,10 +1,12 @@
 #!/usr/bin/env bash
-# The test runner behind `make test`: the serial suite, then the MPI suite under
-# mpirun -n 2 and -n 3 (pytest-mpi --with-mpi). A deadlocked MPI run is killed by
-# MPIEXEC_TIMEOUT (and an outer `timeout`), so it fails instead of hanging.
+# The test runner behind `make test`: the serial suite, the Slurm suite (the job scripts
+# through sbatch on a real single-node Slurm started by tests/slurm/conftest.py; root
+# needed, else skipped with the reason, a failure under CI=1 / TEZIP_REQUIRE_SLURM=1),
+# then the MPI suite under mpirun -n 2 and -n 3 (pytest-mpi --with-mpi). A deadlocked MPI
+# run is killed by MPIEXEC_TIMEOUT (and an outer `timeout`), so it fails instead of hanging.
 #
-# Usage: scripts/run-tests.sh [all|serial|mpi|slow] [extra pytest args]
-# Phases: serial suite; GPU kernels under numba's CUDA simulator; MPI suite at n=2 and n=3.
+# Usage: scripts/run-tests.sh [all|serial|slurm|mpi|slow] [extra pytest args]
+# Phases: serial suite; GPU kernels under numba's CUDA simulator; Slurm suite; MPI suite at n=2 and n=3.
 set -uo pipefail
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$here" || exit 1
@@ -24,7 +26,15 @@ t0=$SECONDS
 
 run_serial() {
   echo "=== serial suite"
-  "$py" -m pytest -m "not mpi and not slow and not cudasim" --junitxml="$results/serial.xml" "$@" || status=1
+  "$py" -m pytest -m "not mpi and not slow and not cudasim and not slurm" --junitxml="$results/serial.xml" "$@" \
+    || status=1
+}
+
+run_slurm() {
+  local t=$SECONDS
+  echo "=== Slurm suite: the job scripts through sbatch on a throw-away single-node cluster"
+  "$py" -m pytest -m "slurm and not slow" --junitxml="$results/slurm.xml" "$@" || status=1
+  echo "=== Slurm suite took $((SECONDS - t)) s"
 }
 
 run_cudasim() {
@@ -50,15 +60,16 @@ run_mpi() {
 }
 
 case $what in
-  all) run_serial "$@"; run_cudasim "$@"; run_mpi 2 "$@"; run_mpi 3 "$@" ;;
+  all) run_serial "$@"; run_cudasim "$@"; run_slurm "$@"; run_mpi 2 "$@"; run_mpi 3 "$@" ;;
   serial) run_serial "$@"; run_cudasim "$@" ;;
+  slurm) run_slurm "$@" ;;
   mpi) run_mpi 2 "$@"; run_mpi 3 "$@" ;;
   slow)
     echo "=== slow suite: property tests at 100,000 examples each, plus tests marked slow"
     "$py" -m pytest --hypothesis-profile=slow -m "not mpi and not cudasim" --junitxml="$results/slow.xml" \
       tests/codec/test_properties.py "$@" || status=1
     "$py" -m pytest -m "slow and not mpi" --junitxml="$results/slow-marked.xml" "$@" || [ $? = 5 ] || status=1 ;;
-  *) echo "run-tests.sh: unknown suite '$what' (all|serial|mpi|slow)" >&2; exit 2 ;;
+  *) echo "run-tests.sh: unknown suite '$what' (all|serial|slurm|mpi|slow)" >&2; exit 2 ;;
 esac
 
 echo "=== summary ($((SECONDS - t0)) s)"

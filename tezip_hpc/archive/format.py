@@ -198,7 +198,7 @@ class ArchiveWriter:
         if self.f is None or blob is None:
             return
         ds = self.f.create_dataset("model", shape=(len(blob),), dtype=np.uint8)
-        ds.attrs["sha256"] = sha
+        ds.attrs["sha256"] = sha  # of these bytes; the predictor's own digest is the root's predictor_sha256
         if self.rank == 0:
             ds[:] = np.frombuffer(blob, np.uint8)
 

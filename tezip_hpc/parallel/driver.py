@@ -350,7 +350,7 @@ def compress(input_spec: str, output: str, opts: CompressOptions, comm=None) -> 
             blob = agree(comm, predictor.to_bytes)
         agree(comm, writer.write_attrs, {"model_embedded": blob is not None, "n_chunks": len(all_entries),
                                          "keyframe_count": int(key_arr.sum())})
-        agree(comm, writer.embed_model, blob, ident["sha256"])
+        agree(comm, writer.embed_model, blob, sha256_hex(blob) if blob is not None else "")
         agree(comm, writer.finish)
         progress.update(T, final=True)
     except BaseException:
