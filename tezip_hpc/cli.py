@@ -59,11 +59,27 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _report_peak_rss(path: str, command: str) -> None:
+    """TEZIP_PEAK_RSS_FILE=path: each rank appends its peak resident memory (benchmarks)."""
+    import json
+    import resource
+
+    from .parallel.mpienv import detect_launch
+
+    with open(path, "a") as f:
+        f.write(json.dumps({"command": command, "rank": detect_launch().rank,
+                            "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}) + "\n")
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point; returns the exit status. TezipErrors become one clear line on stderr."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     parser = build_parser()
     args = parser.parse_args(argv)
+    if os.environ.get("TEZIP_PEAK_RSS_FILE"):
+        import atexit
+
+        atexit.register(_report_peak_rss, os.environ["TEZIP_PEAK_RSS_FILE"], args.command)
     try:
         return int(args.func(args) or 0)
     except TezipError as exc:

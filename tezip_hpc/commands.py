@@ -148,9 +148,10 @@ def register(sub) -> None:
     p.add_argument("--bound", "-b", nargs="+", metavar="B", help="bound value(s); 0 = lossless (default); "
                    "absrel takes two: ABS REL")
     p.add_argument("--no-entropy", "-n", action="store_true", help="turn the frequency-ranked remap off")
-    p.add_argument("--quantizer", choices=["linear", "merge"], default="linear",
-                   help="linear scaling (default; best on video) or TEZip's interval merging (can win on "
-                        "smooth fields at loose bounds)")
+    p.add_argument("--quantizer", choices=["linear", "merge", "auto"], default=None,
+                   help="linear scaling (best on video), TEZip's interval merging (wins on smooth fields at "
+                        "loose bounds), or auto: per frame, the one that packs smaller (2-3x slower to encode). "
+                        "Default: auto for float32 data, linear for integers")
     p.add_argument("--zstd-level", type=int, default=3, metavar="L", help="zstd level 1..22 (default 3)")
     p.add_argument("--chunk-frames", type=int, default=32, metavar="N",
                    help="frames per chunk (whole windows; default 32): the unit of parallel work")

@@ -56,6 +56,12 @@ def test_bad_options(kwargs, match):
         CodecConfig(**kwargs).validate()
 
 
+def test_auto_quantizer_choices():
+    assert CodecConfig(quantizer="auto", bounds=(2.0,)).quantizer_choices() == ("linear", "merge")
+    assert CodecConfig(quantizer="auto").quantizer_choices() == ("linear",)  # lossless
+    assert CodecConfig(quantizer="auto", mode="pwrel", bounds=(0.1,)).quantizer_choices() == ("linear",)
+
+
 def test_rel_with_zero_bound_needs_no_range():
     assert CodecConfig(mode="rel", bounds=(0.0,)).validate().lossless
 

@@ -33,6 +33,8 @@ CONFIGS = [
     ("float32", dict(bounds=(0.5,), spatial_pred="lorenzo")),
     ("float32", dict(bounds=(0.5,), quantizer="merge", shuffle=False)),
     ("float32", dict(mode="pwrel", bounds=(0.01,))),
+    ("uint8", dict(bounds=(3.0,), quantizer="auto")),
+    ("float32", dict(bounds=(0.3,), quantizer="auto")),
 ]
 
 

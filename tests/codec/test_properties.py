@@ -95,7 +95,7 @@ def _roundtrip(x, p, keys, cfg):
 
 
 @given(data=st.data(), x=stacks(), mode=st.sampled_from(["abs", "rel", "absrel"]),
-       quantizer=st.sampled_from(["linear", "merge"]), spatial=st.sampled_from(["none", "row", "lorenzo"]),
+       quantizer=st.sampled_from(["linear", "merge", "auto"]), spatial=st.sampled_from(["none", "row", "lorenzo"]),
        block=st.sampled_from([1, 3, 4096]))
 def test_abs_rel_absrel_bound_holds(data, x, mode, quantizer, spatial, block):
     b1 = data.draw(BOUNDS if mode == "abs" else PWREL)
@@ -151,7 +151,7 @@ def test_tiny_shapes_and_dtype_extremes(dtype, shape):
     for mode, bounds in [("abs", (0.0,)), ("abs", (1.0,)), ("abs", (1e30,)), ("pwrel", (0.1,)), ("rel", (0.25,)),
                          ("absrel", (2.0, 1e-3))]:
         vr = value_range(x)
-        for quantizer in (["linear", "merge"] if mode != "pwrel" else ["linear"]):
+        for quantizer in (["linear", "merge", "auto"] if mode != "pwrel" else ["linear", "auto"]):
             cfg = CodecConfig(dtype=dtype, mode=mode, bounds=bounds, value_range=vr, quantizer=quantizer)
             p = np.roll(x, 1, axis=0).astype(np.float32)
             keys = np.zeros(shape[0], bool)

@@ -24,7 +24,7 @@ from ..errors import ConfigError
 
 MODES = ("abs", "rel", "absrel", "pwrel")
 DTYPES = {"uint8": np.uint8, "uint16": np.uint16, "int16": np.int16, "float32": np.float32}
-QUANTIZERS = ("linear", "merge")
+QUANTIZERS = ("linear", "merge", "auto")
 SPATIAL = ("none", "row", "lorenzo")
 SPATIAL_PRED = SPATIAL + ("auto",)
 FORMAT_VERSION = 1
@@ -63,7 +63,7 @@ class CodecConfig:
     mode: str = "abs"
     bounds: tuple[float, ...] = (0.0,)
     value_range: tuple[float, float] | None = None  # (min, max) of the whole input; rel/absrel
-    quantizer: str = "linear"          # "linear" (SZ-style) or "merge" (TEZip's interval merging)
+    quantizer: str = "linear"          # "linear" (SZ-style), "merge" (TEZip's interval merging), "auto" (per frame)
     block: int = 4096                  # merge: elements per independently scanned block
     spatial_key: str = "lorenzo"       # neighbour deltas on keyframe codes
     spatial_pred: str = "auto"         # predicted frames: auto = lorenzo if lossless, else none
@@ -172,6 +172,15 @@ class CodecConfig:
         if self.spatial_pred != "auto":
             return self.spatial_pred
         return "lorenzo" if self.lossless else "none"
+
+    def quantizer_choices(self) -> tuple[str, ...]:
+        """The quantizers a frame may use: merging is pointless when lossless (every
+        interval is one point) and impossible for pwrel (no single bound per block)."""
+        if self.quantizer != "auto":
+            return (self.quantizer,)
+        if self.lossless or self.mode == "pwrel":
+            return ("linear",)
+        return ("linear", "merge")
 
     def with_(self, **changes) -> "CodecConfig":
         return replace(self, **changes)

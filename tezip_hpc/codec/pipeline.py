@@ -9,8 +9,8 @@ chunk is packed. Layout (little-endian)::
     magic "TZC1" | u8 version | u8 flags | u16 reserved | u32 T, H, W, C
     | u64 outliers | u64 body bytes | 8-byte tag of the codec configuration
     | 32-byte sha256 of the effective predictions
-    | zstd frame of the body: key flags (T bytes), code stream, class stream (pwrel),
-      outlier index gaps and exact values
+    | zstd frame of the body: frame flags (T bytes: bit 0 keyframe, bit 1 quantized by
+      interval merging), code stream, class stream (pwrel), outlier index gaps and values
 
 Each stream is packed per partition by the Entropy stage (descriptor, rank table, data).
 """
@@ -32,6 +32,7 @@ CONTAINER_VERSION = 1
 _HEAD = struct.Struct("<4sBBHIIIIQQ8s32s")
 HEADER_SIZE = _HEAD.size
 FLAG_FLOAT, FLAG_CLASSES = 1, 2
+FRAME_KEY, FRAME_MERGE = 1, 2  # per-frame flag bits
 
 
 class Pipeline:
@@ -45,7 +46,10 @@ class Pipeline:
         if names != list(ORDER):
             raise ConfigError(f"this version runs the stages {', '.join(ORDER)} (got {', '.join(names)})")
         self.residual = Residual(config, self.be)
-        self.quantize = Quantize(config, self.be)
+        # one Quantize per quantizer a frame may use ("auto" picks per frame)
+        self.quantizers = [Quantize(config, self.be, q) for q in config.quantizer_choices()]
+        self.quantize = self.quantizers[0]
+        self._zstd1 = None
         self.spatial = Spatial(config, self.be)
         self.entropy = Entropy(config, self.be)
         self.zstd = Zstd(config, self.be)
@@ -58,6 +62,30 @@ class Pipeline:
 
     def stage_configs(self) -> list[dict]:
         return [s.config() for s in self.stages]
+
+    def quantizer_for(self, merge: bool) -> Quantize:
+        for q in self.quantizers:
+            if (q.quantizer == "merge") == merge:
+                return q
+        raise CodecError(f"payload frame uses the {'merge' if merge else 'linear'} quantizer, which this "
+                         f"configuration does not")
+
+    def spatial_kind(self, key: bool, quantize: Quantize) -> int:
+        return self.spatial.kind(key)
+
+    def estimate(self, u: np.ndarray, m: int, n_outliers: int) -> int:
+        """Bytes a frame's symbols would take: zstd level 1 of their narrowed bytes."""
+        import zstandard
+
+        if self._zstd1 is None:
+            self._zstd1 = zstandard.ZstdCompressor(level=1)
+        host = self.be.to_host(u)
+        if m < 256:
+            raw = host.astype(np.uint8)
+        else:
+            raw = np.ascontiguousarray(host.astype(np.uint16 if m < 65536 else np.uint32).view(np.uint8)
+                                       .reshape(-1, 2 if m < 65536 else 4).T)
+        return len(self._zstd1.compress(raw.tobytes())) + n_outliers * (8 + self.dtype.itemsize)
 
     # ------------------------------------------------------------------ chunk API
     def encoder(self, frame_shape: tuple[int, ...]) -> "ChunkEncoder":
@@ -121,6 +149,7 @@ class ChunkEncoder:
         self.outlier_idx: list[np.ndarray] = []
         self.outlier_val: list[np.ndarray] = []
         self.keys: list[bool] = []
+        self.flags: list[int] = []
         self._digest = hashlib.sha256()
 
     @property
@@ -140,10 +169,24 @@ class ChunkEncoder:
         host_x = np.ascontiguousarray(frame).ravel()
         x = be.asarray(host_x)
         key = pred is None
-        q = p.quantize.encode(x, p.residual.prediction(pred, self.size), self.frame_shape)
+        praw = p.residual.prediction(pred, self.size)
+        best = None
+        for quant in p.quantizers:  # one, or both for "auto": keep the frame that packs smaller
+            q = quant.encode(x, praw, self.frame_shape)
+            sym = p.spatial.encode(q.codes, self.frame_shape, p.spatial_kind(key, quant))
+            if len(p.quantizers) > 1:
+                n_out = int(be.to_host(q.mask).sum()) if q.mask is not None else 0
+                cost = p.estimate(sym[0], sym[1], n_out)
+                if best is not None and cost >= best[0]:
+                    continue
+                best = (cost, quant, q, sym)
+            else:
+                best = (0, quant, q, sym)
+        _, quant, q, sym = best
         if not key:
             self._digest.update(be.to_host(q.pred))
-        self.symbols.append(p.spatial.encode(q.codes, self.frame_shape, p.spatial.kind(key)))
+        self.symbols.append(sym)
+        self.flags.append((FRAME_KEY if key else 0) | (FRAME_MERGE if quant.quantizer == "merge" else 0))
         if q.classes is not None:
             self.class_symbols.append(be.pack(q.classes, self.frame_shape, 0))
         if q.mask is not None:
@@ -165,7 +208,7 @@ class ChunkEncoder:
         T = self.n_frames
         H, W, C = self.frame_shape
         keys = np.array(self.keys, bool)
-        body: list = [keys.astype(np.uint8).tobytes()]
+        body: list = [np.array(self.flags, np.uint8).tobytes()]
         p.entropy.encode(self.symbols, keys, self.size, body)
         flags = FLAG_FLOAT if p.config.is_float else 0
         if self.class_symbols:
@@ -235,10 +278,11 @@ class ChunkDecoder:
             raise CodecError(f"payload body of {n_body} bytes is impossible for {n} elements")
         body = pipe.zstd.decode(payload[HEADER_SIZE:], n_body)
         rd = Reader(body)
-        keys = rd.array(np.uint8, T)
-        if keys.max(initial=0) > 1:
-            raise CodecError("corrupted payload: key flags are not 0/1")
-        self.keys = keys.astype(bool)
+        flags = rd.array(np.uint8, T)
+        if flags.max(initial=0) > (FRAME_KEY | FRAME_MERGE):
+            raise CodecError("corrupted payload: unknown frame flags")
+        self.keys = (flags & FRAME_KEY).astype(bool)
+        self._quant = [pipe.quantizer_for(bool(f & FRAME_MERGE)) for f in flags]
         self.n_frames = T
         self.expected_digest = digest
         self._parts = pipe.entropy.parse(rd, self.keys, self.size, sym_bytes)
@@ -271,9 +315,9 @@ class ChunkDecoder:
         if (pred is None) != key:
             raise CodecError(f"frame {t} is {'a keyframe' if key else 'predicted'}; "
                              f"{'no prediction' if key else 'a prediction'} expected")
-        be, q = p.be, p.quantize
+        be, q = p.be, self._quant[t]
         k = self._part_of[t]
-        codes = p.entropy.decode(self._parts[k], t, self.size, p.spatial.kind(key), self.frame_shape,
+        codes = p.entropy.decode(self._parts[k], t, self.size, p.spatial_kind(key, q), self.frame_shape,
                                  q.code_dtype)
         cls = None
         if self._class_parts is not None:

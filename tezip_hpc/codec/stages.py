@@ -134,8 +134,9 @@ class Quantize(Stage):
     consumes = "residual"
     produces = "codes"
 
-    def __init__(self, cfg: CodecConfig, backend) -> None:
+    def __init__(self, cfg: CodecConfig, backend, quantizer: str | None = None) -> None:
         self.cfg, self.be = cfg, backend
+        self.quantizer = quantizer or cfg.quantizer_choices()[0]
         self.dtype = check_dtype(cfg.dtype)
         self.lo, self.hi = INT_RANGE.get(cfg.dtype, (0, 0))
         fl = cfg.is_float
@@ -153,14 +154,14 @@ class Quantize(Stage):
             E = cfg.effective_abs_bound()
             self.bound = E
             if fl:
-                self.kind = "float-" + cfg.quantizer
+                self.kind = "float-" + self.quantizer
                 self.step = 2.0 * E
-                self.unit = self.step if cfg.quantizer == "linear" else E
+                self.unit = self.step if self.quantizer == "linear" else E
             else:
                 self.e = int(min(E, span))
                 self.step = 2 * self.e + 1
-                self.kind = "int-" + cfg.quantizer
-                self.unit = self.step if cfg.quantizer == "linear" else 1
+                self.kind = "int-" + self.quantizer
+                self.unit = self.step if self.quantizer == "linear" else 1
 
     def _pwrel_tables(self, b: float, span: int) -> None:
         be = self.be
@@ -178,7 +179,7 @@ class Quantize(Stage):
 
     def config(self) -> dict:
         return {"id": self.name, "kind": self.kind, "mode": self.cfg.mode, "bounds": list(self.cfg.bounds),
-                "block": self.cfg.block}
+                "block": self.cfg.block, "choices": list(self.cfg.quantizer_choices())}
 
     @property
     def has_classes(self) -> bool:

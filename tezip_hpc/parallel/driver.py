@@ -101,7 +101,7 @@ class CompressOptions:
     mode: str = "abs"
     bounds: tuple[float, ...] = (0.0,)
     entropy: bool = True
-    quantizer: str = "linear"
+    quantizer: str | None = None        # None: "auto" for float32 data, "linear" for integers
     zstd_level: int = 3
     chunk_frames: int = 32
     loop: str = "closed"
@@ -270,6 +270,9 @@ def compress(input_spec: str, output: str, opts: CompressOptions, comm=None) -> 
     try:
         T = src.n_frames
         window = opts.window if opts.window is not None or opts.threshold is not None else DEFAULT_WINDOW
+
+        if opts.quantizer is None:  # measured: merging never won on integer video, doubled float fields
+            opts.quantizer = "auto" if src.dtype == np.float32 else "linear"
 
         def validate():
             P.check_policy(T, window, opts.threshold, opts.warmup, opts.chunk_frames)
