@@ -177,7 +177,8 @@ def encode_chunk(src, start: int, count: int, keys, pipe: Pipeline, predictor, v
     window: list[float] = []
     out_keys: list[bool] = []
     for k, x in enumerate(_frames(src, start, start + count)):
-        key = bool(keys[k]) if keys is not None else k == 0
+        # DWP (keys None): the chunk's first frame and the warm-up frames are keyframes
+        key = bool(keys[k]) if keys is not None else (k == 0 or start + k < opts.warmup)
         p = None
         if not key:
             p = session.predict()
@@ -294,15 +295,9 @@ def compress(input_spec: str, output: str, opts: CompressOptions, comm=None) -> 
         if opts.threshold is None:
             chunks = P.plan_swp(T, window, opts.warmup, opts.chunk_frames)
             mine = [chunks[i] for i in P.assign([c.count for c in chunks], comm.size)[comm.rank]]
-        else:
+        else:  # DWP: this rank's shard, in chunks of chunk_frames; keyframes decided while encoding
             a, b = P.shards(T, comm.size)[comm.rank]
             mine = [P.Chunk(s, min(opts.chunk_frames, b - s), None) for s in range(a, b, opts.chunk_frames)]
-            first = min(opts.warmup, b) if a == 0 else a
-            if a == 0 and opts.warmup:  # warm-up frames: keyframes at the start of the series
-                mine = [P.Chunk(s, min(opts.chunk_frames, first - s), tuple([True] * min(opts.chunk_frames,
-                                                                                          first - s)))
-                        for s in range(0, first, opts.chunk_frames)] + \
-                       [P.Chunk(s, min(opts.chunk_frames, b - s), None) for s in range(first, b, opts.chunk_frames)]
         writer = agree(comm, ArchiveWriter, output, comm, force=opts.force, input_bytes=src.nbytes)
     except BaseException:
         src.close()
