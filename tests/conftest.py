@@ -24,17 +24,10 @@ VENV_BIN = Path(sys.executable).parent
 
 
 def _cuda_device_reason() -> str | None:
-    """None when a real CUDA device is usable through CuPy, else why not."""
-    try:
-        import cupy
-    except ImportError:
-        return "CuPy is not installed (GPU extra)"
-    try:
-        if cupy.cuda.runtime.getDeviceCount() < 1:
-            return "no CUDA device"
-    except Exception as exc:  # noqa: BLE001
-        return f"no usable CUDA device: {str(exc).splitlines()[0]}"
-    return None
+    """None when a real CUDA device is usable through CuPy and numba.cuda, else why not."""
+    from tezip_hpc.codec._gpu import gpu_unavailable_reason
+
+    return gpu_unavailable_reason()
 
 
 def pytest_collection_modifyitems(config, items):

@@ -174,19 +174,9 @@ def pack(q, H, W, C, kind, bits, u):
 
 @_jit
 def emit(u, lut, use_lut, width, shuffle, out, off, stride):
-    """Narrow symbols to `width` bytes into a partition's data: byte k of element j goes
-    to out[k*stride + off + j] (byte planes) or out[(off + j)*width + k]."""
-    n = u.size
-    for j in range(n):
-        v = np.uint64(u[j])
-        if use_lut:
-            v = np.uint64(lut[v])
-        for k in range(width):
-            b = np.uint8((v >> np.uint64(8 * k)) & np.uint64(255))
-            if shuffle:
-                out[k * stride + off + j] = b
-            else:
-                out[(off + j) * width + k] = b
+    """Narrow symbols to `width` bytes into a partition's data (see S.item_emit)."""
+    for j in range(u.size):
+        S.item_emit(j, u, lut, use_lut, width, shuffle, out, off, stride)
 
 
 @_jit

@@ -120,15 +120,7 @@ def pack(q, H, W, C, kind, u):
 def emit(u, lut, use_lut, width, shuffle, out, off, stride):
     j = cuda.grid(1)
     if j < u.size:
-        v = np.uint64(u[j])
-        if use_lut:
-            v = np.uint64(lut[v])
-        for k in range(width):
-            b = np.uint8((v >> np.uint64(8 * k)) & np.uint64(255))
-            if shuffle:
-                out[k * stride + off + j] = b
-            else:
-                out[(off + j) * width + k] = b
+        S.item_emit(j, u, lut, use_lut, width, shuffle, out, off, stride)
 
 
 @cuda.jit

@@ -399,3 +399,18 @@ def zigzag(v, bits):
 @jitable
 def unzigzag(u):
     return (u >> 1) ^ -(u & 1)
+
+
+@jitable
+def item_emit(j, u, lut, use_lut, width, shuffle, out, off, stride):
+    """Symbol j narrowed to `width` bytes: byte k goes to out[k*stride + off + j] (byte
+    planes) or out[(off + j)*width + k]; through the rank table when use_lut."""
+    v = np.uint64(u[j])
+    if use_lut:
+        v = np.uint64(lut[v])
+    for k in range(width):
+        b = np.uint8((v >> np.uint64(8 * k)) & np.uint64(255))
+        if shuffle:
+            out[k * stride + off + j] = b
+        else:
+            out[(off + j) * width + k] = b
