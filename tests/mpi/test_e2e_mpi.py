@@ -141,3 +141,30 @@ def test_errors_are_agreed_on_every_rank_without_hanging(mpi_tmp_path):
         left = sorted(p for p in os.listdir(tmp) if p.startswith((".m.h5", "m.h5", ".bad.npy", "bad.npy")))
         assert left == [], left
     comm.Barrier()
+
+
+def test_prednet_archives_are_identical_whatever_n(mpi_tmp_path):
+    """PredNet inference must give the same bytes on every rank and rank count: the chunk
+    payloads (which hold the prediction digests) of an n-rank and a 1-rank archive match."""
+    from mpi4py import MPI
+
+    from tezip_hpc.parallel.driver import CompressOptions, compress, decompress
+
+    comm = MPI.COMM_WORLD
+    tmp = mpi_tmp_path
+    if comm.rank == 0:
+        from predict.helpers import tiny_model_file
+
+        tiny_model_file(seed=3).save(tmp / "tiny.tzm")
+    src = _shared_input(tmp, _frames(13, C=1))
+    opts = CompressOptions(predictor=str(tmp / "tiny.tzm"), bounds=(1.0,), window=3, chunk_frames=3, progress=False)
+    compress(src, str(tmp / "pn.h5"), opts, comm)
+    if comm.rank == 0:
+        compress(src, str(tmp / "p1.h5"), opts, MPI.COMM_SELF)
+    comm.Barrier()
+    decompress(str(tmp / "p1.h5"), str(tmp / "p1_n.npy"), progress=False, comm=comm)
+    if comm.rank == 0:
+        assert _chunk_payloads(tmp / "pn.h5") == _chunk_payloads(tmp / "p1.h5")
+        decompress(str(tmp / "pn.h5"), str(tmp / "pn_1.npy"), progress=False, comm=MPI.COMM_SELF)
+        assert np.load(tmp / "pn_1.npy").tobytes() == np.load(tmp / "p1_n.npy").tobytes()
+    comm.Barrier()

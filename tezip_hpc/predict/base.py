@@ -139,3 +139,37 @@ def baseline(name: str, **options) -> Predictor:
     if name not in BASELINES:
         raise ConfigError(f"unknown predictor {name!r} (choose from prednet, previous, linear, zero)")
     return BASELINES[name](**options)
+
+
+# ----------------------------------------------------------------------------- by name
+PREDICTOR_NAMES = ("prednet", "previous", "linear", "zero")
+_LOADED: dict = {}
+
+
+def load_predictor(spec: str | None = None) -> Predictor:
+    """A predictor by name or file: None or 'prednet' -> the embedded default PredNet;
+    'previous', 'linear', 'zero' -> the baselines; anything else -> that PredNet model file.
+    PredNet predictors are cached (by path, size and mtime): loading one again is free."""
+    import os
+
+    if spec in ("previous", "linear", "zero"):
+        return baseline(spec)
+    from .prednet import PredNetPredictor, default_model_path
+
+    if spec is None or spec == "prednet":
+        path = default_model_path()
+        if not path.exists():
+            raise ModelError(f"the embedded default PredNet model is missing from this installation ({path})")
+    else:
+        path = spec
+        if not os.path.exists(path):
+            raise ModelError(f"{spec}: no such model file (predictors: {', '.join(PREDICTOR_NAMES)}, "
+                             "or a PredNet model file)")
+    try:
+        st = os.stat(path)
+        key = (os.path.realpath(path), st.st_size, st.st_mtime_ns)
+    except OSError as exc:
+        raise ModelError(f"{path}: cannot read the model file ({exc.strerror or exc})") from None
+    if key not in _LOADED:
+        _LOADED[key] = PredNetPredictor.load(path)
+    return _LOADED[key]

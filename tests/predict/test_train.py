@@ -1,0 +1,150 @@
+"""`tezip-hpc train`: the loss falls; the model loads without Horovod; a run stopped by
+SIGTERM (serial) or SIGUSR1 (through mpirun -n 2) checkpoints, exits cleanly, and --resume
+ends with bit-identical weights and optimizer state to an uninterrupted run."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+
+from tezip_hpc.errors import ConfigError
+from tezip_hpc.predict.artifact import ModelFile
+from tezip_hpc.predict.data import prepare
+from tezip_hpc.predict.train import TrainArgs, train
+
+from .helpers import blobs
+
+MPI_ENV = {"OMPI_ALLOW_RUN_AS_ROOT": "1", "OMPI_ALLOW_RUN_AS_ROOT_CONFIRM": "1",
+           "OMPI_MCA_rmaps_base_oversubscribe": "1", "OMPI_MCA_btl_vader_single_copy_mechanism": "none",
+           "TF_CPP_MIN_LOG_LEVEL": "3", "PYTHONUNBUFFERED": "1"}
+TINY = ["--nt", "4", "--stack-sizes", "4,8", "--crop", "16x16", "--batch-size", "2", "--val-samples", "8",
+        "--threads", "1", "--lr", "0.003", "--log-every", "0.5"]
+
+
+@pytest.fixture(scope="module")
+def trainset(tmp_path_factory):
+    d = tmp_path_factory.mktemp("trainset")
+    for i in range(3):
+        np.save(d / f"clip{i}.npy", blobs(30, 24, 24, seed=i))
+    prepare([str(d / f"clip{i}.npy") for i in range(3)], str(d / "t.h5"), val_sequences=["clip2"],
+            log=lambda m: None)
+    return d / "t.h5"
+
+
+def test_loss_falls_and_model_loads_without_horovod(trainset, tmp_path):
+    out = tmp_path / "m.tzm"
+    lines = []
+    args = TrainArgs(epochs=3, batch_size=4, lr=3e-3, nt=4, crop="16x16", stack_sizes=[4, 8], val_samples=16,
+                     seed=1)
+    summ = train(str(trainset), str(out), args, log=lines.append, log_every=0.0)
+    hist = summ["history"]
+    assert [h["epoch"] for h in hist] == [1, 2, 3]
+    assert hist[-1]["train_loss"] < hist[0]["train_loss"]
+    assert hist[-1]["val_loss"] < hist[0]["val_loss"]
+    assert any("samples/s" in m and "ETA" in m for m in lines)  # progress lines
+    assert any("val loss" in m for m in lines)
+    mf = ModelFile.load(out)
+    assert mf.kind == "prednet" and mf.normalisation == {"kind": "minmax", "value_range": [0.0, 255.0]}
+    assert mf.weights_sha256() == summ["weights_sha256"]
+    assert mf.meta["trained"]["history"] == hist
+    code = ("import sys, numpy as np\n"
+            "from tezip_hpc.predict.base import load_predictor\n"
+            f"p = load_predictor({str(out)!r})\n"
+            "s = p.start((24, 24, 1), (0, 255)); s.observe(np.zeros((24, 24, 1), np.uint8)); s.predict()\n"
+            "assert not any(m.startswith('horovod') for m in sys.modules), 'horovod was imported'\n"
+            "print(p.sha256())\n")
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert res.returncode == 0, res.stderr[-2000:]
+    assert res.stdout.split()[-1] == mf.sha256()
+
+
+def _wait_for(path, proc, timeout=240.0):
+    t0 = time.time()
+    while not path.exists():
+        assert proc.poll() is None, "training ended before its first checkpoint"
+        assert time.time() - t0 < timeout, "no checkpoint appeared"
+        time.sleep(0.05)
+
+
+def _interrupt_and_resume(cmd, tmp_path, trainset, sig, reference: bool):
+    """A run stopped by ``sig`` after its first checkpoint, then resumed; with ``reference``, the
+    result must equal an uninterrupted run's, byte for byte."""
+    env = dict(os.environ, **MPI_ENV)
+    extra = ["--epochs", "4", "--samples-per-epoch", "160"] + TINY
+    if reference:
+        ref = subprocess.run(cmd + ["train", str(trainset), "-o", str(tmp_path / "ref.tzm")] + extra,
+                             capture_output=True, text=True, env=env, timeout=600)
+        assert ref.returncode == 0, ref.stderr[-3000:]
+    out = tmp_path / "run.tzm"
+    ckpt = tmp_path / "run.tzm.ckpt"
+    proc = subprocess.Popen(cmd + ["train", str(trainset), "-o", str(out)] + extra, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, env=env)
+    try:
+        _wait_for(ckpt, proc)
+        proc.send_signal(sig)
+        stdout, stderr = proc.communicate(timeout=240)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 0, stdout[-2000:] + stderr[-3000:]
+    assert f"stopped by {signal.Signals(sig).name}" in stdout, stdout[-2000:]
+    ck = ModelFile.load(ckpt)
+    st = ck.extra["state"]
+    steps_per_epoch = 160 // (2 * ck.extra["state"]["size"])
+    assert st["global_step"] == st["epoch"] * steps_per_epoch + st["step"]
+    assert 0 < st["global_step"] < 4 * steps_per_epoch, "the run was not stopped mid-training"
+    iterations = [a for n, a in ck.arrays if n.startswith("opt/") and n.endswith("iteration")]
+    assert iterations and int(iterations[0]) == st["global_step"]  # optimizer state saved with the step
+    shutil.copy(out, tmp_path / "stopped.tzm")
+
+    # (the thread count is a resource, not a hyper-parameter: give it again, as training sums depend on it)
+    res = subprocess.run(cmd + ["train", str(trainset), "-o", str(out), "--resume", "--threads", "1"],
+                         capture_output=True,
+                         text=True, env=env, timeout=600)
+    assert res.returncode == 0, res.stderr[-3000:]
+    assert f"resuming at epoch {st['epoch'] + 1} step {st['step']}" in res.stdout
+    final = ModelFile.load(ckpt).extra["state"]
+    assert final["global_step"] == 4 * steps_per_epoch and final["epoch"] == 4
+    assert [h["epoch"] for h in final["history"]] == [1, 2, 3, 4]
+    if not reference:
+        return st
+    a, b = ModelFile.load(tmp_path / "ref.tzm"), ModelFile.load(out)
+    assert a.weights_sha256() == b.weights_sha256(), "resumed run differs from the uninterrupted one"
+    ca, cb = ModelFile.load(tmp_path / "ref.tzm.ckpt"), ModelFile.load(ckpt)
+    assert ca.weights_sha256() == cb.weights_sha256()  # optimizer state too
+    assert [h["train_loss"] for h in ca.extra["state"]["history"]] == \
+        [h["train_loss"] for h in cb.extra["state"]["history"]]
+    return st
+
+
+def test_sigterm_serial_checkpoints_and_resume_is_exact(trainset, tmp_path):
+    _interrupt_and_resume([sys.executable, "-m", "tezip_hpc"], tmp_path, trainset, signal.SIGTERM, True)
+
+
+@pytest.mark.skipif(shutil.which("mpirun") is None, reason="mpirun not found")
+def test_sigusr1_through_mpirun_two_ranks_and_resume_is_exact(trainset, tmp_path):
+    """SIGUSR1 to mpirun (what Slurm's --signal=USR1@T does to a job step) reaches every rank; they
+    stop at the same step, rank 0 checkpoints, all exit 0, and --resume finishes the run. (Byte-exact
+    resumption under Horovod is tested in tests/mpi/test_train.py.)"""
+    st = _interrupt_and_resume(["mpirun", "-n", "2", "--bind-to", "none", sys.executable, "-m", "tezip_hpc"],
+                               tmp_path, trainset, signal.SIGUSR1, False)
+    assert st["size"] == 2
+
+
+def test_resume_refuses_changed_hyper_parameters(trainset, tmp_path):
+    out = tmp_path / "m.tzm"
+    args = TrainArgs(epochs=1, batch_size=2, nt=4, crop="16x16", stack_sizes=[4], samples_per_epoch=8,
+                     val_samples=4)
+    train(str(trainset), str(out), args, log=lambda m: None)
+    with pytest.raises(ConfigError, match="--lr 0.5 differs"):
+        train(str(trainset), str(out), TrainArgs(lr=0.5), resume=True, explicit={"lr"}, log=lambda m: None)
+    summ = train(str(trainset), str(out), TrainArgs(epochs=2), resume=True, explicit={"epochs"},
+                 log=lambda m: None)
+    assert summ["global_step"] == 2 * 4 and summ["optimizer_iterations"] == 8
