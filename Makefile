@@ -22,7 +22,7 @@ install:
 	@bash scripts/install.sh
 
 demo: install
-	@$(VENV)/bin/tezip-hpc doctor
+	@$(VENV)/bin/tezip-hpc demo
 
 doctor: install
 	@$(VENV)/bin/tezip-hpc doctor

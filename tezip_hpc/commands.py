@@ -63,9 +63,17 @@ def cmd_compress(args: argparse.Namespace) -> int:
     s = compress(args.input, args.output, opts, comm)
     if comm.rank == 0 and not args.quiet:
         print(f"compressed {s.frames} frames ({s.input_bytes / 1e6:.2f} MB) into {args.output} "
-              f"({s.archive_bytes / 1e6:.3f} MB): ratio {s.ratio:.2f}, {s.mbps:.1f} MB/s, "
+              f"({s.archive_bytes / 1e6:.3f} MB): ratio {s.ratio:.2f}{_model_note(s.extra['model_bytes'], s.data_ratio)}, "
+              f"{s.mbps:.1f} MB/s, "
               f"{s.chunks} chunks, {s.extra['keyframes']} keyframes, {comm.size} rank(s), {s.extra['backend']}")
     return 0
+
+
+def _model_note(model_bytes: int, data_ratio: float) -> str:
+    """How much of the archive is the embedded model (a fixed cost), and the ratio without it."""
+    if not model_bytes:
+        return ""
+    return f" ({data_ratio:.2f} without the {model_bytes / 1e6:.2f} MB embedded model)"
 
 
 def cmd_decompress(args: argparse.Namespace) -> int:
@@ -106,7 +114,8 @@ def cmd_info(args: argparse.Namespace) -> int:
         f"codec:      quantizer {i['codec']['quantizer']}, entropy {'on' if i['codec']['entropy'] else 'off'}, "
         f"zstd level {i['codec']['zstd_level']}",
         f"size:       {i['input_bytes'] / 1e6:.3f} MB -> {i['archive_bytes'] / 1e6:.3f} MB, ratio {ratio:.2f} "
-        f"(payload {i['payload_bytes'] / 1e6:.3f} MB), written by {i['mpi_ranks']} rank(s)",
+        f"(payload {i['payload_bytes'] / 1e6:.3f} MB{_model_note(i['model_bytes'], i['input_bytes'] / max(i['archive_bytes'] - i['model_bytes'], 1))}), "
+        f"written by {i['mpi_ranks']} rank(s)",
         f"chunks:     {len(sizes)}, bytes per chunk min {min(sizes)} / mean {sum(sizes) // len(sizes)} / max {max(sizes)}",
     ]
     print("\n".join(lines))

@@ -246,6 +246,11 @@ class Summary:
     def mbps(self) -> float:
         return self.input_bytes / 1e6 / max(self.seconds, 1e-9)
 
+    @property
+    def data_ratio(self) -> float:
+        """The ratio without the embedded model, a fixed cost that small inputs feel most."""
+        return self.input_bytes / max(self.archive_bytes - self.extra.get("model_bytes", 0), 1)
+
 
 def load_predictor(spec: str | None):
     """A baseline by name, else a PredNet model (None/"prednet": the embedded default)."""
@@ -359,7 +364,8 @@ def compress(input_spec: str, output: str, opts: CompressOptions, comm=None) -> 
     size = os.path.getsize(output) if comm.rank == 0 else 0
     size = comm.bcast(size, root=0)
     return Summary(src.nbytes, size, time.perf_counter() - t0, T, len(all_entries),
-                   {"keyframes": int(key_arr.sum()), "value_range": vrange, "backend": backend})
+                   {"keyframes": int(key_arr.sum()), "value_range": vrange, "backend": backend,
+                    "model_bytes": len(blob) if blob is not None else 0})
 
 
 def _max():
@@ -454,6 +460,7 @@ def info(archive: str) -> dict:
             "predictor": r.predictor(), "model_embedded": bool(a.get("model_embedded")),
             "codec": json.loads(r.codec_json()), "input_bytes": int(a.get("input_bytes", 0)),
             "archive_bytes": os.path.getsize(archive), "payload_bytes": int(sizes.sum()),
+            "model_bytes": int(r.f["model"].shape[0]) if "model" in r.f else 0,
             "keyframes": int(r.keyframes.sum()), "mpi_ranks": int(a.get("mpi_ranks", 1)),
             "chunks": [{"index": i, "first_frame": int(r.index["first_frame"][i]),
                         "frames": int(r.index["n_frames"][i]), "bytes": int(sizes[i])} for i in range(r.n_chunks)],
