@@ -2,7 +2,6 @@
 .npy, train on a tiny prepared set (with SIGUSR1 -> requeue -> resume), and pipeline.sh's
 train -> compress -> verify chain. CPU only, 2 ranks, tiny PredNet settings."""
 
-import functools
 import json
 import subprocess
 
@@ -17,26 +16,6 @@ TOOL = PYTHON.parent / "tezip-hpc"
 # A PredNet small enough to train in seconds on 2 CPU ranks (as in tests/predict).
 TINY_TRAIN = ("--stack-sizes 4,8 --crop 16x16 --val-samples 4 --threads 1 --lr 0.003 --log-every 1 "
               "--samples-per-epoch 32")
-
-
-@functools.lru_cache(maxsize=None)
-def _missing(*commands: str) -> tuple[str, ...]:
-    out = []
-    for c in commands:
-        res = subprocess.run([str(TOOL), c, "--help"], capture_output=True, text=True, timeout=300)
-        if res.returncode != 0:
-            out.append(c)
-    return tuple(out)
-
-
-def needs(*commands: str):
-    """Guard until the sub-commands land (the lead removes it then): skip, with the reason."""
-    missing = _missing(*commands)
-    if missing:
-        reason = (f"tezip-hpc {', '.join(missing)} not implemented yet (`tezip-hpc {missing[0]} --help` "
-                  "fails): the real-job Slurm tests wait for it")
-        print(f"\n[slurm] {reason}")
-        pytest.skip(reason)
 
 
 def blobs(T, H, W, seed=0):
@@ -55,7 +34,6 @@ def blobs(T, H, W, seed=0):
 
 @pytest.fixture(scope="module")
 def trainset(tmp_path_factory):
-    needs("prepare", "train")
     d = tmp_path_factory.mktemp("real-trainset")
     for i in range(2):
         np.save(d / f"clip{i}.npy", blobs(24, 24, 24, seed=i))
@@ -66,7 +44,6 @@ def trainset(tmp_path_factory):
 
 
 def test_real_compress_and_decompress_jobs_round_trip_within_the_bound(slurm, tmp_path):
-    needs("compress", "decompress", "info")
     x = blobs(24, 32, 32, seed=3)
     src = tmp_path / "frames.npy"
     np.save(src, x)
@@ -103,7 +80,6 @@ def test_real_train_job_requeues_on_usr1_and_resumes_without_losing_an_epoch(slu
 
 
 def test_real_pipeline_trains_compresses_and_verifies(slurm, trainset, tmp_path):
-    needs("compress", "decompress", "info")
     x = blobs(16, 24, 24, seed=5)
     src = tmp_path / "frames.npy"
     np.save(src, x)
