@@ -52,3 +52,18 @@ def run_cli(*args: str, env: dict | None = None, cwd: str | Path | None = None,
 @pytest.fixture
 def cli():
     return run_cli
+
+
+@pytest.fixture(scope="module")
+def hvd():
+    """Horovod on TensorFlow, one TF thread per rank (the MPI suite). TF's thread pools can only
+    be sized before its runtime starts; an earlier test in this process (PredNet inference) may
+    have started it, and tf_setup then keeps what is there instead of failing."""
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    from tezip_hpc.predict.prednet import tf_setup
+
+    tf_setup(1)
+    import horovod.tensorflow as hvd
+
+    hvd.init()
+    yield hvd

@@ -1,25 +1,10 @@
 """Real Horovod over MPI with TensorFlow 2.18 + Keras 3: allreduce and one
 DistributedGradientTape step, after which every rank holds identical weights."""
 
-import os
-
 import numpy as np
 import pytest
 
 pytestmark = pytest.mark.mpi(min_size=2)
-
-
-@pytest.fixture(scope="module")
-def hvd():
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-    import tensorflow as tf
-
-    tf.config.threading.set_intra_op_parallelism_threads(1)
-    tf.config.threading.set_inter_op_parallelism_threads(1)
-    import horovod.tensorflow as hvd
-
-    hvd.init()
-    yield hvd
 
 
 def test_allreduce_sum_and_average(hvd):

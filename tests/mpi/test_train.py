@@ -28,19 +28,6 @@ def blobs(T: int, H: int, W: int, seed: int) -> np.ndarray:
 
 
 @pytest.fixture(scope="module")
-def hvd():
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-    import tensorflow as tf
-
-    tf.config.threading.set_intra_op_parallelism_threads(1)
-    tf.config.threading.set_inter_op_parallelism_threads(1)
-    import horovod.tensorflow as hvd
-
-    hvd.init()
-    yield hvd
-
-
-@pytest.fixture(scope="module")
 def workdir(hvd):
     from mpi4py import MPI
 
