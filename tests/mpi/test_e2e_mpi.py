@@ -34,11 +34,17 @@ def _chunk_payloads(path):
         return [data[o:o + s].tobytes() for o, s in zip(off, size)]
 
 
-def test_archives_decode_identically_whatever_n(mpi_tmp_path):
+@pytest.mark.parametrize("round_bytes", [1, 256 << 20], ids=["round-per-chunk", "one-round"])
+def test_archives_decode_identically_whatever_n(mpi_tmp_path, monkeypatch, round_bytes):
+    """Whatever n, and whether ranks write chunk by chunk (many collective rounds, some ranks
+    with nothing left) or all at once, the archives decode to identical bytes."""
     from mpi4py import MPI
 
     from codec.bounds import assert_within_bound
+    from tezip_hpc.parallel import driver
     from tezip_hpc.parallel.driver import CompressOptions, compress, decompress
+
+    monkeypatch.setattr(driver, "ROUND_BYTES", round_bytes)
 
     comm = MPI.COMM_WORLD
     tmp = mpi_tmp_path

@@ -258,6 +258,7 @@ def load_predictor(spec: str | None):
 
     if spec in ("previous", "linear", "zero"):
         return base.baseline(spec)
+    _share_cores()
     return base.load_predictor(spec)
 
 
@@ -265,7 +266,31 @@ def load_predictor_bytes(blob: bytes):
     """A PredNet model from the bytes of its file (as embedded in an archive)."""
     from ..predict.prednet import PredNetPredictor
 
+    _share_cores()
     return PredNetPredictor.from_bytes(blob)
+
+
+def _local_ranks() -> int:
+    """Ranks on this node, as the launcher announces it (OpenMPI, MPICH/Hydra, Slurm); 1 if none."""
+    for key in ("OMPI_COMM_WORLD_LOCAL_SIZE", "MPI_LOCALNRANKS", "SLURM_NTASKS_PER_NODE"):
+        v = os.environ.get(key, "")
+        if v.isdigit() and int(v) > 0:
+            return int(v)
+    return 1
+
+
+def _share_cores() -> None:
+    """Size TensorFlow's thread pools before PredNet starts: each rank gets its share of the
+    node's cores (TF would otherwise take them all in every rank). Predictions do not depend
+    on the thread count (tested), so this changes speed only."""
+    from ..predict.prednet import tf_setup
+    from ..predict.train import _default_threads
+
+    tf_setup(_default_threads(_local_ranks()))
+
+
+ROUND_BYTES = 256 << 20  # input bytes each rank encodes between two collective writes ...
+ROUND_SECONDS = 5.0      # ... or seconds (progress stays live with slow predictors)
 
 
 def compress(input_spec: str, output: str, opts: CompressOptions, comm=None) -> Summary:
@@ -323,25 +348,27 @@ def compress(input_spec: str, output: str, opts: CompressOptions, comm=None) -> 
         progress = Progress("compress", T, src.nbytes // max(T, 1), opts.progress and comm.rank == 0)
         entries: list[ChunkEntry] = []
         keyframes: dict[int, list[bool]] = {}
-        rounds = comm.allreduce(len(mine), op=_max())
-        done = 0
-        for r in range(rounds):
+        # Rounds: each rank encodes chunks until it holds ROUND_BYTES of input's worth or ROUND_SECONDS
+        # passed (at least one chunk), then one collective append writes them all: few collectives
+        # (ranks wait for each other once per round), memory bounded by the round, not the input.
+        pending = list(mine)
+        frame_bytes = src.nbytes // max(T, 1)
+        while comm.allreduce(len(pending), op=_max()) > 0:
             def work():
-                if r >= len(mine):
-                    return None
-                c = mine[r]
-                return c, encode_chunk(src, c.start, c.count, c.keys, pipe, predictor, vrange, opts)
+                out, used, t_round = [], 0, time.perf_counter()
+                while pending and (not out or (used < ROUND_BYTES
+                                               and time.perf_counter() - t_round < ROUND_SECONDS)):
+                    c = pending.pop(0)
+                    out.append((c, encode_chunk(src, c.start, c.count, c.keys, pipe, predictor, vrange, opts)))
+                    used += c.count * frame_bytes
+                return out
 
             res = agree(comm, work)
-            payloads = [] if res is None else [res[1][0]]
-            placed = agree(comm, writer.append, payloads)
-            if res is not None:
-                c, (payload, keys, digest) = res
-                (off, size), = placed
+            placed = agree(comm, writer.append, [payload for _, (payload, _, _) in res])
+            for (c, (payload, keys, digest)), (off, size) in zip(res, placed):
                 entries.append(ChunkEntry(c.start, c.count, off, size, sha256_hex(payload), digest))
                 keyframes[c.start] = keys
-            done = comm.allreduce(sum(e.n_frames for e in entries))
-            progress.update(done)
+            progress.update(comm.allreduce(sum(e.n_frames for e in entries)))
         all_entries = [e for part in comm.allgather(entries) for e in part]
         key_arr = np.zeros(T, bool)
         for part in comm.allgather(keyframes):
