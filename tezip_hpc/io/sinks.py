@@ -92,16 +92,27 @@ class NpySink(FrameSink):
             return tmp
 
         self.tmp = _agree(comm, create)
-        self.mm = np.lib.format.open_memmap(self.tmp, mode="r+")
+        mm = np.lib.format.open_memmap(self.tmp, mode="r")
+        self._offset = int(mm.offset)  # frames go in with positional writes: no mapping in the RSS
+        del mm
+        self._frame_bytes = int(np.prod(self.shape[1:])) * self.dtype.itemsize
+        self.fd: int | None = os.open(self.tmp, os.O_WRONLY)
 
     def write(self, t, frames) -> None:
-        self.mm[t:t + len(frames)] = frames.reshape((len(frames),) + self.shape[1:])
+        data = np.ascontiguousarray(frames, self.dtype)
+        if not data.size:
+            return
+        view = memoryview(data.reshape(-1).view(np.uint8))
+        pos = self._offset + t * self._frame_bytes
+        while view:  # pwrite may write less than asked
+            n = os.pwrite(self.fd, view, pos)
+            view, pos = view[n:], pos + n
 
     def _close(self) -> None:
-        if getattr(self, "mm", None) is not None:
-            self.mm.flush()
-            del self.mm
-            self.mm = None
+        if getattr(self, "fd", None) is not None:
+            os.fsync(self.fd)
+            os.close(self.fd)
+            self.fd = None
 
 
 class ImageFolderSink(FrameSink):

@@ -95,10 +95,24 @@ class NpySource(FrameSource):
             raise ConfigError(f"{path}: big-endian arrays are not supported")
         super().__init__(path, shape + (1,) if len(shape) == 3 else shape, dt, len(shape) == 4, kind="npy")
         self._arr = arr
+        # C-ordered arrays are read with plain positional reads, not through the mapping: pages
+        # of a mapping stay in the process's RSS, which would then grow with the input's length.
+        self._offset = int(arr.offset) if arr.flags.c_contiguous and isinstance(arr, np.memmap) else None
+        self._frame_bytes = int(np.prod(self.frame_shape)) * dt.itemsize
 
     def read(self, start: int, stop: int) -> np.ndarray:
         try:
-            return np.ascontiguousarray(self._arr[start:stop]).reshape((stop - start,) + self.frame_shape)
+            if self._offset is None:
+                return np.ascontiguousarray(self._arr[start:stop]).reshape((stop - start,) + self.frame_shape)
+            out = np.empty((max(stop - start, 0),) + self.frame_shape, self.dtype)
+            if not out.size:
+                return out
+            with open(self.spec, "rb", buffering=0) as f:
+                f.seek(self._offset + start * self._frame_bytes)
+                got = f.readinto(out.reshape(-1).view(np.uint8))
+            if got != out.nbytes:
+                raise OSError(f"short read: {got} of {out.nbytes} bytes")
+            return out
         except (OSError, ValueError) as exc:
             raise InputError(f"{self.spec}: cannot read frames {start}..{stop - 1} ({exc})") from None
 
