@@ -113,9 +113,9 @@ def cmd_info(args: argparse.Namespace) -> int:
         + (", model embedded" if i["model_embedded"] else ""),
         f"codec:      quantizer {i['codec']['quantizer']}, entropy {'on' if i['codec']['entropy'] else 'off'}, "
         f"zstd level {i['codec']['zstd_level']}",
-        f"size:       {i['input_bytes'] / 1e6:.3f} MB -> {i['archive_bytes'] / 1e6:.3f} MB, ratio {ratio:.2f} "
-        f"(payload {i['payload_bytes'] / 1e6:.3f} MB{_model_note(i['model_bytes'], i['input_bytes'] / max(i['archive_bytes'] - i['model_bytes'], 1))}), "
-        f"written by {i['mpi_ranks']} rank(s)",
+        f"size:       {i['input_bytes'] / 1e6:.3f} MB -> {i['archive_bytes'] / 1e6:.3f} MB, ratio {ratio:.2f}"
+        f"{_model_note(i['model_bytes'], i['input_bytes'] / max(i['archive_bytes'] - i['model_bytes'], 1))}; "
+        f"payload {i['payload_bytes'] / 1e6:.3f} MB, written by {i['mpi_ranks']} rank(s)",
         f"chunks:     {len(sizes)}, bytes per chunk min {min(sizes)} / mean {sum(sizes) // len(sizes)} / max {max(sizes)}",
     ]
     print("\n".join(lines))

@@ -130,6 +130,14 @@ def test_info_describes_the_archive(cli, tmp_path):
         assert text in res.stdout, res.stdout
     res = cli("info", str(tmp_path / "a.h5"), "--json")
     assert '"keyframes": 3' in res.stdout
+    # A reader that leaves early (here: before the first line) ends the listing quietly.
+    import subprocess
+
+    from conftest import REPO
+
+    p = subprocess.run(f"'{REPO / '.venv' / 'bin' / 'tezip-hpc'}' info '{tmp_path / 'a.h5'}' --chunks | true",
+                       shell=True, capture_output=True, text=True, timeout=120)
+    assert "Traceback" not in p.stderr and "BrokenPipe" not in p.stderr, p.stderr
 
 
 def test_h5ls_and_h5dump_show_a_readable_structure(tmp_path):
