@@ -1,0 +1,18 @@
+"""`tezip-hpc demo` (what `make demo` runs): the shipped real sample, both predictors, the
+bound checked on every element, archives only in its own temporary folder."""
+
+import re
+
+
+def test_demo_compresses_restores_and_checks_the_bound(cli, tmp_path):
+    res = cli("demo", "--bounds", "0", "3", "--workdir", str(tmp_path))
+    assert res.returncode == 0, res.stderr
+    rows = [line.split() for line in res.stdout.splitlines() if re.match(r"\s+(prednet|previous)\s", line)]
+    assert {(r[0], r[1]) for r in rows} == {("prednet", "lossless"), ("prednet", "abs"),
+                                            ("previous", "lossless"), ("previous", "abs")}
+    for r in rows:
+        assert r[-1] == "yes", res.stdout
+        ratio, maxerr = float(r[3 if r[1] == "abs" else 2]), float(r[-2])
+        assert ratio > 1.5 and maxerr <= (3 if r[1] == "abs" else 0), res.stdout
+    assert "within its bound" in res.stdout
+    assert list(tmp_path.iterdir()) == []  # the temporary archives are gone
