@@ -20,11 +20,35 @@ def _check(x: np.ndarray, y: np.ndarray, bound: float) -> tuple[float, bool]:
     return float(err.max()), bool((err <= np.floor(bound)).all())
 
 
+def _bound(text: str) -> float:
+    """An abs bound for argparse: a finite number >= 0 (else a one-line usage error)."""
+    try:
+        b = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not np.isfinite(b) or b < 0:
+        raise argparse.ArgumentTypeError(f"bounds must be finite and >= 0, got {text}")
+    return b
+
+
+def _window(text: str) -> int:
+    try:
+        w = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
+    if w < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {w}")
+    return w
+
+
 def run(args: argparse.Namespace) -> int:
+    from .errors import ConfigError
     from .io.sources import open_source
     from .parallel.driver import CompressOptions, compress, decompress
 
-    bounds = [float(b) for b in args.bounds]
+    bounds = args.bounds
+    if args.workdir is not None and not Path(args.workdir).is_dir():
+        raise ConfigError(f"--workdir {args.workdir}: no such folder")
     with open_source(str(SAMPLE)) as src:
         x = src.read(0, src.n_frames)
     predictors = [args.predictor] + ([] if args.predictor == "previous" else ["previous"])
@@ -65,9 +89,9 @@ def register(sub) -> None:
                        description="Compress the real sample shipped with tezip_hpc (" + SAMPLE_NOTE + ") "
                        "with the embedded PredNet and with the previous-frame baseline, decompress it, check "
                        "the error bound on every element, and print ratio, MB/s and max error.")
-    p.add_argument("--bounds", nargs="+", default=["0", "2"], metavar="B", help="abs bounds to try (default 0 2)")
+    p.add_argument("--bounds", nargs="+", type=_bound, default=[0.0, 2.0], metavar="B", help="abs bounds to try (default 0 2)")
     p.add_argument("--predictor", default="prednet", choices=["prednet", "previous", "linear", "zero"],
                    help="predictor to demonstrate next to the previous-frame baseline (default prednet)")
-    p.add_argument("--window", type=int, default=16, help="keyframe window (default 16)")
+    p.add_argument("--window", type=_window, default=16, help="keyframe window (default 16)")
     p.add_argument("--workdir", default=None, help="where to write the temporary archives (default: system temp)")
     p.set_defaults(func=run)

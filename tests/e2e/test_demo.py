@@ -16,3 +16,11 @@ def test_demo_compresses_restores_and_checks_the_bound(cli, tmp_path):
         assert ratio > 1.5 and maxerr <= (3 if r[1] == "abs" else 0), res.stdout
     assert "within its bound" in res.stdout
     assert list(tmp_path.iterdir()) == []  # the temporary archives are gone
+
+
+def test_demo_bad_arguments_are_one_line_errors(cli, tmp_path):
+    for args, text in ((("--bounds", "-1"), "finite and >= 0"), (("--bounds", "abc"), "not a number"),
+                       (("--window", "0"), "at least 1"), (("--workdir", str(tmp_path / "no")), "no such folder")):
+        res = cli("demo", *args)
+        assert res.returncode == 2 and text in res.stderr, res.stderr
+        assert "Traceback" not in res.stderr
