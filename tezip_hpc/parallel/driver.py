@@ -27,7 +27,7 @@ from .. import errors as E
 from ..archive.format import ArchiveReader, ArchiveWriter, ChunkEntry, base_attrs, sha256_hex
 from ..codec.config import CodecConfig
 from ..codec.pipeline import Pipeline
-from ..errors import ArchiveError, CodecError, ConfigError, IntegrityError, ModelError, TezipError
+from ..errors import CodecError, ConfigError, IntegrityError, ModelError, TezipError
 from ..io.sinks import open_sink
 from ..io.sources import open_source
 from ..predict.base import normalise
@@ -256,9 +256,8 @@ def load_predictor(spec: str | None):
     """A baseline by name, else a PredNet model (None/"prednet": the embedded default)."""
     from ..predict import base
 
-    if spec in ("previous", "linear", "zero"):
-        return base.baseline(spec)
-    _share_cores()
+    if spec not in base.BASELINE_NAMES:
+        _share_cores()
     return base.load_predictor(spec)
 
 
@@ -270,23 +269,14 @@ def load_predictor_bytes(blob: bytes):
     return PredNetPredictor.from_bytes(blob)
 
 
-def _local_ranks() -> int:
-    """Ranks on this node, as the launcher announces it (OpenMPI, MPICH/Hydra, Slurm); 1 if none."""
-    for key in ("OMPI_COMM_WORLD_LOCAL_SIZE", "MPI_LOCALNRANKS", "SLURM_NTASKS_PER_NODE"):
-        v = os.environ.get(key, "")
-        if v.isdigit() and int(v) > 0:
-            return int(v)
-    return 1
-
-
 def _share_cores() -> None:
     """Size TensorFlow's thread pools before PredNet starts: each rank gets its share of the
     node's cores (TF would otherwise take them all in every rank). Predictions do not depend
     on the thread count (tested), so this changes speed only."""
     from ..predict.prednet import tf_setup
-    from ..predict.train import _default_threads
+    from .mpienv import threads_per_rank
 
-    tf_setup(_default_threads(_local_ranks()))
+    tf_setup(threads_per_rank())
 
 
 ROUND_BYTES = 256 << 20  # input bytes each rank encodes between two collective writes ...

@@ -12,6 +12,8 @@ from dataclasses import dataclass
 _RANK_VARS = ("OMPI_COMM_WORLD_RANK", "PMIX_RANK", "PMI_RANK", "SLURM_PROCID", "MV2_COMM_WORLD_RANK")
 _SIZE_VARS = ("OMPI_COMM_WORLD_SIZE", "PMI_SIZE", "SLURM_NTASKS", "MV2_COMM_WORLD_SIZE")
 _LOCAL_VARS = ("OMPI_COMM_WORLD_LOCAL_RANK", "SLURM_LOCALID", "MPI_LOCALRANKID", "MV2_COMM_WORLD_LOCAL_RANK")
+_LOCAL_SIZE_VARS = ("OMPI_COMM_WORLD_LOCAL_SIZE", "MPI_LOCALNRANKS", "SLURM_NTASKS_PER_NODE",
+                    "MV2_COMM_WORLD_LOCAL_SIZE")
 
 
 @dataclass(frozen=True)
@@ -50,6 +52,27 @@ def detect_launch() -> Launch:
         _first_int(_SIZE_VARS, 1),
         _first_int(_LOCAL_VARS, 0),
     )
+
+
+def local_size() -> int:
+    """Ranks on this node, as the launcher announces it; 1 when it says nothing."""
+    return max(1, _first_int(_LOCAL_SIZE_VARS, 1))
+
+
+def threads_per_rank(ranks_on_node: int | None = None) -> int:
+    """Compute threads for this rank: OMP_NUM_THREADS if set (job scripts set it to
+    --cpus-per-task); the rank's own CPUs if the launcher bound it to a subset; else the
+    node's cores / ranks on it (default: local_size())."""
+    env = os.environ.get("OMP_NUM_THREADS", "")
+    if env.isdigit() and int(env) > 0:
+        return int(env)
+    total = os.cpu_count() or 1
+    try:
+        mine = len(os.sched_getaffinity(0))
+    except AttributeError:  # pragma: no cover - not Linux
+        mine = total
+    n = local_size() if ranks_on_node is None else ranks_on_node
+    return mine if mine < total else max(1, total // max(1, n))
 
 
 def under_mpi() -> bool:

@@ -142,7 +142,8 @@ def baseline(name: str, **options) -> Predictor:
 
 
 # ----------------------------------------------------------------------------- by name
-PREDICTOR_NAMES = ("prednet", "previous", "linear", "zero")
+BASELINE_NAMES = ("previous", "linear", "zero")
+PREDICTOR_NAMES = ("prednet",) + BASELINE_NAMES
 _LOADED: dict = {}
 
 
@@ -152,7 +153,7 @@ def load_predictor(spec: str | None = None) -> Predictor:
     PredNet predictors are cached (by path, size and mtime): loading one again is free."""
     import os
 
-    if spec in ("previous", "linear", "zero"):
+    if spec in BASELINE_NAMES:
         return baseline(spec)
     from .prednet import PredNetPredictor, default_model_path
 

@@ -26,6 +26,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import ConfigError, InputError, ModelError, StackError
+from ..parallel.mpienv import local_size, threads_per_rank
 from .artifact import ModelFile
 from .data import TrainingSet, _parse_hw
 from .prednet import (DEFAULT_STACK, KIND, LAYER_LOSS, build_model, make_config, model_to_file, multiple,
@@ -89,20 +90,6 @@ def _launcher_size() -> int:
     return 1
 
 
-def _default_threads(local_size: int) -> int:
-    """TF threads per rank: OMP_NUM_THREADS if set (job scripts set it to --cpus-per-task); the
-    rank's own CPUs if the launcher bound it to a subset; else the node's cores / ranks on it."""
-    env = os.environ.get("OMP_NUM_THREADS", "")
-    if env.isdigit() and int(env) > 0:
-        return int(env)
-    total = os.cpu_count() or 1
-    try:
-        mine = len(os.sched_getaffinity(0))
-    except AttributeError:  # pragma: no cover - not Linux
-        mine = total
-    return mine if mine < total else max(1, total // max(1, local_size))
-
-
 class _Dist:
     """Rank/size and the few collectives training needs; serial when Horovod is not in use."""
 
@@ -120,8 +107,7 @@ class _Dist:
             except ImportError as exc:
                 raise StackError(f"training under {_launcher_size()} ranks needs Horovod ({exc}); "
                                  "see scripts/install.sh") from None
-            local = os.environ.get("OMPI_COMM_WORLD_LOCAL_SIZE", "")
-            if local.isdigit() and int(local) >= (os.cpu_count() or 1):
+            if local_size() >= (os.cpu_count() or 1):
                 # As many ranks as cores: Open MPI's busy-waiting (Horovod's background thread polls
                 # every cycle) would steal the cores from TensorFlow; waiting ranks yield instead.
                 # Measured on 2 cores, 2 ranks: 10.7 -> 15.5-22 samples/s. Read at MPI_Init.
@@ -310,7 +296,7 @@ def train(data: str, out: str, args: TrainArgs | None = None, *, resume: bool = 
     with _StopFlag() as flag:
         dist = _Dist()
         if threads is None and dist.size > 1:
-            threads = _default_threads(dist.local_size)  # Horovod: share the node's cores among its ranks
+            threads = threads_per_rank(dist.local_size)  # Horovod: share the node's cores among its ranks
         tf = tf_setup(threads)
         import keras
 
