@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import functools
-import json
 import platform
 import sys
 import time
@@ -178,9 +177,7 @@ def main() -> int:
                 entry["cases"][key] = r
                 print(line, flush=True)
         results["sets"][name] = entry
-    Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.json).write_text(json.dumps(results, indent=1))
-    print(f"\nJSON: {args.json}")
+    data.write_json(args.json, results)
     return 0
 
 

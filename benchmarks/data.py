@@ -3,6 +3,7 @@ simulated with py-pde (cached under bench-results/). `make bench` installs both.
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 
@@ -61,3 +62,10 @@ def one_core() -> None:
     """Pin numeric libraries to one thread (per-core figures)."""
     for var in ("NUMBA_NUM_THREADS", "OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
         os.environ.setdefault(var, "1")
+
+
+def write_json(path: str | Path, results: dict) -> None:
+    """Write a benchmark's results and say where."""
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    Path(path).write_text(json.dumps(results, indent=1))
+    print(f"\nJSON: {path}")

@@ -218,9 +218,7 @@ def main() -> int:
             res["memory"] = memory(args, tmp)
         if "ratios" not in args.skip:
             res["ratios"] = ratios(args, tmp)
-    Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.json).write_text(json.dumps(res, indent=1))
-    print(f"\nJSON: {args.json}")
+    data.write_json(args.json, res)
     return 0
 
 

@@ -11,20 +11,9 @@ import tempfile
 
 import numpy as np
 import pytest
+from predict.helpers import blobs
 
 pytestmark = pytest.mark.mpi(min_size=2)
-
-
-def blobs(T: int, H: int, W: int, seed: int) -> np.ndarray:
-    r = np.random.default_rng(seed)
-    yy, xx = np.mgrid[0:H, 0:W]
-    out = np.zeros((T, H, W), np.float32)
-    for _ in range(3):
-        y0, x0 = r.uniform(0, H), r.uniform(0, W)
-        vy, vx = r.uniform(-1.5, 1.5, 2)
-        for t in range(T):
-            out[t] += np.exp(-(((yy - (y0 + vy * t) % H) ** 2 + (xx - (x0 + vx * t) % W) ** 2) / 18.0))
-    return (np.clip(out, 0, 1) * 255).astype(np.uint8)
 
 
 @pytest.fixture(scope="module")

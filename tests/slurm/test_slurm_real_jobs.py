@@ -7,6 +7,7 @@ import subprocess
 
 import numpy as np
 import pytest
+from predict.helpers import blobs
 
 from .slurmlib import CPU_ARGS, JOBS, PYTHON
 
@@ -16,20 +17,6 @@ TOOL = PYTHON.parent / "tezip-hpc"
 # A PredNet small enough to train in seconds on 2 CPU ranks (as in tests/predict).
 TINY_TRAIN = ("--stack-sizes 4,8 --crop 16x16 --val-samples 4 --threads 1 --lr 0.003 --log-every 1 "
               "--samples-per-epoch 32")
-
-
-def blobs(T, H, W, seed=0):
-    """Gaussian blobs moving at constant velocity, uint8 (T, H, W)."""
-    r = np.random.default_rng(seed)
-    yy, xx = np.mgrid[0:H, 0:W]
-    out = np.zeros((T, H, W), np.float32)
-    for _ in range(3):
-        y0, x0 = r.uniform(0, H), r.uniform(0, W)
-        vy, vx = r.uniform(-1.5, 1.5, 2)
-        s = r.uniform(2.0, 4.0)
-        for t in range(T):
-            out[t] += np.exp(-(((yy - (y0 + vy * t) % H) ** 2 + (xx - (x0 + vx * t) % W) ** 2) / (2 * s * s)))
-    return (np.clip(out, 0, 1) * 255).astype(np.uint8)
 
 
 @pytest.fixture(scope="module")

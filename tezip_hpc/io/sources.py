@@ -117,18 +117,25 @@ class NpySource(FrameSource):
             raise InputError(f"{self.spec}: cannot read frames {start}..{stop - 1} ({exc})") from None
 
 
+def open_h5(path: str, missing: str):
+    """``h5py.File(path, "r")``, a missing or unreadable file being one clear InputError."""
+    import h5py
+
+    if not os.path.exists(path):
+        raise InputError(f"{path}: {missing}")
+    try:
+        return h5py.File(path, "r")
+    except OSError as exc:
+        raise InputError(f"{path}: not a readable HDF5 file ({exc})") from None
+
+
 class H5Source(FrameSource):
     """An HDF5 dataset, read by slices (serially, or by each rank on its own)."""
 
     def __init__(self, path: str, dset: str) -> None:
         import h5py
 
-        if not os.path.exists(path):
-            raise InputError(f"{path}: no such file")
-        try:
-            self._f = h5py.File(path, "r")
-        except OSError as exc:
-            raise InputError(f"{path}: not a readable HDF5 file ({exc})") from None
+        self._f = open_h5(path, "no such file")
         if dset not in self._f or not isinstance(self._f[dset], h5py.Dataset):
             self._f.close()
             raise InputError(f"{path}: no dataset {dset}")

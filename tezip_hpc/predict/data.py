@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import ConfigError, InputError
-from ..io.sources import FrameSource, ImageFolderSource, list_images, open_source, split_h5_spec
+from ..io.sources import FrameSource, ImageFolderSource, list_images, open_h5, open_source, split_h5_spec
 
 FORMAT = "tezip-hpc-trainset"
 VERSION = 1
@@ -235,15 +235,8 @@ class TrainingSet:
     """Read side of a training set: window lists and normalised crops, read on demand."""
 
     def __init__(self, path: str) -> None:
-        import h5py
-
         self.path = str(path)
-        if not os.path.exists(path):
-            raise InputError(f"{path}: no such training set (make one with `tezip-hpc prepare`)")
-        try:
-            self._f = h5py.File(path, "r")
-        except OSError as exc:
-            raise InputError(f"{path}: not a readable HDF5 file ({exc})") from None
+        self._f = open_h5(path, "no such training set (make one with `tezip-hpc prepare`)")
         f = self._f
         if f.attrs.get("format") != FORMAT or "frames" not in f or "sequence" not in f:
             self._f.close()
