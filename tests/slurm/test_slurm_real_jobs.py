@@ -48,8 +48,10 @@ def test_real_compress_and_decompress_jobs_round_trip_within_the_bound(slurm, tm
 
 def test_real_train_job_requeues_on_usr1_and_resumes_without_losing_an_epoch(slurm, trainset, tmp_path):
     model, summary = tmp_path / "model.tzm", tmp_path / "summary.json"
+    # 256 samples an epoch (~10 s here): epoch 2 must still be running when the signal lands
+    # (with the tiny default it could finish first, and the test then raced the job).
     env = slurm.job_env(TEZIP_EPOCHS="2", TEZIP_BATCH_SIZE="2", TEZIP_NT="4",
-                        TEZIP_TRAIN_ARGS=f"{TINY_TRAIN} --summary-json {summary}")
+                        TEZIP_TRAIN_ARGS=f"{TINY_TRAIN} --samples-per-epoch 256 --summary-json {summary}")
     jobid = slurm.submit(JOBS / "train.sbatch", trainset, model, sbatch_args=CPU_ARGS, env=env,
                          output=tmp_path / "train-%j.log")
     slurm.wait_for_log(jobid, "[train] epoch 1/2 done", timeout=300)
