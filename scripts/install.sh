@@ -103,7 +103,7 @@ export OMPI_MCA_rmaps_base_oversubscribe=1
 export CC=mpicc CXX=mpicxx
 
 # ---------------------------------------------------------------- pinned wheels
-extras="test"
+extras="test,train"
 [ $bench = 1 ] && extras+=,bench
 [ "$gpu" = 1 ] && extras+=,gpu
 stack_hash=$(cat "$here/setup.cfg" "$here/scripts/install.sh" | sha256sum | cut -c1-16)

@@ -50,7 +50,23 @@ def import_tensorflow():
 
         _TF = tf
         return tf
-    with quiet_stderr():
-        import tensorflow as tf
+    try:
+        with quiet_stderr():
+            import tensorflow as tf
+    except ImportError as exc:
+        from .errors import StackError
+
+        raise StackError(f"TensorFlow is not installed ({exc}): training needs it (install tezip-hpc[train]); "
+                         "compress, decompress and info do not") from None
     _TF = tf
     return tf
+
+
+def tensorflow_available() -> bool:
+    """Whether TensorFlow can be imported here (without importing it)."""
+    import importlib.util
+
+    try:
+        return importlib.util.find_spec("tensorflow") is not None
+    except (ImportError, ValueError):
+        return False

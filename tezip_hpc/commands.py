@@ -110,7 +110,10 @@ def cmd_info(args: argparse.Namespace) -> int:
         f"keyframes:  {policy}, warm-up {pol.get('warmup', 0)}, {pol.get('loop', 'closed')} loop: "
         f"{i['keyframes']} keyframes",
         f"predictor:  {pred['id']} (sha256 {pred['sha256'][:16]}...)"
-        + (", model embedded" if i["model_embedded"] else ""),
+        + (", model embedded" if i["model_embedded"] else "")
+        + (f"; engine {pred['engine']} (portable integer inference)" if pred.get("engine") else "")
+        + ("; float model of format v1 (decoding needs TensorFlow)" if pred["id"] == "prednet"
+           and not pred.get("engine") else ""),
         f"codec:      quantizer {i['codec']['quantizer']}, entropy {'on' if i['codec']['entropy'] else 'off'}, "
         f"zstd level {i['codec']['zstd_level']}",
         f"size:       {i['input_bytes'] / 1e6:.3f} MB -> {i['archive_bytes'] / 1e6:.3f} MB, ratio {ratio:.2f}"

@@ -36,3 +36,24 @@ def run_session(predictor, frames: np.ndarray, value_range=(0.0, 255.0)) -> np.n
         s.observe(frames[t])
         out.append(s.predict())
     return np.stack(out)
+
+
+def random_float_model_file(channels: int = 1, stack=(4, 8), seed: int = 1, residual: bool = True, **cfg_extra):
+    """A float PredNet model file with seeded Glorot-uniform weights, made in numpy (no TensorFlow)."""
+    from tezip_hpc.predict import prednet
+    from tezip_hpc.predict.artifact import ModelFile
+    from tezip_hpc.predict.intnet import conv_io, conv_names
+
+    cfg = dict(prednet.make_config(channels, list(stack), residual=residual), **cfg_extra)
+    rng = np.random.default_rng(seed)
+    io = conv_io(cfg, [16] * len(cfg["stack_sizes"]))
+    s, r = cfg["stack_sizes"], cfg["R_stack_sizes"]
+    arrays = []
+    for name in conv_names(cfg):
+        cin = sum(g[0] for g in io[name][0])
+        l = int(name.lstrip("rahat"))
+        cout = 4 * r[l] if name.startswith("r") else (s[l] if name.startswith("ahat") else s[l + 1])
+        lim = np.sqrt(6.0 / (9 * cin + 9 * cout))
+        arrays.append((f"{name}/kernel", rng.uniform(-lim, lim, (3, 3, cin, cout)).astype(np.float32)))
+        arrays.append((f"{name}/bias", rng.uniform(-0.05, 0.05, cout).astype(np.float32)))
+    return ModelFile("prednet", cfg, {"kind": "minmax", "value_range": [0.0, 255.0]}, arrays, {"note": "test"})

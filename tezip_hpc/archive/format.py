@@ -36,7 +36,8 @@ from .. import __version__
 from ..errors import ArchiveError, ConfigError, IntegrityError
 
 FORMAT_NAME = "tezip_hpc"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: learned predictions by the integer engine (predict_engine, predict_rounding attrs)
+READABLE_VERSIONS = (1, 2)  # 1: float PredNet archives, decoded through TensorFlow when it is installed
 INDEX_FIELDS = ("first_frame", "n_frames", "offset", "size")
 
 
@@ -291,9 +292,10 @@ class ArchiveReader:
         if self._attr("format") != FORMAT_NAME:
             raise ArchiveError(f"{self.path}: not a {FORMAT_NAME} archive")
         ver = self._attr("format_version")
-        if ver != FORMAT_VERSION:
+        if ver not in READABLE_VERSIONS:
             raise ArchiveError(f"{self.path}: archive format version {ver} is not supported by tezip-hpc "
-                               f"{__version__} (it reads version {FORMAT_VERSION})")
+                               f"{__version__} (it reads versions {', '.join(map(str, READABLE_VERSIONS))})")
+        self.version = int(ver)
         if not bool(self._attr("complete", False)):
             raise ArchiveError(f"{self.path}: the archive is incomplete (its writer did not finish)")
         for name in ("payload", "chunks", "keyframes"):
@@ -348,7 +350,8 @@ class ArchiveReader:
 
     def predictor(self) -> dict:
         return {"id": self._attr("predictor"), "sha256": self._attr("predictor_sha256"),
-                "config": self._json("predictor_config")}
+                "config": self._json("predictor_config"), "engine": self._attr("predict_engine", "") or "",
+                "rounding": self._attr("predict_rounding", "") or ""}
 
     def names(self) -> list[str] | None:
         if "names" not in self.f:

@@ -252,29 +252,40 @@ class Summary:
         return self.input_bytes / max(self.archive_bytes - self.extra.get("model_bytes", 0), 1)
 
 
-def load_predictor(spec: str | None):
-    """A baseline by name, else a PredNet model (None/"prednet": the embedded default)."""
+def load_predictor(spec: str | None, allow_float: bool = False):
+    """A baseline by name, else a PredNet model (None/"prednet": the embedded default). Compress
+    takes integer models only; ``allow_float`` admits a float (TensorFlow) model, for format v1."""
     from ..predict import base
 
-    if spec not in base.BASELINE_NAMES:
-        _share_cores()
-    return base.load_predictor(spec)
+    pred = base.load_predictor(spec, allow_float=allow_float)
+    _share_cores(pred)
+    return pred
 
 
-def load_predictor_bytes(blob: bytes):
+def load_predictor_bytes(blob: bytes, allow_float: bool = False):
     """A PredNet model from the bytes of its file (as embedded in an archive)."""
-    from ..predict.prednet import PredNetPredictor
+    from ..predict.artifact import ModelFile
+    from ..predict.base import from_model_file
 
-    _share_cores()
-    return PredNetPredictor.from_bytes(blob)
+    pred = from_model_file(ModelFile.from_bytes(blob, "embedded model"), "embedded model", allow_float)
+    _share_cores(pred)
+    return pred
 
 
-def _share_cores() -> None:
-    """Size TensorFlow's thread pools before PredNet starts: each rank gets its share of the
-    node's cores (TF would otherwise take them all in every rank). Predictions do not depend
-    on the thread count (tested), so this changes speed only."""
-    from ..predict.prednet import tf_setup
+def _share_cores(pred) -> None:
+    """Each rank gets its share of the node's cores for PredNet inference. Predictions do not
+    depend on the thread count (the integer engine is exact; tested), so this changes speed only.
+    The float TensorFlow path (format-v1 archives) sizes TF's thread pools before TF starts."""
     from .mpienv import threads_per_rank
+
+    if getattr(pred, "id", None) != "prednet":
+        return
+    if hasattr(pred, "net"):
+        from ..predict.intnet import limit_blas_threads
+
+        limit_blas_threads(threads_per_rank())
+        return
+    from ..predict.prednet import tf_setup
 
     tf_setup(threads_per_rank())
 
@@ -333,6 +344,8 @@ def compress(input_spec: str, output: str, opts: CompressOptions, comm=None) -> 
             "predictor_sha256": ident["sha256"], "predictor_config": ident["config"],
             "image_mode": src.image_mode or "", "source_kind": src.kind, "input_bytes": int(src.nbytes),
             "mpi_ranks": int(comm.size), "backend": backend,
+            "predict_engine": ident["config"].get("engine", "") if isinstance(ident["config"], dict) else "",
+            "predict_rounding": _rounding(ident),
         })
         agree(comm, writer.write_attrs, attrs)
         progress = Progress("compress", T, src.nbytes // max(T, 1), opts.progress and comm.rank == 0)
@@ -385,6 +398,15 @@ def compress(input_spec: str, output: str, opts: CompressOptions, comm=None) -> 
                     "model_bytes": len(blob) if blob is not None else 0})
 
 
+def _rounding(ident: dict) -> str:
+    """The integer engine's rounding spec for a learned predictor, else ''."""
+    if not (isinstance(ident["config"], dict) and ident["config"].get("engine")):
+        return ""
+    from ..predict.fixedpoint import ROUNDING
+
+    return ROUNDING
+
+
 def _max():
     from mpi4py import MPI
 
@@ -394,22 +416,38 @@ def _max():
 # ----------------------------------------------------------------------------- decompress
 def archive_predictor(reader: ArchiveReader, model: str | None):
     """The predictor an archive was written with: a baseline, the embedded model, or
-    --model (which must be the same model, by sha256)."""
+    --model (which must be the same model, by sha256). Format v2 archives use the integer
+    engine (portable); format v1 archives embed a float model that needs TensorFlow."""
     info = reader.predictor()
     pid, want = info["id"], info["sha256"]
+    v1 = reader.version == 1
     if pid != "prednet":
         pred = load_predictor("linear" if (pid == "previous" and (info["config"] or {}).get("linear")) else pid)
     elif model is not None:
-        pred = load_predictor(model)
+        pred = load_predictor(model, allow_float=v1)
     else:
         blob = reader.model_blob()
         if blob is None:
             raise ModelError(f"{reader.path} was compressed with a PredNet model (sha256 {want[:16]}...) that is "
                              f"not embedded: pass it with --model PATH")
-        pred = load_predictor_bytes(blob)
+        pred = load_predictor_bytes(blob, allow_float=v1)
     if pred.sha256() != want:
         raise ModelError(f"{reader.path} was compressed with predictor {pid} sha256 {want[:16]}..., but the "
                          f"given one is {pred.id} sha256 {pred.sha256()[:16]}...: decoding needs the same model")
+    engine = info.get("engine") or ""
+    if pid == "prednet" and not v1:
+        from ..predict.fixedpoint import engine_id
+
+        if engine != engine_id():
+            raise ModelError(f"{reader.path} was predicted by engine {engine or '(none)'}; this tezip-hpc runs "
+                             f"{engine_id()}: use the tezip-hpc version that wrote it")
+    if pid == "prednet" and v1:
+        from .._tf import tensorflow_available
+
+        if not tensorflow_available():
+            raise ModelError(f"{reader.path} is a format-v1 archive predicted by a float PredNet: decoding it "
+                             f"needs TensorFlow 2.18 (install tezip-hpc[train]) on the kind of machine that "
+                             f"wrote it; archives from this version are portable")
     return pred
 
 

@@ -33,7 +33,7 @@ from ..errors import ModelError
 MAGIC = b"TZHPMDL\0"
 VERSION = 1
 _FIXED = struct.Struct("<8sIQ")
-_DTYPES = ("float32", "float64", "int64", "int32", "uint8")
+_DTYPES = ("float32", "float64", "int64", "int32", "int16", "int8", "uint8")
 
 
 def _canonical(obj) -> bytes:

@@ -147,15 +147,39 @@ PREDICTOR_NAMES = ("prednet",) + BASELINE_NAMES
 _LOADED: dict = {}
 
 
-def load_predictor(spec: str | None = None) -> Predictor:
+def from_model_file(mf, source: str, allow_float: bool = False) -> Predictor:
+    """The predictor a model file holds: an integer PredNet (kind ``prednet-int``, the portable
+    engine compress and decompress use), or, with ``allow_float`` only, a float PredNet run by
+    TensorFlow (the training output; what format-v1 archives embed)."""
+    from .intnet import KIND as INT_KIND
+
+    if mf.kind == INT_KIND:
+        from .intnet import IntPredNetPredictor
+
+        return IntPredNetPredictor(mf, source)
+    if mf.kind == "prednet":
+        if not allow_float:
+            raise ModelError(f"{source} is a float PredNet model (training weights): compress needs the integer "
+                             f"model that `tezip-hpc train` writes, or convert it with `tezip-hpc export "
+                             f"{source} --data FRAMES -o MODEL`")
+        from .prednet import PredNetPredictor
+
+        return PredNetPredictor(mf, source)
+    raise ModelError(f"{source}: holds a {mf.kind!r}, not a PredNet model "
+                     f"(a checkpoint? use the model file written by `tezip-hpc train`)")
+
+
+def load_predictor(spec: str | None = None, allow_float: bool = False) -> Predictor:
     """A predictor by name or file: None or 'prednet' -> the embedded default PredNet;
     'previous', 'linear', 'zero' -> the baselines; anything else -> that PredNet model file.
-    PredNet predictors are cached (by path, size and mtime): loading one again is free."""
+    Model files are cached (by path, size and mtime): loading one again is free."""
     import os
+
+    from .artifact import ModelFile
 
     if spec in BASELINE_NAMES:
         return baseline(spec)
-    from .prednet import PredNetPredictor, default_model_path
+    from .intnet import default_model_path
 
     if spec is None or spec == "prednet":
         path = default_model_path()
@@ -172,5 +196,5 @@ def load_predictor(spec: str | None = None) -> Predictor:
     except OSError as exc:
         raise ModelError(f"{path}: cannot read the model file ({exc.strerror or exc})") from None
     if key not in _LOADED:
-        _LOADED[key] = PredNetPredictor.load(path)
-    return _LOADED[key]
+        _LOADED[key] = ModelFile.load(path)
+    return from_model_file(_LOADED[key], str(path), allow_float)

@@ -1,4 +1,5 @@
-"""CLI sub-commands of the predictor room: `prepare` (training set) and `train` (PredNet)."""
+"""CLI sub-commands of the predictor room: `prepare` (training set), `train` (PredNet) and
+`export` (float PredNet -> the portable integer model)."""
 
 from __future__ import annotations
 
@@ -23,13 +24,53 @@ resume:   tezip-hpc train train.h5 -o model.tzm --resume [--epochs 30]
 
 --batch-size is per rank; the learning rate is scaled by the number of ranks, with a
 linear warm-up over --warmup-epochs, and divided by 10 at --lr-drop-epoch (default: half
-the epochs). Rank 0 writes MODEL.ckpt (weights, optimizer state, position) and MODEL after
-every epoch, and on SIGTERM or SIGUSR1 (Slurm: #SBATCH --signal=USR1@120) before exiting
-with status 0; --resume continues the same run with the same hyper-parameters (only
---epochs may change).
+the epochs). Rank 0 writes MODEL.ckpt (weights, optimizer state, position) and
+MODEL.float (the float weights) after every epoch, and on SIGTERM or SIGUSR1 (Slurm:
+#SBATCH --signal=USR1@120) before exiting with status 0; --resume continues the same run
+with the same hyper-parameters (only --epochs may change). When the last epoch ends, rank
+0 calibrates on training windows and writes MODEL, the integer model compress runs
+(see `tezip-hpc export --help`).
+"""
+
+EXPORT_EPILOG = """\
+The integer model is what compress and decompress run: exact integer inference, so an
+archive decodes to the same bytes on any CPU or GPU, at any thread or rank count, without
+TensorFlow. `tezip-hpc train` runs this step itself; use `export` for a float model from
+elsewhere (MODEL.float from an interrupted run, an older tezip-hpc) or to re-calibrate.
+
+--data: training sets from `tezip-hpc prepare` (evenly spaced windows) or any compress
+input (its first frames); frames are centre-cropped to 128x128 for calibration.
+
+example:
+  tezip-hpc export model.tzm.float --data train.h5 -o model.tzm
 """
 
 S = argparse.SUPPRESS
+
+
+def _cmd_export(args: argparse.Namespace) -> int:
+    import sys
+
+    from ..errors import ConfigError
+    from .artifact import ModelFile
+    from .export import accuracy, calibration_sequences, export
+    from .train import _launcher_size
+
+    if _launcher_size() > 1:
+        raise ConfigError("export is serial: run it without mpirun/srun")
+    mf = ModelFile.load(args.model)
+    seqs = calibration_sequences(args.data, nt=int(mf.config.get("horizon") or 20), frames=args.frames)
+    out = export(mf, seqs, weight_bits=args.weight_bits)
+    report = accuracy(mf, out, seqs) if args.report else {}
+    if report:
+        out.meta["export"].update(report)
+    out.save(args.output)
+    msg = f"[export] {args.output}: integer PredNet ({out.config['weight_bits']}-bit weights, F={out.config['F']})"
+    if report:
+        msg += (f"; next-frame PSNR on the calibration frames: float {report['psnr_float']} dB, "
+                f"integer {report['psnr_int']} dB")
+    print(msg, file=sys.stderr)
+    return 0
 
 
 def _cmd_prepare(args: argparse.Namespace) -> int:
@@ -151,4 +192,21 @@ def register(sub) -> None:
     t.add_argument("--log-every", type=float, default=30.0, metavar="SECONDS", help="progress line interval")
     t.add_argument("--summary-json", metavar="FILE", help="write the run's summary (rank 0)")
     t.add_argument("--resume", action="store_true", help="continue from MODEL.ckpt")
+    t.add_argument("--weight-bits", type=int, default=S, choices=(8, 12, 16),
+                   help="bits of the exported integer model's weights (default 8)")
     t.set_defaults(func=_cmd_train)
+
+    x = sub.add_parser("export", help="convert a float PredNet into the portable integer model compress runs",
+                       description="Calibrate a float PredNet model on frames and quantize it into the integer "
+                       "model (kind prednet-int) that compress and decompress run.",
+                       epilog=EXPORT_EPILOG, formatter_class=fmt)
+    x.add_argument("model", metavar="FLOAT_MODEL", help="a float PredNet model (MODEL.float from `tezip-hpc train`)")
+    x.add_argument("--data", action="append", required=True, metavar="SRC",
+                   help="calibration frames: a training set or any compress input (repeatable)")
+    x.add_argument("-o", "--output", required=True, metavar="MODEL", help="the integer model to write")
+    x.add_argument("--weight-bits", type=int, default=8, choices=(8, 12, 16), help="bits per weight (default 8)")
+    x.add_argument("--frames", type=int, default=48, metavar="N",
+                   help="frames taken from each non-training-set input (default 48)")
+    x.add_argument("--no-report", dest="report", action="store_false",
+                   help="skip the float-vs-integer PSNR check on the calibration frames")
+    x.set_defaults(func=_cmd_export)

@@ -231,6 +231,19 @@ def prepare(srcs: list[str], out: str, val_sequences: list[str] | None = None,
     return summary
 
 
+def is_training_set(path: str) -> bool:
+    """Whether ``path`` is an HDF5 training set made by `tezip-hpc prepare` (not file.h5:/ds)."""
+    if not os.path.isfile(path):
+        return False
+    try:
+        import h5py
+
+        with h5py.File(path, "r") as f:
+            return f.attrs.get("format") == FORMAT
+    except OSError:
+        return False
+
+
 class TrainingSet:
     """Read side of a training set: window lists and normalised crops, read on demand."""
 

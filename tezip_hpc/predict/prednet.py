@@ -15,13 +15,13 @@ from __future__ import annotations
 import functools
 import os
 import threading
-from pathlib import Path
 
 import numpy as np
 
 from ..errors import ConfigError, ModelError
 from .artifact import ModelFile
-from .base import Predictor, Session, denormalise, normalise
+from .base import Predictor
+from .session import RecurrentSession
 
 KIND = "prednet"
 # The paper's KITTI set-up is stack sizes (3, 48, 96, 192), A filters (3,3,3), Â and R filters
@@ -359,104 +359,36 @@ _RUNNERS: dict[str, _Runner] = {}
 _RUNNERS_LOCK = threading.Lock()
 
 
-class PredNetSession(Session):
-    """PredNet state along one chunk: observe(frame t) runs the bottom-up half of step t;
-    predict() runs the top-down half of step t+1 and returns its Â_0, cropped, in data units.
+class _TFNet:
+    """The TensorFlow float engine behind RecurrentSession (format-v1 archives and training
+    evaluation only: its results depend on the platform, see predict.intnet for the portable one)."""
 
-    The recurrent state is kept from frame to frame. A model trained on sequences of nt frames
-    was never shown an older state, and beyond that age its predictions can drift; so when the
-    config names a ``horizon`` (the training nt), a state that reaches that age is rebuilt from
-    zero by replaying the last ``rewarm`` observed frames: the state's age stays within
-    [rewarm, horizon], at a cost of rewarm / (horizon - rewarm) extra steps. Every step is a
-    deterministic function of the frames observed, whether or not predict() was called, so
-    encoder and decoder stay in lock-step."""
-
-    def __init__(self, runner: _Runner, frame_shape, value_range, model_channels: int) -> None:
-        if len(frame_shape) != 3:
-            raise ModelError(f"frame shape must be (H, W, C), got {tuple(frame_shape)}")
-        self.H, self.W, self.C = (int(v) for v in frame_shape)
-        if min(self.H, self.W, self.C) < 1:
-            raise ModelError(f"empty frame shape {tuple(frame_shape)}")
-        mc = int(model_channels)
-        if mc == self.C:
-            self.per_channel = False
-            batch = 1
-        elif mc == 1:
-            self.per_channel = True  # a 1-channel model predicts each channel on its own, as a batch
-            batch = self.C
-        else:
-            raise ModelError(f"the PredNet model has {mc} channels but the frames have {self.C}: use a model "
-                             f"with {self.C} channels or a 1-channel model")
-        m = 2 ** (len(runner.model.cfg["stack_sizes"]) - 1)
-        self.Hp, self.Wp = -(-self.H // m) * m, -(-self.W // m) * m
-        self.value_range = (float(value_range[0]), float(value_range[1]))
+    def __init__(self, runner: _Runner) -> None:
+        self.runner = runner
         self.tf = runner.tf
-        self._td, self._bu, (r, c, e, a) = runner.functions(batch, self.Hp, self.Wp)
-        self._zero = (list(r), list(c), list(e), a)
-        self._state = self._zero
-        self._pending = None  # (r, c, ahat0) of the step whose frame is not observed yet
-        self._observed = 0
-        cfg = runner.model.cfg
-        self.horizon = int(cfg.get("horizon") or 0)
-        self.rewarm = min(int(cfg.get("rewarm") or 0), self.horizon - 1) if self.horizon else 0
-        self._age = 0  # frames observed since the state was last built from zero
-        # Predictions within `snap` (a fraction of the value range) of the last observed frame are
-        # snapped to it: PredNet's small output noise on static regions then leaves exact zeros.
-        self.snap = float(cfg.get("snap") or 0.0) * (self.value_range[1] - self.value_range[0])
-        self._last: np.ndarray | None = None
-        self._recent: list = []  # the last `rewarm` observed frames (model tensors)
+        self.multiple = multiple(runner.model.cfg)
+        self._td = self._bu = None
 
-    def _to_model(self, frame: np.ndarray) -> np.ndarray:
-        x = normalise(np.asarray(frame).reshape(self.H, self.W, self.C), self.value_range)
-        if self.Hp != self.H or self.Wp != self.W:  # pad by edge replication; cropped off again
-            x = np.pad(x, ((0, self.Hp - self.H), (0, self.Wp - self.W), (0, 0)), mode="edge")
-        if self.per_channel:
-            x = np.ascontiguousarray(np.transpose(x, (2, 0, 1))[..., None])
-        else:
-            x = x[None]
-        return x
+    def zero(self, batch: int, height: int, width: int):
+        self._td, self._bu, (r, c, e, a) = self.runner.functions(batch, height, width)
+        return list(r), list(c), list(e), a
 
-    def _step(self, a) -> None:
-        """Observe model input ``a`` (bottom-up half of the pending step)."""
-        if self._pending is None:
-            self._advance()
-        r, c, ahat0 = self._pending
-        e = self._bu(a, ahat0, r)
-        self._state = (r, c, list(e), a)
-        self._pending = None
-        self._age += 1
+    def top_down(self, r, c, e, a):
+        return self._td(r, c, e, a)
 
-    def _advance(self) -> None:
-        if self.horizon and self._age >= self.horizon:  # rebuild the state from the recent frames
-            self._state, self._age = self._zero, 0
-            for a in self._recent:
-                self._step(a)
-        r, c, e, a = self._state
-        r, c, ahat0 = self._td(r, c, e, a)
-        self._pending = (list(r), list(c), ahat0)
+    def bottom_up(self, a0, ahat0, r):
+        return self._bu(a0, ahat0, r)
 
-    def observe(self, frame: np.ndarray) -> None:
-        a = self.tf.constant(self._to_model(frame))
-        self._step(a)
-        if self.rewarm:
-            self._recent = (self._recent + [a])[-self.rewarm:]
-        if self.snap:
-            self._last = np.asarray(frame, np.float32).reshape(self.H, self.W, self.C)
-        self._observed += 1
+    def from_unit(self, x: np.ndarray):
+        return self.tf.constant(x)
 
-    def predict(self) -> np.ndarray:
-        if not self._observed:
-            raise ModelError("predict() before any frame was observed")
-        if self._pending is None:
-            self._advance()
-        p = self._pending[2].numpy()[:, : self.H, : self.W, :]
-        p = np.transpose(p[..., 0], (1, 2, 0)) if self.per_channel else p[0]
-        p = denormalise(np.ascontiguousarray(p), self.value_range)
-        if self.snap and self._last is not None:
-            with np.errstate(invalid="ignore"):
-                near = np.abs(p - self._last) <= self.snap  # NaN/Inf in the frame: never near
-            p = np.where(near, self._last, p).astype(np.float32, copy=False)
-        return p
+    def to_unit(self, ahat0) -> np.ndarray:
+        return ahat0.numpy()
+
+
+def PredNetSession(runner: _Runner, frame_shape, value_range, model_channels: int) -> RecurrentSession:
+    """A session of the TensorFlow float engine."""
+    return RecurrentSession(_TFNet(runner), runner.model.cfg, frame_shape, value_range, model_channels)
 
 
 class PredNetPredictor(Predictor):
@@ -522,10 +454,3 @@ class PredNetPredictor(Predictor):
 
     def start(self, frame_shape, value_range) -> PredNetSession:
         return PredNetSession(self.runner(), frame_shape, value_range, self.channels)
-
-
-DEFAULT_MODEL = Path(__file__).resolve().parents[1] / "data" / "default_model.tzm"
-
-
-def default_model_path() -> Path:
-    return DEFAULT_MODEL

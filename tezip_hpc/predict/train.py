@@ -25,7 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import ConfigError, InputError, ModelError, StackError
+from ..errors import ConfigError, InputError, ModelError, StackError, TezipError
 from ..parallel.mpienv import local_size, threads_per_rank
 from .artifact import ModelFile
 from .data import TrainingSet, _parse_hw
@@ -61,6 +61,7 @@ class TrainArgs:
     horizon: int | None = None  # inference: rebuild the state when it is this old; default nt, 0 = never
     rewarm: int | None = None  # ... from this many recent frames; default max(2, nt // 8)
     snap: float = 4 / 255  # inference: predictions this close (fraction of the range) to the last frame snap to it
+    weight_bits: int = 8  # the exported integer model's weights
 
 
 def _layer_weights(loss: str, nl: int) -> list[float] | str:
@@ -155,6 +156,30 @@ class _StopFlag:
 # ----------------------------------------------------------------------------- helpers
 def checkpoint_path(out: str | os.PathLike) -> Path:
     return Path(f"{out}.ckpt")
+
+
+def float_model_path(out: str | os.PathLike) -> Path:
+    """Where training keeps the float weights (MODEL is the exported integer model)."""
+    return Path(f"{out}.float")
+
+
+def export_trained(data: str, float_file: str | os.PathLike, out: str, weight_bits: int, nt: int, log) -> dict:
+    """Calibrate the float model on training windows, write the integer model ``out``, and
+    measure both on validation windows (training windows when there are none)."""
+    from .export import accuracy, export, training_set_sequences
+
+    t0 = time.time()
+    mf = ModelFile.load(float_file)
+    calib = training_set_sequences(data, nt, count=8)
+    held = training_set_sequences(data, nt, count=4, val=True) or calib[:4]
+    int_mf = export(mf, calib, weight_bits=weight_bits)
+    report = accuracy(mf, int_mf, held)
+    int_mf.meta["export"].update(report)
+    int_mf.save(out)
+    log(f"[train] exported {out}: integer PredNet ({weight_bits}-bit weights); next-frame PSNR on "
+        f"{report['frames']} {'validation' if held is not calib else 'training'} frames: float "
+        f"{report['psnr_float']} dB, integer {report['psnr_int']} dB ({time.time() - t0:.0f} s)")
+    return report
 
 
 def _fmt_time(seconds: float) -> str:
@@ -262,7 +287,8 @@ def train(data: str, out: str, args: TrainArgs | None = None, *, resume: bool = 
     elif args.init:
         init = ModelFile.load(args.init)
         if init.kind != KIND:
-            raise ModelError(f"{args.init}: not a PredNet model file")
+            raise ModelError(f"{args.init}: not a float PredNet model file (for an integer model MODEL, "
+                             f"start from MODEL.float)")
         cfg = init.config
     else:
         upper = list(args.stack_sizes) if args.stack_sizes else list(DEFAULT_STACK)
@@ -393,7 +419,7 @@ def train(data: str, out: str, args: TrainArgs | None = None, *, resume: bool = 
                                 "lr": args.lr, "loss": args.loss, "extrap": extrap,
                                 "data": os.path.basename(data),
                                 "wall_s": round(elapsed, 1), "history": state["history"]}}
-            model_to_file(model, normalisation, meta).save(out)
+            model_to_file(model, normalisation, meta).save(float_model_path(out))
 
         epoch0, step0, gstep = int(state["epoch"]), int(state["step"]), int(state["global_step"])
         elapsed0 = float(state["elapsed"])
@@ -474,6 +500,15 @@ def train(data: str, out: str, args: TrainArgs | None = None, *, resume: bool = 
                    "weights_sha256": model_to_file(model, normalisation).weights_sha256(),
                    "optimizer_iterations": int(opt.iterations.numpy())}
         if stopped is None:
+            failed = None
+            if dist.rank == 0:  # Horovod: rank 0 alone exports
+                try:
+                    summary["export"] = export_trained(data, float_model_path(out), out, int(args.weight_bits),
+                                                       nt, say)
+                except TezipError as exc:
+                    failed = exc
+            if dist.sum([1.0 if failed else 0.0])[0] > 0:  # Horovod: the others wait for the model
+                raise failed or ModelError(f"rank 0 could not export {out}")
             say(f"[train] done: {out} ({gstep} steps, {_fmt_time(elapsed0 + wall)} in all)")
         return summary
 

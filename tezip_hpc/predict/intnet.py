@@ -1,0 +1,269 @@
+"""The integer PredNet engine: inference whose every step is exact integer arithmetic, so an
+archive's predictions are the same bytes on any CPU, GPU, thread count or rank count.
+
+A model of kind ``prednet-int`` (written by ``tezip-hpc train`` or ``tezip-hpc export``)
+holds, for every convolution, integer weights (int8 or int16, one power-of-two scale per
+output channel, ``<name>/w`` and ``<name>/wshift``) and integer biases at the accumulator's
+scale (``<name>/b``); its config holds the architecture and the fixed-point format of each
+layer's hidden tensors (``F``). Activations are integers at power-of-two scales; the rules
+are in :mod:`.fixedpoint` (and docs/MODEL.md). TensorFlow is never imported here.
+
+Backends: ``numpy`` (CPU; the float64 GEMMs go to the BLAS numpy was built with) and
+``cupy`` (GPU; cuBLAS DGEMM). Both run this same code on the same integers: identical
+bytes by construction, tested against the golden digests in tests/fixtures/predict.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import ConfigError, ModelError
+from . import fixedpoint as fx
+from .artifact import ModelFile
+from .base import Predictor
+from .session import RecurrentSession
+
+KIND = "prednet-int"
+
+
+def conv_names(cfg: dict) -> list[str]:
+    nl = len(cfg["stack_sizes"])
+    return [f"r{l}" for l in range(nl)] + [f"ahat{l}" for l in range(nl)] + [f"a{l}" for l in range(nl - 1)]
+
+
+def conv_io(cfg: dict, F: list[int]) -> dict[str, tuple[list[tuple[int, int, int]], int]]:
+    """Per convolution: its input groups [(channels, fractional bits, largest |q|)] in
+    concatenation order, and the fractional bits of its output."""
+    s, r = cfg["stack_sizes"], cfg["R_stack_sizes"]
+    nl = len(s)
+    unit_max = 1 << fx.F_UNIT
+    out = {}
+    for l in range(nl):
+        groups = [(r[l], fx.F_UNIT, unit_max), (2 * s[l], F[l], fx.H_MAX)]
+        if l < nl - 1:
+            groups.append((r[l + 1], fx.F_UNIT, unit_max))
+        out[f"r{l}"] = (groups, fx.F_Z)
+        out[f"ahat{l}"] = ([(r[l], fx.F_UNIT, unit_max)], F[l])
+        if l < nl - 1:
+            out[f"a{l}"] = ([(2 * s[l], F[l], fx.H_MAX)], F[l + 1])
+    return out
+
+
+def check_int_config(cfg: dict) -> dict:
+    """Validate the fixed-point part of a prednet-int config (ModelError with the reason)."""
+    from .prednet import check_config
+
+    try:
+        check_config(cfg)
+    except ConfigError as exc:
+        raise ModelError(str(exc)) from None
+    if cfg.get("engine") != fx.engine_id():
+        raise ModelError(f"integer model for engine {cfg.get('engine')!r}; this tezip-hpc runs {fx.engine_id()}")
+    F = cfg.get("F")
+    if (not isinstance(F, list) or len(F) != len(cfg["stack_sizes"]) or F[0] != fx.F_UNIT
+            or any(not isinstance(f, int) or not 0 <= f <= 24 for f in F)):
+        raise ModelError(f"integer model: malformed fixed-point table F={F!r}")
+    if cfg.get("weight_bits") not in (8, 12, 16):
+        raise ModelError(f"integer model: weight_bits must be 8, 12 or 16, got {cfg.get('weight_bits')!r}")
+    return cfg
+
+
+def array_module(device: str = "cpu"):
+    """numpy for 'cpu'; CuPy for 'gpu' (ModelError if it is not usable)."""
+    if device == "cpu":
+        return np
+    try:
+        import cupy
+
+        cupy.cuda.runtime.getDeviceCount()
+    except Exception as exc:  # noqa: BLE001 - any CuPy/CUDA failure means: no GPU engine
+        raise ModelError(f"the GPU PredNet engine needs CuPy and a CUDA device ({type(exc).__name__})") from None
+    return cupy
+
+
+class IntNet:
+    """One integer model on one array module: the two halves of a PredNet step."""
+
+    def __init__(self, mf: ModelFile, xp=np) -> None:
+        cfg = check_int_config(mf.config)
+        self.cfg, self.xp = cfg, xp
+        self.nl = len(cfg["stack_sizes"])
+        self.F = [int(f) for f in cfg["F"]]
+        self.multiple = 2 ** (self.nl - 1)
+        self.residual = bool(cfg.get("residual", False))
+        self.pmax = int(round(float(cfg["pixel_max"]) * (1 << fx.F_UNIT)))
+        self.table = xp.asarray(fx.tanh_table())
+        io = conv_io(cfg, self.F)
+        self.conv = {}
+        for name in conv_names(cfg):
+            groups, f_out = io[name]
+            w = np.asarray(mf.array(f"{name}/w"))
+            ws = np.asarray(mf.array(f"{name}/wshift")).astype(np.int64)
+            b = np.asarray(mf.array(f"{name}/b")).astype(np.int64)
+            cin = sum(g[0] for g in groups)
+            if w.ndim != 4 or w.shape[2] != cin or ws.shape != (w.shape[3],) or b.shape != (w.shape[3],):
+                raise ModelError(f"integer model: {name} has weights {w.shape}, shifts {ws.shape}, bias {b.shape} "
+                                 f"for {cin} input channels")
+            if w.dtype not in (np.int8, np.int16) or np.abs(w.astype(np.int64)).max(initial=0) >= 1 << 15:
+                raise ModelError(f"integer model: {name} weights must be int8 or int16")
+            if np.any(ws < -8) or np.any(ws > 40):
+                raise ModelError(f"integer model: {name} weight shifts out of range")
+            f_ref = max(g[1] for g in groups)
+            in_max = max(g[2] << (f_ref - g[1]) for g in groups)
+            bound = fx.conv_bound(w, in_max, b)
+            if not bound < fx.EXACT_LIMIT:  # the exactness condition of the float64 GEMM
+                raise ModelError(f"integer model: {name} partial sums can reach {bound:.3g} >= 2^53")
+            shifts = [f_ref - g[1] for g in groups]
+            self.conv[name] = (xp.asarray(w.astype(np.float64)), xp.asarray(b), xp.asarray(ws + f_ref - f_out),
+                               shifts)
+
+    # -- helpers
+    def _conv(self, name: str, parts):
+        xp = self.xp
+        w, b, shift, shifts = self.conv[name]
+        x = xp.concatenate([p << s if s else p for p, s in zip(parts, shifts)], axis=-1)
+        acc = fx.conv_same(xp, x.astype(xp.float64), w).astype(xp.int64)
+        return fx.round_shift(xp, acc + b, shift)
+
+    # -- state
+    def zero(self, batch: int, height: int, width: int):
+        xp = self.xp
+        s, r = self.cfg["stack_sizes"], self.cfg["R_stack_sizes"]
+        rr, cc, ee = [], [], []
+        for l in range(self.nl):
+            h, w = height >> l, width >> l
+            rr.append(xp.zeros((batch, h, w, r[l]), xp.int64))
+            cc.append(xp.zeros((batch, h, w, r[l]), xp.int64))
+            ee.append(xp.zeros((batch, h, w, 2 * s[l]), xp.int64))
+        return rr, cc, ee, xp.zeros((batch, height, width, s[0]), xp.int64)
+
+    # -- one step in two halves
+    def top_down(self, r_prev, c_prev, e_prev, a_prev):
+        xp = self.xp
+        r_new, c_new = [None] * self.nl, [None] * self.nl
+        r_up = None
+        for l in reversed(range(self.nl)):
+            parts = [r_prev[l], e_prev[l]] + ([r_up] if r_up is not None else [])
+            z = xp.clip(self._conv(f"r{l}", parts), -fx.Z_MAX, fx.Z_MAX)
+            i, f, g, o = xp.split(z, 4, axis=-1)
+            c = (fx.hard_sigmoid(xp, f) * c_prev[l] + fx.hard_sigmoid(xp, i) * fx.tanh(xp, g, self.table)
+                 + (1 << (fx.F_UNIT - 1))) >> fx.F_UNIT
+            c = xp.clip(c, -fx.C_MAX, fx.C_MAX)
+            c_new[l] = c
+            r_new[l] = fx.mul_unit(fx.tanh(xp, c, self.table), fx.hard_sigmoid(xp, o))
+            if l > 0:
+                r_up = fx.upsample2(xp, r_new[l])
+        corr = self._conv("ahat0", [r_new[0]])
+        if self.residual:
+            ahat0 = xp.clip(a_prev + corr, 0, self.pmax)
+        else:
+            ahat0 = xp.clip(corr, 0, self.pmax)
+        return r_new, c_new, ahat0
+
+    def bottom_up(self, a0, ahat0, r):
+        xp = self.xp
+        errors = []
+        a, ahat = a0, ahat0
+        for l in range(self.nl):
+            if l > 0:
+                ahat = xp.clip(self._conv(f"ahat{l}", [r[l]]), 0, fx.H_MAX)
+            e = xp.concatenate([xp.maximum(ahat - a, 0), xp.maximum(a - ahat, 0)], axis=-1)
+            errors.append(xp.minimum(e, fx.H_MAX))
+            if l < self.nl - 1:
+                a = fx.maxpool2(xp, xp.clip(self._conv(f"a{l}", [errors[-1]]), 0, fx.H_MAX))
+        return errors
+
+    # -- conversions at the edges
+    def from_unit(self, x: np.ndarray):
+        """float32 in [0, 1] -> integers at 2^-16 (round half to even; scaling by 2^16 is exact)."""
+        q = np.rint(np.asarray(x, np.float32) * np.float32(1 << fx.F_UNIT)).astype(np.int64)
+        return self.xp.asarray(q)
+
+    def to_unit(self, ahat0) -> np.ndarray:
+        q = ahat0.get() if hasattr(ahat0, "get") else np.asarray(ahat0)
+        return q.astype(np.float32) * np.float32(1.0 / (1 << fx.F_UNIT))  # exact: |q| <= 2^24
+
+
+DEFAULT_MODEL = Path(__file__).resolve().parents[1] / "data" / "default_model.tzm"
+
+
+def default_model_path() -> Path:
+    """The embedded default model (an integer PredNet)."""
+    return DEFAULT_MODEL
+
+
+_NETS: dict = {}
+_NETS_LOCK = threading.Lock()
+
+
+def limit_blas_threads(n: int) -> None:
+    """Cap the BLAS threads of this process to ``n`` (ranks sharing a node share its cores).
+    Speed only: the engine's results do not depend on the thread count."""
+    try:
+        from threadpoolctl import threadpool_limits
+    except ImportError:  # pragma: no cover - threadpoolctl is a dependency
+        return
+    threadpool_limits(limits=max(1, int(n)), user_api="blas")
+
+
+def default_device() -> str:
+    """The engine's device: TEZIP_PREDNET_DEVICE (cpu|gpu), else cpu. Either gives identical bytes."""
+    dev = os.environ.get("TEZIP_PREDNET_DEVICE", "cpu").strip().lower() or "cpu"
+    if dev not in ("cpu", "gpu"):
+        raise ConfigError(f"TEZIP_PREDNET_DEVICE must be cpu or gpu, got {dev!r}")
+    return dev
+
+
+class IntPredNetPredictor(Predictor):
+    """An integer PredNet model as a Predictor (portable: exact integer inference)."""
+
+    id = "prednet"
+
+    def __init__(self, model_file: ModelFile, source: str = "model", device: str | None = None) -> None:
+        if model_file.kind != KIND:
+            raise ModelError(f"{source}: holds a {model_file.kind!r}, not an integer PredNet model")
+        check_int_config(model_file.config)
+        self.model_file = model_file
+        self.source = source
+        self.device = device or default_device()
+        self._sha = model_file.sha256()
+        self._lock = threading.Lock()
+
+    @classmethod
+    def from_bytes(cls, data: bytes, source: str = "embedded model") -> "IntPredNetPredictor":
+        return cls(ModelFile.from_bytes(data, source), source)
+
+    def to_bytes(self) -> bytes:
+        return self.model_file.to_bytes()
+
+    def save(self, path) -> None:
+        self.model_file.save(path)
+
+    @property
+    def channels(self) -> int:
+        return int(self.model_file.config["stack_sizes"][0])
+
+    def config(self) -> dict:
+        return {"arch": self.model_file.config, "normalisation": self.model_file.normalisation,
+                "engine": fx.engine_id()}
+
+    def sha256(self) -> str:
+        return self._sha
+
+    def weights_sha256(self) -> str:
+        return self.model_file.weights_sha256()
+
+    def net(self) -> IntNet:
+        """The loaded engine, shared by every predictor of the same model and device."""
+        key = (self._sha, self.device)
+        with _NETS_LOCK:
+            if key not in _NETS:
+                _NETS[key] = IntNet(self.model_file, array_module(self.device))
+            return _NETS[key]
+
+    def start(self, frame_shape, value_range) -> RecurrentSession:
+        return RecurrentSession(self.net(), self.model_file.config, frame_shape, value_range, self.channels)
