@@ -1,5 +1,7 @@
-"""End to end with a real PredNet (a tiny, untrained one): the model embedded in the
-archive decodes it; a missing or different model is refused before any frame is written."""
+"""End to end with a real PredNet (a tiny, untrained one, exported to the integer engine): the
+model embedded in the archive decodes it; a missing or different model is refused before any
+frame is written; format-v1 archives (float PredNet) decode through TensorFlow, or are refused
+in one line where it is missing."""
 
 from __future__ import annotations
 
@@ -13,11 +15,11 @@ from .frames import moving_shapes
 
 @pytest.fixture(scope="module")
 def models(tmp_path_factory):
-    from predict.helpers import tiny_model_file
+    from predict.helpers import tiny_int_model_file
 
     d = tmp_path_factory.mktemp("models")
-    tiny_model_file(seed=1).save(d / "tiny.tzm")
-    tiny_model_file(seed=2).save(d / "other.tzm")
+    tiny_int_model_file(seed=1).save(d / "tiny.tzm")
+    tiny_int_model_file(seed=2).save(d / "other.tzm")
     return d
 
 
@@ -46,3 +48,38 @@ def test_missing_or_different_model_is_refused(cli, tmp_path, models):
     res = cli("decompress", str(tmp_path / "a.h5"), "-o", str(tmp_path / "o.npy"), "--model", str(models / "tiny.tzm"))
     assert res.returncode == 0, res.stderr
     assert np.load(tmp_path / "o.npy").tobytes() == np.load(tmp_path / "in.npy").tobytes()
+
+
+V1 = __import__("pathlib").Path(__file__).resolve().parents[1] / "fixtures" / "archive"
+
+
+@pytest.mark.parametrize("name", ["v1_prednet", "v1_previous"])
+def test_format_v1_archives_still_decode(cli, tmp_path, name):
+    """Archives written by format v1 (golden files): the baseline one decodes as before; the float
+    PredNet one decodes through TensorFlow (installed here) within its bound."""
+    pytest.importorskip("tensorflow")
+    x = np.load(V1 / "v1_frames.npy")
+    info = cli("info", str(V1 / f"{name}.h5"))
+    assert info.returncode == 0 and "tezip_hpc v1" in info.stdout, info.stderr
+    res = cli("decompress", str(V1 / f"{name}.h5"), "-o", str(tmp_path / "y.npy"))
+    assert res.returncode == 0, res.stderr
+    y = np.load(tmp_path / "y.npy")
+    if name == "v1_previous":
+        assert y.tobytes() == x.tobytes()
+    else:
+        assert "float model of format v1" in info.stdout
+        assert_within_bound(x, y, "abs", (1.0,))
+
+
+def test_format_v1_prednet_without_tensorflow_is_one_clear_line(tmp_path):
+    from predict.test_intnet import no_tf
+
+    res = no_tf("decompress", V1 / "v1_prednet.h5", "-o", tmp_path / "y.npy")
+    assert res.returncode == 7
+    assert "format-v1 archive" in res.stderr and "TensorFlow" in res.stderr and "Traceback" not in res.stderr
+    assert len(res.stderr.strip().splitlines()) == 1
+    assert not (tmp_path / "y.npy").exists()
+    res = no_tf("decompress", V1 / "v1_previous.h5", "-o", tmp_path / "z.npy")
+    assert res.returncode == 0, res.stderr
+    res = no_tf("info", V1 / "v1_prednet.h5")
+    assert res.returncode == 0 and "format v1" in res.stdout

@@ -159,9 +159,9 @@ def test_prednet_archives_are_identical_whatever_n(mpi_tmp_path):
     comm = MPI.COMM_WORLD
     tmp = mpi_tmp_path
     if comm.rank == 0:
-        from predict.helpers import tiny_model_file
+        from predict.helpers import tiny_int_model_file
 
-        tiny_model_file(seed=3).save(tmp / "tiny.tzm")
+        tiny_int_model_file(seed=3).save(tmp / "tiny.tzm")
     src = _shared_input(tmp, _frames(13, C=1))
     opts = CompressOptions(predictor=str(tmp / "tiny.tzm"), bounds=(1.0,), window=3, chunk_frames=3, progress=False)
     compress(src, str(tmp / "pn.h5"), opts, comm)
@@ -174,3 +174,25 @@ def test_prednet_archives_are_identical_whatever_n(mpi_tmp_path):
         decompress(str(tmp / "pn.h5"), str(tmp / "pn_1.npy"), progress=False, comm=MPI.COMM_SELF)
         assert np.load(tmp / "pn_1.npy").tobytes() == np.load(tmp / "p1_n.npy").tobytes()
     comm.Barrier()
+
+
+def test_golden_prediction_digests_on_every_rank():
+    """Every rank, sharing the node's cores as the driver shares them (BLAS threads per rank),
+    reproduces the checked-in golden digests of the integer engine."""
+    import json
+    import sys
+    from pathlib import Path
+
+    from mpi4py import MPI
+
+    from tezip_hpc.parallel.mpienv import threads_per_rank
+    from tezip_hpc.predict.intnet import limit_blas_threads
+
+    fix = Path(__file__).resolve().parents[1] / "fixtures" / "predict"
+    sys.path.insert(0, str(fix))
+    from make_golden import golden_digests
+
+    limit_blas_threads(threads_per_rank())
+    want = json.loads((fix / "golden.json").read_text())
+    got = MPI.COMM_WORLD.allgather(golden_digests())
+    assert all(g == {k: want[k] for k in ("rgb_per_channel", "gray")} for g in got), got

@@ -68,8 +68,10 @@ def test_loss_falls_and_every_rank_ends_identical(hvd, workdir, full_run):
     everyone = comm.allgather(s["weights_sha256"])
     assert len(set(everyone)) == 1, f"ranks diverged: {everyone}"
     comm.Barrier()
-    # rank 0 wrote the model; it holds exactly the weights every rank has
-    assert ModelFile.load(os.path.join(workdir, "full.tzm")).weights_sha256() == everyone[0]
+    # rank 0 wrote the model; its float weights are exactly the weights every rank has, and the
+    # integer model exported from them is there for every rank once train() returns
+    assert ModelFile.load(os.path.join(workdir, "full.tzm.float")).weights_sha256() == everyone[0]
+    assert ModelFile.load(os.path.join(workdir, "full.tzm")).kind == "prednet-int"
 
 
 def test_resumed_run_equals_uninterrupted_run(hvd, workdir, full_run):

@@ -57,3 +57,13 @@ def random_float_model_file(channels: int = 1, stack=(4, 8), seed: int = 1, resi
         arrays.append((f"{name}/kernel", rng.uniform(-lim, lim, (3, 3, cin, cout)).astype(np.float32)))
         arrays.append((f"{name}/bias", rng.uniform(-0.05, 0.05, cout).astype(np.float32)))
     return ModelFile("prednet", cfg, {"kind": "minmax", "value_range": [0.0, 255.0]}, arrays, {"note": "test"})
+
+
+def tiny_int_model_file(channels: int = 1, stack=(4, 8), seed: int = 1):
+    """A tiny integer PredNet (random float weights, exported with calibration on blobs)."""
+    from tezip_hpc.predict.export import export
+
+    frames = blobs(8, 24, 24, seed=seed)
+    if channels > 1:
+        frames = np.repeat(frames[..., None], channels, axis=-1)
+    return export(random_float_model_file(channels, stack, seed), [frames])

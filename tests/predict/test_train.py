@@ -50,15 +50,21 @@ def test_loss_falls_and_model_loads_without_horovod(trainset, tmp_path):
     assert hist[-1]["val_loss"] < hist[0]["val_loss"]
     assert any("samples/s" in m and "ETA" in m for m in lines)  # progress lines
     assert any("val loss" in m for m in lines)
-    mf = ModelFile.load(out)
-    assert mf.kind == "prednet" and mf.normalisation == {"kind": "minmax", "value_range": [0.0, 255.0]}
-    assert mf.weights_sha256() == summ["weights_sha256"]
+    fl = ModelFile.load(f"{out}.float")  # the float weights, kept for --init and re-export
+    assert fl.kind == "prednet" and fl.normalisation == {"kind": "minmax", "value_range": [0.0, 255.0]}
+    assert fl.weights_sha256() == summ["weights_sha256"]
+    mf = ModelFile.load(out)  # the exported integer model
+    assert mf.kind == "prednet-int" and mf.normalisation == fl.normalisation
     assert mf.meta["trained"]["history"] == hist
+    assert mf.meta["export"]["from_float_sha256"] == fl.sha256()
+    ex = summ["export"]
+    assert abs(ex["psnr_int"] - ex["psnr_float"]) < 0.3, ex  # the integer model keeps the float one's accuracy
+    assert any("exported" in m and "PSNR" in m for m in lines)
     code = ("import sys, numpy as np\n"
             "from tezip_hpc.predict.base import load_predictor\n"
             f"p = load_predictor({str(out)!r})\n"
             "s = p.start((24, 24, 1), (0, 255)); s.observe(np.zeros((24, 24, 1), np.uint8)); s.predict()\n"
-            "assert not any(m.startswith('horovod') for m in sys.modules), 'horovod was imported'\n"
+            "assert not any(m.startswith(('horovod', 'tensorflow')) for m in sys.modules), 'TF/horovod imported'\n"
             "print(p.sha256())\n")
     res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
     assert res.returncode == 0, res.stderr[-2000:]
@@ -102,7 +108,8 @@ def _interrupt_and_resume(cmd, tmp_path, trainset, sig, reference: bool):
     assert 0 < st["global_step"] < 4 * steps_per_epoch, "the run was not stopped mid-training"
     iterations = [a for n, a in ck.arrays if n.startswith("opt/") and n.endswith("iteration")]
     assert iterations and int(iterations[0]) == st["global_step"]  # optimizer state saved with the step
-    shutil.copy(out, tmp_path / "stopped.tzm")
+    assert not out.exists()  # the integer model is exported when training completes
+    shutil.copy(f"{out}.float", tmp_path / "stopped.tzm")
 
     # (the thread count is a resource, not a hyper-parameter: give it again, as training sums depend on it)
     res = subprocess.run(cmd + ["train", str(trainset), "-o", str(out), "--resume", "--threads", "1"],
@@ -116,7 +123,10 @@ def _interrupt_and_resume(cmd, tmp_path, trainset, sig, reference: bool):
     if not reference:
         return st
     a, b = ModelFile.load(tmp_path / "ref.tzm"), ModelFile.load(out)
+    assert a.kind == b.kind == "prednet-int"
     assert a.weights_sha256() == b.weights_sha256(), "resumed run differs from the uninterrupted one"
+    fa, fb = ModelFile.load(tmp_path / "ref.tzm.float"), ModelFile.load(f"{out}.float")
+    assert fa.weights_sha256() == fb.weights_sha256()
     ca, cb = ModelFile.load(tmp_path / "ref.tzm.ckpt"), ModelFile.load(ckpt)
     assert ca.weights_sha256() == cb.weights_sha256()  # optimizer state too
     assert [h["train_loss"] for h in ca.extra["state"]["history"]] == \

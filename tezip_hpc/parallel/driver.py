@@ -421,6 +421,13 @@ def archive_predictor(reader: ArchiveReader, model: str | None):
     info = reader.predictor()
     pid, want = info["id"], info["sha256"]
     v1 = reader.version == 1
+    if pid == "prednet" and v1:
+        from .._tf import tensorflow_available
+
+        if not tensorflow_available():
+            raise ModelError(f"{reader.path} is a format-v1 archive predicted by a float PredNet: decoding it "
+                             f"needs TensorFlow 2.18 (install tezip-hpc[train]) on the kind of machine that "
+                             f"wrote it; archives from this version are portable")
     if pid != "prednet":
         pred = load_predictor("linear" if (pid == "previous" and (info["config"] or {}).get("linear")) else pid)
     elif model is not None:
@@ -441,13 +448,6 @@ def archive_predictor(reader: ArchiveReader, model: str | None):
         if engine != engine_id():
             raise ModelError(f"{reader.path} was predicted by engine {engine or '(none)'}; this tezip-hpc runs "
                              f"{engine_id()}: use the tezip-hpc version that wrote it")
-    if pid == "prednet" and v1:
-        from .._tf import tensorflow_available
-
-        if not tensorflow_available():
-            raise ModelError(f"{reader.path} is a format-v1 archive predicted by a float PredNet: decoding it "
-                             f"needs TensorFlow 2.18 (install tezip-hpc[train]) on the kind of machine that "
-                             f"wrote it; archives from this version are portable")
     return pred
 
 
