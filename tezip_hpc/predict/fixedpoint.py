@@ -123,29 +123,56 @@ def maxpool2(xp, x):
 
 def conv_same(xp, x, w):
     """'same' 2-D convolution (cross-correlation, as Keras) of x (B, H, W, Cin) with w
-    (k, k, Cin, Cout), both float64 arrays holding integers; float64 result (B, H, W, Cout).
-
-    The zero-padded batch is flattened to rows of Cin values so that every tap reads one
-    contiguous slice, and each tap is one GEMM (rows, Cin) @ (Cin, Cout) over the whole batch.
-    Exact whenever every partial sum is an integer below 2^53 (the caller's bound,
-    :func:`conv_bound`): then no summation order, blocking or FMA can round anything."""
+    (k, k, Cin, Cout), both float64 arrays holding integers; float64 result (B, H, W, Cout)."""
     B, H, W, Cin = x.shape
+    p = w.shape[0] // 2
+    padded = xp.zeros((B, H + 2 * p, W + 2 * p, Cin), xp.float64)
+    padded[:, p:p + H, p:p + W] = x
+    return conv_padded(xp, padded, w)[:, :H, :W]
+
+
+def conv_padded(xp, padded, w, strip: int | None = None, pool=None):
+    """The convolution of a zero-padded batch (B, H+2p, W+2p, Cin), float64, in the padded
+    layout: result[b, y, x] for y < H, x < W is the 'same' convolution; the rest is garbage.
+
+    The batch is flattened to rows of Cin values so that every tap reads one contiguous
+    slice, and each tap is one GEMM (rows, Cin) @ (Cin, Cout); ``strip`` rows at a time keep
+    the accumulator in cache (CPU), and a thread ``pool`` shares the strips out. Exact whenever every partial sum is an integer below 2^53
+    (the caller's bound, :func:`conv_bound`): then no summation order, blocking or FMA can
+    round anything."""
+    B, Hp, Wp, Cin = padded.shape
     k = w.shape[0]
     p = k // 2
-    Hp, Wp = H + 2 * p, W + 2 * p
-    padded = xp.zeros((B, Hp, Wp, Cin), xp.float64)
-    padded[:, p:p + H, p:p + W] = x
     flat = padded.reshape(-1, Cin)
     n = B * Hp * Wp - (2 * p * Wp + 2 * p)  # output row j = b*Hp*Wp + y*Wp + x reads rows j + dy*Wp + dx
-    out = xp.zeros((B * Hp * Wp, w.shape[-1]), xp.float64)
-    acc = out[:n]
-    tmp = xp.empty_like(acc)
-    for dy in range(k):
-        for dx in range(k):
-            off = dy * Wp + dx
-            xp.matmul(flat[off:off + n], w[dy, dx], out=tmp)
-            acc += tmp
-    return out.reshape(B, Hp, Wp, -1)[:, :H, :W]
+    out = xp.empty((B * Hp * Wp, w.shape[-1]), xp.float64)
+    out[n:] = 0
+    strip = strip or n
+    starts = list(range(0, n, strip))
+
+    def run(part) -> None:
+        tmp = xp.empty((min(strip, n), w.shape[-1]), xp.float64)
+        for j0 in part:
+            j1 = min(n, j0 + strip)
+            acc = out[j0:j1]
+            t = tmp[: j1 - j0]
+            first = True
+            for dy in range(k):
+                for dx in range(k):
+                    off = dy * Wp + dx
+                    if first:
+                        xp.matmul(flat[j0 + off:j1 + off], w[dy, dx], out=acc)
+                        first = False
+                    else:
+                        xp.matmul(flat[j0 + off:j1 + off], w[dy, dx], out=t)
+                        acc += t
+
+    if pool is None or len(starts) < 2:
+        run(starts)
+    else:  # strips are independent: each worker thread takes every m-th one (GEMMs release the GIL)
+        m = pool._max_workers
+        list(pool.map(run, [starts[i::m] for i in range(m)]))
+    return out.reshape(B, Hp, Wp, -1)
 
 
 def conv_bound(wq: np.ndarray, in_max: float, bias: np.ndarray) -> float:

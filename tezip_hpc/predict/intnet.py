@@ -8,9 +8,10 @@ scale (``<name>/b``); its config holds the architecture and the fixed-point form
 layer's hidden tensors (``F``). Activations are integers at power-of-two scales; the rules
 are in :mod:`.fixedpoint` (and docs/MODEL.md). TensorFlow is never imported here.
 
-Backends: ``numpy`` (CPU; the float64 GEMMs go to the BLAS numpy was built with) and
-``cupy`` (GPU; cuBLAS DGEMM). Both run this same code on the same integers: identical
-bytes by construction, tested against the golden digests in tests/fixtures/predict.
+Backends (TEZIP_PREDNET_DEVICE): ``cpu`` (default: numba kernels fuse the elementwise
+integer steps, the float64 GEMMs go to numpy's BLAS in cache-sized strips), ``numpy`` (the
+same arithmetic array-at-a-time: the reference) and ``gpu`` (CuPy, cuBLAS DGEMM). All give
+identical bytes, tested against the golden digests in tests/fixtures/predict.
 """
 
 from __future__ import annotations
@@ -72,9 +73,15 @@ def check_int_config(cfg: dict) -> dict:
     return cfg
 
 
+DEVICES = ("cpu", "numpy", "gpu")
+STRIP_ROWS = 1024  # CPU: GEMM rows per strip (the accumulator stays in cache; measured best)
+_LO, _HI = -(1 << 62), 1 << 62  # "no clipping"
+
+
 def array_module(device: str = "cpu"):
-    """numpy for 'cpu'; CuPy for 'gpu' (ModelError if it is not usable)."""
-    if device == "cpu":
+    """numpy for 'cpu' (numba kernels) and 'numpy' (array-at-a-time reference); CuPy for 'gpu'
+    (ModelError if it is not usable)."""
+    if device in ("cpu", "numpy"):
         return np
     try:
         import cupy
@@ -88,17 +95,23 @@ def array_module(device: str = "cpu"):
 class IntNet:
     """One integer model on one array module: the two halves of a PredNet step."""
 
-    def __init__(self, mf: ModelFile, xp=np) -> None:
+    def __init__(self, mf: ModelFile, xp=np, fused: bool = False) -> None:
         cfg = check_int_config(mf.config)
         self.cfg, self.xp = cfg, xp
+        self.fused = bool(fused) and xp is np  # numba kernels (CPU)
         self.nl = len(cfg["stack_sizes"])
         self.F = [int(f) for f in cfg["F"]]
         self.multiple = 2 ** (self.nl - 1)
         self.residual = bool(cfg.get("residual", False))
         self.pmax = int(round(float(cfg["pixel_max"]) * (1 << fx.F_UNIT)))
         self.table = xp.asarray(fx.tanh_table())
+        if self.fused:
+            from . import _intcpu
+
+            self.k = _intcpu
         io = conv_io(cfg, self.F)
         self.conv = {}
+        self._workers = None
         for name in conv_names(cfg):
             groups, f_out = io[name]
             w = np.asarray(mf.array(f"{name}/w"))
@@ -118,16 +131,54 @@ class IntNet:
             if not bound < fx.EXACT_LIMIT:  # the exactness condition of the float64 GEMM
                 raise ModelError(f"integer model: {name} partial sums can reach {bound:.3g} >= 2^53")
             shifts = [f_ref - g[1] for g in groups]
-            self.conv[name] = (xp.asarray(w.astype(np.float64)), xp.asarray(b), xp.asarray(ws + f_ref - f_out),
-                               shifts)
+            shift = ws + f_ref - f_out
+            self.conv[name] = (xp.asarray(w.astype(np.float64)), xp.asarray(b), xp.asarray(shift), shifts, cin)
 
     # -- helpers
-    def _conv(self, name: str, parts):
+    def _pool(self):
+        """The CPU worker threads: as many as BLAS may use (limit_blas_threads sets it per rank),
+        BLAS itself then single-threaded. The thread count changes speed, never a result."""
+        n = blas_threads()
+        if n <= 1:
+            return None
+        if self._workers is None or self._workers._max_workers != n:
+            from concurrent.futures import ThreadPoolExecutor
+
+            self._workers = ThreadPoolExecutor(n, thread_name_prefix="tezip-prednet")
+        return self._workers
+
+    def _conv(self, name: str, parts, lo: int = _LO, hi: int = _HI):
+        """clip(requantize(conv(concat(parts)) + bias), lo, hi) for convolution ``name``."""
         xp = self.xp
-        w, b, shift, shifts = self.conv[name]
-        x = xp.concatenate([p << s if s else p for p, s in zip(parts, shifts)], axis=-1)
+        w, b, shift, shifts, cin = self.conv[name]
+        B, H, W, _ = parts[0].shape
+        p = w.shape[0] // 2
+        if self.fused:
+            padded = np.zeros((B, H + 2 * p, W + 2 * p, cin), np.float64)
+            c0 = 0
+            for part, s in zip(parts, shifts):
+                self.k.pack(part, s, padded, p, c0)
+                c0 += part.shape[-1]
+            acc = fx.conv_padded(np, padded, w, STRIP_ROWS if w.shape[-1] <= 64 else 4 * STRIP_ROWS, self._pool())
+            out = np.empty((B, H, W, w.shape[-1]), np.int64)
+            self.k.requant(acc, b, shift, lo, hi, H, W, out)
+            return out
+        x = xp.concatenate([q << s if s else q for q, s in zip(parts, shifts)], axis=-1)
         acc = fx.conv_same(xp, x.astype(xp.float64), w).astype(xp.int64)
-        return fx.round_shift(xp, acc + b, shift)
+        return xp.clip(fx.round_shift(xp, acc + b, shift), lo, hi)
+
+    def _cell(self, z, c_prev):
+        """ConvLSTM update: (c, r) from the gate pre-activations z = [i, f, g, o] and c_prev."""
+        xp = self.xp
+        if self.fused:
+            c, r = np.empty_like(c_prev), np.empty_like(c_prev)
+            self.k.lstm_cell(z, c_prev, self.table, c, r)
+            return c, r
+        i, f, g, o = xp.split(z, 4, axis=-1)
+        c = (fx.hard_sigmoid(xp, f) * c_prev + fx.hard_sigmoid(xp, i) * fx.tanh(xp, g, self.table)
+             + (1 << (fx.F_UNIT - 1))) >> fx.F_UNIT
+        c = xp.clip(c, -fx.C_MAX, fx.C_MAX)
+        return c, fx.mul_unit(fx.tanh(xp, c, self.table), fx.hard_sigmoid(xp, o))
 
     # -- state
     def zero(self, batch: int, height: int, width: int):
@@ -148,13 +199,8 @@ class IntNet:
         r_up = None
         for l in reversed(range(self.nl)):
             parts = [r_prev[l], e_prev[l]] + ([r_up] if r_up is not None else [])
-            z = xp.clip(self._conv(f"r{l}", parts), -fx.Z_MAX, fx.Z_MAX)
-            i, f, g, o = xp.split(z, 4, axis=-1)
-            c = (fx.hard_sigmoid(xp, f) * c_prev[l] + fx.hard_sigmoid(xp, i) * fx.tanh(xp, g, self.table)
-                 + (1 << (fx.F_UNIT - 1))) >> fx.F_UNIT
-            c = xp.clip(c, -fx.C_MAX, fx.C_MAX)
-            c_new[l] = c
-            r_new[l] = fx.mul_unit(fx.tanh(xp, c, self.table), fx.hard_sigmoid(xp, o))
+            z = self._conv(f"r{l}", parts, -fx.Z_MAX, fx.Z_MAX)
+            c_new[l], r_new[l] = self._cell(z, c_prev[l])
             if l > 0:
                 r_up = fx.upsample2(xp, r_new[l])
         corr = self._conv("ahat0", [r_new[0]])
@@ -170,11 +216,11 @@ class IntNet:
         a, ahat = a0, ahat0
         for l in range(self.nl):
             if l > 0:
-                ahat = xp.clip(self._conv(f"ahat{l}", [r[l]]), 0, fx.H_MAX)
+                ahat = self._conv(f"ahat{l}", [r[l]], 0, fx.H_MAX)
             e = xp.concatenate([xp.maximum(ahat - a, 0), xp.maximum(a - ahat, 0)], axis=-1)
             errors.append(xp.minimum(e, fx.H_MAX))
             if l < self.nl - 1:
-                a = fx.maxpool2(xp, xp.clip(self._conv(f"a{l}", [errors[-1]]), 0, fx.H_MAX))
+                a = fx.maxpool2(xp, self._conv(f"a{l}", [errors[-1]], 0, fx.H_MAX))
         return errors
 
     # -- conversions at the edges
@@ -200,21 +246,38 @@ _NETS: dict = {}
 _NETS_LOCK = threading.Lock()
 
 
+_THREADS: list[int] = []
+_BLAS_SINGLE: list[bool] = []
+
+
 def limit_blas_threads(n: int) -> None:
-    """Cap the BLAS threads of this process to ``n`` (ranks sharing a node share its cores).
-    Speed only: the engine's results do not depend on the thread count."""
-    try:
+    """Let the CPU engine use ``n`` threads in this process (ranks sharing a node share its
+    cores). Speed only: the engine's results do not depend on the thread count."""
+    _THREADS[:] = [max(1, int(n))]
+
+
+def blas_threads() -> int:
+    """The CPU engine's thread count: limit_blas_threads's, else what BLAS was started with
+    (OPENBLAS_NUM_THREADS / OMP_NUM_THREADS, else the cores). BLAS itself is then kept to one
+    thread: the engine runs independent GEMMs in its own threads, which measured faster."""
+    if not _THREADS:
+        from threadpoolctl import threadpool_info
+
+        _THREADS.append(max([i.get("num_threads", 1) for i in threadpool_info() if i["user_api"] == "blas"] or [1]))
+    if not _BLAS_SINGLE:
         from threadpoolctl import threadpool_limits
-    except ImportError:  # pragma: no cover - threadpoolctl is a dependency
-        return
-    threadpool_limits(limits=max(1, int(n)), user_api="blas")
+
+        threadpool_limits(limits=1, user_api="blas")
+        _BLAS_SINGLE.append(True)
+    return _THREADS[0]
 
 
 def default_device() -> str:
-    """The engine's device: TEZIP_PREDNET_DEVICE (cpu|gpu), else cpu. Either gives identical bytes."""
+    """The engine's backend: TEZIP_PREDNET_DEVICE = cpu (numba kernels + BLAS, the default),
+    numpy (the array-at-a-time reference) or gpu (CuPy). All give identical bytes."""
     dev = os.environ.get("TEZIP_PREDNET_DEVICE", "cpu").strip().lower() or "cpu"
-    if dev not in ("cpu", "gpu"):
-        raise ConfigError(f"TEZIP_PREDNET_DEVICE must be cpu or gpu, got {dev!r}")
+    if dev not in DEVICES:
+        raise ConfigError(f"TEZIP_PREDNET_DEVICE must be one of {', '.join(DEVICES)}, got {dev!r}")
     return dev
 
 
@@ -262,7 +325,7 @@ class IntPredNetPredictor(Predictor):
         key = (self._sha, self.device)
         with _NETS_LOCK:
             if key not in _NETS:
-                _NETS[key] = IntNet(self.model_file, array_module(self.device))
+                _NETS[key] = IntNet(self.model_file, array_module(self.device), fused=self.device == "cpu")
             return _NETS[key]
 
     def start(self, frame_shape, value_range) -> RecurrentSession:
