@@ -41,8 +41,8 @@ if kind == "tf":
     from tezip_hpc.predict.base import load_predictor
     p = load_predictor(model, allow_float=True)
 else:
-    from threadpoolctl import threadpool_limits
-    threadpool_limits(threads)
+    from tezip_hpc.predict.intnet import limit_blas_threads
+    limit_blas_threads(threads)
     from tezip_hpc.predict.base import load_predictor
     p = load_predictor(model)
 x = np.load(data, mmap_mode="r")[: n + 1]

@@ -247,12 +247,12 @@ def test_decode_under_other_thread_counts(tmp_path):
     x = blobs(9, 32, 40, seed=12)
     np.save(tmp_path / "x.npy", x)
     for enc, dec in (("1", "2"), ("2", "1")):
-        env = dict(os.environ, OPENBLAS_NUM_THREADS=enc)
+        env = dict(os.environ, OPENBLAS_NUM_THREADS=enc, OMP_NUM_THREADS=enc)  # threads_per_rank reads OMP_
         a = tmp_path / f"a{enc}.h5"
         r = subprocess.run([sys.executable, "-m", "tezip_hpc", "compress", str(tmp_path / "x.npy"), "-o", str(a),
                             "--window", "9"], env=env, capture_output=True, text=True, timeout=600)
         assert r.returncode == 0, r.stderr[-2000:]
-        env = dict(os.environ, OPENBLAS_NUM_THREADS=dec)
+        env = dict(os.environ, OPENBLAS_NUM_THREADS=dec, OMP_NUM_THREADS=dec)
         r = subprocess.run([sys.executable, "-m", "tezip_hpc", "decompress", str(a), "-o", str(tmp_path / "y.npy"),
                             "-f"], env=env, capture_output=True, text=True, timeout=600)
         assert r.returncode == 0, r.stderr[-2000:]
