@@ -1,9 +1,10 @@
-"""Predictors: PredNet (learned), and the zero / previous-frame baselines."""
+"""Predictors: PredNet (learned; run by the integer engine, trained in TensorFlow), and the
+zero / previous-frame baselines."""
 
 from .base import Predictor, PreviousPredictor, Session, ZeroPredictor, baseline, load_predictor  # noqa: F401
 
 __all__ = ["Predictor", "PreviousPredictor", "Session", "ZeroPredictor", "baseline", "load_predictor",
-           "PredNetPredictor"]
+           "PredNetPredictor", "IntPredNetPredictor"]
 
 
 def __getattr__(name: str):
@@ -12,4 +13,8 @@ def __getattr__(name: str):
         from .prednet import PredNetPredictor
 
         return PredNetPredictor
+    if name == "IntPredNetPredictor":
+        from .intnet import IntPredNetPredictor
+
+        return IntPredNetPredictor
     raise AttributeError(name)

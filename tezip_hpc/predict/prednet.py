@@ -8,6 +8,9 @@ is what lets a Session predict frame t+1 *before* it observes it, keeping the re
 state along a whole chunk (the original TEZip reset it for every frame).
 
 TensorFlow and Keras are imported on first use only: importing this module is cheap.
+This float model is what training produces; compress and decompress run its integer
+export (.export, .intnet), whose predictions are portable. The TensorFlow Predictor here
+serves format-v1 archives and training evaluation: its floats depend on the platform.
 """
 
 from __future__ import annotations
