@@ -186,7 +186,10 @@ def register(sub) -> None:
     p.add_argument("--frames", metavar="START:STOP", help="decode only these frames (reads only their chunks)")
     p.add_argument("--model", metavar="PATH", help="the PredNet model, if the archive does not embed it")
     p.add_argument("--device", choices=["auto", "cpu", "gpu"], default="auto", help="codec device (default auto)")
-    p.add_argument("--force", "-f", action="store_true", help="overwrite OUTPUT if it exists")
+    p.add_argument("--force", "-f", action="store_true",
+                   help="replace OUTPUT if it exists: a .npy file or an image folder as a whole; for "
+                   "file.h5:/dataset only that dataset (the file's other datasets and attributes are kept; "
+                   "without --force a new dataset is added to an existing file, an existing one is an error)")
     p.add_argument("--quiet", "-q", action="store_true", help="no progress or summary lines")
     p.set_defaults(func=cmd_decompress)
 

@@ -196,3 +196,72 @@ def test_golden_prediction_digests_on_every_rank():
     want = json.loads((fix / "golden.json").read_text())
     got = MPI.COMM_WORLD.allgather(golden_digests())
     assert all(g == {k: want[k] for k in ("rgb_per_channel", "gray")} for g in got), got
+
+
+@pytest.mark.parametrize("mode", ["L", "RGB", "I;16"])
+def test_image_folders_in_and_out(mpi_tmp_path, mode):
+    """The original TEZip use case under MPI: a folder of images (8-bit gray, RGB, 16-bit gray)
+    compressed by every rank into one archive, restored to a folder with the same names."""
+    from mpi4py import MPI
+    from PIL import Image
+
+    from tezip_hpc.parallel.driver import CompressOptions, compress, decompress
+
+    comm = MPI.COMM_WORLD
+    tmp = mpi_tmp_path
+    C = 3 if mode == "RGB" else 1
+    x = _frames(11, C=C)
+    if mode == "I;16":
+        x = x.astype(np.uint16) * 257
+    src = tmp / f"frames_{mode.replace(';', '')}"
+    if comm.rank == 0:
+        src.mkdir()
+        for t, f in enumerate(x):
+            img = f[..., 0] if C == 1 else f
+            Image.fromarray(img if mode != "I;16" else img.astype(np.uint16)).save(src / f"img_{t:03d}.png")
+    comm.Barrier()
+    arc = str(tmp / f"{src.name}.h5")
+    compress(str(src), arc, CompressOptions(predictor="previous", bounds=(0.0,), window=4, chunk_frames=4,
+                                           progress=False), comm)
+    out = tmp / f"{src.name}_out"
+    decompress(arc, str(out), progress=False, comm=comm)
+    decompress(arc, str(tmp / f"{src.name}.npy"), progress=False, comm=comm)
+    comm.Barrier()
+    if comm.rank == 0:
+        assert sorted(p.name for p in out.iterdir()) == [f"img_{t:03d}.png" for t in range(11)]
+        for t in range(11):
+            a = np.asarray(Image.open(src / f"img_{t:03d}.png"))
+            b = np.asarray(Image.open(out / f"img_{t:03d}.png"))
+            assert a.dtype == b.dtype and a.tobytes() == b.tobytes()
+        y = np.load(tmp / f"{src.name}.npy")
+        assert y.reshape(x.shape).tobytes() == x.tobytes()
+    comm.Barrier()
+
+
+def test_dataset_into_an_existing_file_under_mpi(mpi_tmp_path):
+    """Every rank writes its frames into a new dataset of an existing HDF5 file (collective
+    metadata, independent writes); the file's other datasets are kept."""
+    from mpi4py import MPI
+
+    from tezip_hpc.parallel.driver import CompressOptions, compress, decompress
+
+    comm = MPI.COMM_WORLD
+    tmp = mpi_tmp_path
+    x = _frames(13, C=2)
+    src = _shared_input(tmp, x)
+    compress(src, str(tmp / "a.h5"), CompressOptions(predictor="previous", window=4, chunk_frames=4,
+                                                     progress=False), comm)
+    if comm.rank == 0:
+        with h5py.File(tmp / "t.h5", "w") as f:
+            f["keep"] = np.arange(5)
+    comm.Barrier()
+    decompress(str(tmp / "a.h5"), f"{tmp / 't.h5'}:/grp/x", progress=False, comm=comm)
+    decompress(str(tmp / "a.h5"), f"{tmp / 't.h5'}:/keep2", frames="3:9", progress=False, comm=comm)
+    comm.Barrier()
+    if comm.rank == 0:
+        with h5py.File(tmp / "t.h5", "r") as f:
+            assert f["keep"][()].tolist() == [0, 1, 2, 3, 4]
+            assert f["grp/x"][()].tobytes() == x.tobytes()
+            assert f["keep2"][()].tobytes() == x[3:9].tobytes()
+            assert sorted(f.keys()) == ["grp", "keep", "keep2"]
+    comm.Barrier()

@@ -12,7 +12,8 @@
     /chunks/sha256       S64[n]     sha256 of each payload (hex)
     /chunks/pred_digest  S64[n]     sha256 of each chunk's effective predictions (hex)
     /keyframes        uint8[T]: 1 for keyframes
-    /names            variable-length strings: the source file names (image folders only)
+    /names            uint8: a UTF-8 JSON list of the source file names (image folders only;
+                      format 1 stored variable-length strings, which parallel HDF5 cannot write)
     /model            uint8[...]: the predictor's model file, when embedded
 
 Writers write to a temporary name in the target folder and rename it at the end, after
@@ -178,8 +179,9 @@ class ArchiveWriter:
         dig = g.create_dataset("pred_digest", shape=(n,), dtype="S64")
         kf = self.f.create_dataset("keyframes", shape=keyframes.shape, dtype=np.uint8)
         nm = None
-        if names:
-            nm = self.f.create_dataset("names", shape=(len(names),), dtype=_h5().string_dtype())
+        if names:  # a UTF-8 JSON list in a uint8 dataset: parallel HDF5 cannot write variable-length strings
+            blob = np.frombuffer(json.dumps(list(names), ensure_ascii=False).encode(), np.uint8)
+            nm = self.f.create_dataset("names", shape=blob.shape, dtype=np.uint8)
         if self.rank == 0:  # small metadata: one rank writes it
             for k in INDEX_FIELDS:
                 if n:
@@ -189,7 +191,7 @@ class ArchiveWriter:
                 dig[:] = np.array([e.pred_digest.encode() for e in entries], dtype="S64")
             kf[:] = keyframes.astype(np.uint8)
             if nm is not None:
-                nm[:] = names
+                nm[:] = blob
         g.attrs["description"] = "one row per chunk, sorted by first_frame; payload bytes are /payload[offset:offset+size]"
         # raw dataset bytes carry no HDF5 checksum: guard the index with one in an attribute
         self.f.attrs["index_sha256"] = index_digest(cols, [e.sha256 for e in entries],
@@ -354,9 +356,21 @@ class ArchiveReader:
                 "rounding": self._attr("predict_rounding", "") or ""}
 
     def names(self) -> list[str] | None:
+        """Source file names: a JSON list in uint8 (format 2), or variable-length strings (format 1)."""
         if "names" not in self.f:
             return None
-        return [n.decode() if isinstance(n, bytes) else str(n) for n in self.f["names"][()]]
+        ds = self.f["names"]
+        if ds.dtype == np.uint8:
+            if ds.size > max(os.path.getsize(self.path), 0):
+                raise ArchiveError(f"{self.path}: /names claims more bytes than the file holds (corrupted?)")
+            try:
+                names = json.loads(ds[()].tobytes().decode())
+            except (ValueError, UnicodeDecodeError):
+                raise ArchiveError(f"{self.path}: /names is not a valid name list (corrupted?)") from None
+            if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
+                raise ArchiveError(f"{self.path}: /names is not a list of file names (corrupted?)")
+            return names
+        return [n.decode() if isinstance(n, bytes) else str(n) for n in ds[()]]
 
     def model_blob(self) -> bytes | None:
         if "model" not in self.f:

@@ -9,6 +9,7 @@ every rank succeeded, or removed by ``abort()``.
 from __future__ import annotations
 
 import os
+import posixpath
 import shutil
 import uuid
 from pathlib import Path
@@ -147,29 +148,57 @@ class ImageFolderSink(FrameSink):
 
 
 class H5Sink(FrameSink):
-    """A new HDF5 file with one dataset, written through the mpio driver when parallel."""
+    """One HDF5 dataset, written through the mpio driver when parallel.
+
+    A new file is written under a temporary name and renamed into place. In an existing HDF5
+    file only the named dataset is touched: the frames go to a temporary dataset beside it,
+    which replaces the named one (``force``) when every rank succeeded, or is deleted on
+    failure; the file's other datasets and attributes are kept either way."""
 
     def __init__(self, final, dset, shape, dtype, comm, channel_axis=True, force=False) -> None:
         import h5py
 
         super().__init__(final, shape, dtype, comm)
+        self.dset = "/" + posixpath.normpath(dset).strip("/")
+        if self.dset == "/":
+            raise ConfigError(f"{final}:{dset}: name a dataset, as {final}:/frames")
 
         def target():
-            _check_target(final, force)
-            return _tmp_next_to(final)
+            if not final.exists():
+                _check_target(final, force)
+                return ("new", _tmp_next_to(final))
+            if final.is_dir() or not h5py.is_hdf5(final):
+                raise ConfigError(f"{final} exists and is not an HDF5 file: choose another name or remove it")
+            if not os.access(final, os.W_OK):
+                raise ConfigError(f"{final} is not writable")
+            try:
+                with h5py.File(final, "r") as f:
+                    node = f.get(self.dset)
+                    if node is not None and not isinstance(node, h5py.Dataset):
+                        raise ConfigError(f"{final}:{self.dset} is a group, not a dataset")
+                    if node is not None and not force:
+                        raise ConfigError(f"{final}:{self.dset} exists (use --force to replace that dataset; "
+                                          f"the rest of the file is kept)")
+            except OSError as exc:
+                raise ConfigError(f"{final}: cannot read the HDF5 file ({str(exc).splitlines()[0]})") from None
+            return ("into", f"/.{posixpath.basename(self.dset)}.tmp-{uuid.uuid4().hex[:8]}")
 
-        self.tmp = _agree(comm, target)
+        self.kind, where = _agree(comm, target)
+        self.into = self.kind == "into"
+        self.tmp = final if self.into else where
+        self.tmp_dset = where if self.into else self.dset
         self.parallel = comm.size > 1 and h5py.get_config().mpi
         out_shape = self.shape if channel_axis else self.shape[:3]
+        mode = "r+" if self.into else "w"
         self.f = None
         if self.parallel:
-            self.f = h5py.File(self.tmp, "w", driver="mpio", comm=comm)
+            self.f = h5py.File(self.tmp, mode, driver="mpio", comm=comm)
         elif comm.size == 1:
-            self.f = h5py.File(self.tmp, "w")
+            self.f = h5py.File(self.tmp, mode)
         else:
             raise ConfigError("writing HDF5 from several ranks needs h5py built on parallel HDF5 "
                               "(run scripts/install.sh), or write a .npy instead")
-        self.ds = self.f.create_dataset(dset, shape=out_shape, dtype=self.dtype)
+        self.ds = self.f.create_dataset(self.tmp_dset, shape=out_shape, dtype=self.dtype)
 
     def write(self, t, frames) -> None:
         self.ds[t:t + len(frames)] = frames.reshape((len(frames),) + self.ds.shape[1:])
@@ -179,11 +208,43 @@ class H5Sink(FrameSink):
             self.f.close()
             self.f = None
 
+    def finish(self) -> None:
+        if not self.into:
+            return super().finish()
+        # collective metadata operations: every rank replaces the dataset, then closes the file
+        self.ds = None
+        if self.dset in self.f:
+            del self.f[self.dset]
+        self.f.require_group(posixpath.dirname(self.dset) or "/")
+        self.f.move(self.tmp_dset, self.dset)
+        self._close()
+        self.comm.Barrier()
 
-def open_sink(spec: str, shape, dtype, comm, *, channel_axis=True, names=None, first=0, force=False) -> FrameSink:
-    """A sink for OUTPUT: file.h5:/dataset, a .npy file, or (anything else) a folder of images."""
+    def abort(self) -> None:
+        if not self.into:
+            return super().abort()
+        try:
+            if self.f is not None and self.tmp_dset in self.f:
+                self.ds = None
+                del self.f[self.tmp_dset]
+        except Exception:  # noqa: BLE001 - best effort on the error path
+            pass
+        try:
+            self._close()
+        except Exception:  # noqa: BLE001
+            pass
+
+
+def open_sink(spec: str, shape, dtype, comm, *, channel_axis=True, names=None, first=0, force=False,
+              inputs=()) -> FrameSink:
+    """A sink for OUTPUT: file.h5:/dataset, a .npy file, or (anything else) a folder of images.
+    ``inputs``: files this job reads, which the output must never be."""
     spec = str(spec)
     h5 = split_h5_spec(spec)
+    target = h5[0] if h5 else spec
+    for path in inputs:
+        if os.path.exists(target) and os.path.exists(path) and os.path.samefile(target, path):
+            raise ConfigError(f"{spec}: that is the file this job reads ({path}): write to another file")
     if h5:
         return H5Sink(Path(h5[0]), h5[1], shape, dtype, comm, channel_axis=channel_axis, force=force)
     if spec.endswith((".h5", ".hdf5")):

@@ -27,10 +27,10 @@ from .. import errors as E
 from ..archive.format import ArchiveReader, ArchiveWriter, ChunkEntry, base_attrs, sha256_hex
 from ..codec.config import CodecConfig
 from ..codec.pipeline import Pipeline
-from ..errors import CodecError, ConfigError, IntegrityError, ModelError, TezipError
+from ..errors import ArchiveError, CodecError, ConfigError, IntegrityError, ModelError, TezipError
 from ..io.sinks import open_sink
 from ..io.sources import open_source
-from ..predict.base import normalise
+from ..predict.base import PREDICTOR_NAMES, normalise
 from . import plan as P
 
 READ_BATCH = 8  # frames read from the source at a time
@@ -428,6 +428,8 @@ def archive_predictor(reader: ArchiveReader, model: str | None):
             raise ModelError(f"{reader.path} is a format-v1 archive predicted by a float PredNet: decoding it "
                              f"needs TensorFlow 2.18 (install tezip-hpc[train]) on the kind of machine that "
                              f"wrote it; archives from this version are portable")
+    if pid not in PREDICTOR_NAMES:  # never a path: a name from the fixed list, or the embedded model
+        raise ArchiveError(f"{reader.path}: unknown predictor {str(pid)[:40]!r} in the archive (corrupted?)")
     if pid != "prednet":
         pred = load_predictor("linear" if (pid == "previous" and (info["config"] or {}).get("linear")) else pid)
     elif model is not None:
@@ -474,7 +476,7 @@ def decompress(archive: str, output: str, frames: str | None = None, model: str 
         out_shape = (hi - lo,) + reader.shape[1:]
         sink = agree(comm, open_sink, output, out_shape, reader.dtype, comm,
                      channel_axis=bool(reader.attrs.get("channel_axis", True)), names=reader.names(), first=lo,
-                     force=force)
+                     force=force, inputs=(archive,))
     except BaseException:
         reader.close()
         raise

@@ -1,0 +1,72 @@
+"""HDF5 outputs (`-o file.h5:/dataset`): only the named dataset is written or, with --force,
+replaced; the rest of an existing file is never lost, also when decoding fails."""
+
+from __future__ import annotations
+
+import h5py
+import numpy as np
+
+from .frames import moving_shapes
+
+
+def _setup(cli, tmp_path):
+    x = moving_shapes(9, C=1)
+    np.save(tmp_path / "in.npy", x)
+    res = cli("compress", str(tmp_path / "in.npy"), "-o", str(tmp_path / "a.h5"), "--predictor", "previous")
+    assert res.returncode == 0, res.stderr
+    with h5py.File(tmp_path / "target.h5", "w") as f:
+        f["u"] = np.arange(10)
+        f.create_group("grp")["v"] = np.ones((3, 3))
+        f.attrs["owner"] = "someone else"
+    return x
+
+
+def _others_kept(path):
+    with h5py.File(path, "r") as f:
+        assert f["u"][()].tolist() == list(range(10))
+        assert f["grp/v"][()].sum() == 9
+        assert f.attrs["owner"] == "someone else"
+        return sorted(f.keys())
+
+
+def test_dataset_into_an_existing_file_keeps_the_rest(cli, tmp_path):
+    x = _setup(cli, tmp_path)
+    tgt = str(tmp_path / "target.h5")
+    res = cli("decompress", str(tmp_path / "a.h5"), "-o", f"{tgt}:/restored/frames")
+    assert res.returncode == 0, res.stderr
+    assert _others_kept(tgt) == ["grp", "restored", "u"]
+    with h5py.File(tgt, "r") as f:
+        assert f["restored/frames"][()].tobytes() == x.tobytes()
+    res = cli("decompress", str(tmp_path / "a.h5"), "-o", f"{tgt}:/restored/frames")
+    assert res.returncode == 2 and "/restored/frames exists" in res.stderr and "--force" in res.stderr
+    res = cli("decompress", str(tmp_path / "a.h5"), "-o", f"{tgt}:/u", "--force", "--frames", "2:5")
+    assert res.returncode == 0, res.stderr
+    with h5py.File(tgt, "r") as f:
+        assert f["u"][()].tobytes() == x[2:5].tobytes()  # the named dataset replaced ...
+        assert f["grp/v"][()].sum() == 9 and f.attrs["owner"] == "someone else"  # ... nothing else
+        assert sorted(f.keys()) == ["grp", "restored", "u"]  # and no temporary dataset left
+
+
+def test_refusals_leave_the_file_as_it_was(cli, tmp_path):
+    _setup(cli, tmp_path)
+    tgt = tmp_path / "target.h5"
+    res = cli("decompress", str(tmp_path / "a.h5"), "-o", f"{tgt}:/grp", "--force")
+    assert res.returncode == 2 and "is a group" in res.stderr
+    (tmp_path / "notes.h5").write_text("not hdf5")
+    res = cli("decompress", str(tmp_path / "a.h5"), "-o", f"{tmp_path / 'notes.h5'}:/x", "--force")
+    assert res.returncode == 2 and "not an HDF5 file" in res.stderr
+    assert (tmp_path / "notes.h5").read_text() == "not hdf5"
+    res = cli("decompress", str(tmp_path / "a.h5"), "-o", f"{tmp_path / 'a.h5'}:/x", "--force")
+    assert res.returncode == 2 and "the file this job reads" in res.stderr
+    assert _others_kept(tgt) == ["grp", "u"]
+
+
+def test_a_failed_decode_leaves_the_file_as_it_was(cli, tmp_path):
+    _setup(cli, tmp_path)
+    with h5py.File(tmp_path / "a.h5", "r+") as f:  # damage the last chunk's payload
+        last = int(f["chunks/offset"][-1]) + 5
+        f["payload"][last] = f["payload"][last] ^ 0xFF
+    tgt = tmp_path / "target.h5"
+    res = cli("decompress", str(tmp_path / "a.h5"), "-o", f"{tgt}:/u", "--force")
+    assert res.returncode == 6, res.stderr
+    assert _others_kept(tgt) == ["grp", "u"]
