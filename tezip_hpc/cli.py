@@ -83,7 +83,11 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return int(args.func(args) or 0)
     except TezipError as exc:
-        print(f"tezip-hpc {args.command}: error: {exc}", file=sys.stderr)
+        from .errors import printed_by
+        from .parallel.mpienv import detect_launch
+
+        if printed_by(exc, detect_launch().rank):
+            print(f"tezip-hpc {args.command}: error: {exc}", file=sys.stderr)
         return exc.exit_code
     except KeyboardInterrupt:
         print(f"tezip-hpc {args.command}: interrupted", file=sys.stderr)

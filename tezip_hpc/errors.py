@@ -47,3 +47,18 @@ class StackError(TezipError):
     """A required piece of the software stack (MPI, parallel HDF5, Horovod) is missing."""
 
     exit_code = 8
+
+
+def agreed(exc: TezipError) -> TezipError:
+    """Mark an error that every rank of the job raises alike: only rank 0 prints it."""
+    exc.agreed = True
+    return exc
+
+
+def printed_by(exc: TezipError, rank: int) -> bool:
+    """Whether this rank prints ``exc``: one line per job, not one per rank. Errors all ranks
+    agreed on, and input and set-up errors (found alike on every rank from the same input),
+    are printed by rank 0; any other error by the rank that met it."""
+    if rank == 0:
+        return True
+    return not (getattr(exc, "agreed", False) or isinstance(exc, (ConfigError, InputError, ModelError, StackError)))

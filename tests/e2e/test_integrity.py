@@ -31,9 +31,31 @@ def archive(tmp_path_factory):
     return d
 
 
-def _mutate_attr(path: Path, name: str, value) -> None:
+def _mutate_attr(path: Path, name: str, value, rehash: bool = True) -> None:
+    """Edit a root attribute; ``rehash`` also renews the metadata checksum (a consistent archive
+    that differs in that attribute), so the test reaches the check after it."""
+    from tezip_hpc.archive.format import fixed_str, meta_digest
+
     with h5py.File(path, "r+") as f:
-        f.attrs[name] = value
+        f.attrs[name] = fixed_str(value)
+        if rehash:
+            f.attrs["meta_sha256"] = fixed_str(meta_digest(f.attrs))
+
+
+@pytest.mark.parametrize("name,value", [("dtype", "int8"), ("dtype", "uint16"), ("channel_axis", False),
+                                        ("value_range", np.array([0.0, 1e6])), ("complete", "false"),
+                                        ("policy", "[1,2]"), ("codec", '{"bounds": [0')])
+def test_edited_attributes_are_refused_before_decoding(cli, archive, tmp_path, name, value):
+    """Root attributes carry no HDF5 checksum: an edit (or a bit flip) is caught by the metadata
+    checksum; with the checksum renewed too, by the type and cross-checks. Never wrong data."""
+    for rehash in (False, True):
+        m = _copy(archive / "a.h5", tmp_path / f"e{rehash}.h5")
+        _mutate_attr(m, name, value, rehash=rehash)
+        for cmd in (["info", str(m)], ["decompress", str(m), "-o", str(tmp_path / "o.npy"), "--force"]):
+            res = cli(*cmd)
+            assert res.returncode in (5, 6), (name, rehash, cmd[0], res.stdout, res.stderr)
+            assert "Traceback" not in res.stderr and len(res.stderr.strip().splitlines()) == 1, res.stderr
+        assert not (tmp_path / "o.npy").exists()
 
 
 def _copy(src: Path, dst: Path) -> Path:

@@ -123,7 +123,7 @@ class ArchiveWriter:
                 v = json.dumps(v, sort_keys=True)
             if v is None:
                 v = "null"
-            self.f.attrs[k] = v
+            self.f.attrs[k] = fixed_str(v)
 
     def _payload_ds(self):
         if self._payload is None and self.f is not None:
@@ -192,16 +192,16 @@ class ArchiveWriter:
             kf[:] = keyframes.astype(np.uint8)
             if nm is not None:
                 nm[:] = blob
-        g.attrs["description"] = "one row per chunk, sorted by first_frame; payload bytes are /payload[offset:offset+size]"
+        g.attrs["description"] = fixed_str("one row per chunk, sorted by first_frame; payload bytes are /payload[offset:offset+size]")
         # raw dataset bytes carry no HDF5 checksum: guard the index with one in an attribute
-        self.f.attrs["index_sha256"] = index_digest(cols, [e.sha256 for e in entries],
-                                                    [e.pred_digest for e in entries], keyframes, names)
+        self.f.attrs["index_sha256"] = fixed_str(index_digest(cols, [e.sha256 for e in entries],
+                                                              [e.pred_digest for e in entries], keyframes, names))
 
     def embed_model(self, blob: bytes | None, sha: str) -> None:
         if self.f is None or blob is None:
             return
         ds = self.f.create_dataset("model", shape=(len(blob),), dtype=np.uint8)
-        ds.attrs["sha256"] = sha  # of these bytes; the predictor's own digest is the root's predictor_sha256
+        ds.attrs["sha256"] = fixed_str(sha)  # of these bytes; the predictor's own digest is the root's predictor_sha256
         if self.rank == 0:
             ds[:] = np.frombuffer(blob, np.uint8)
 
@@ -209,10 +209,17 @@ class ArchiveWriter:
     def finish(self) -> None:
         """Set `complete` last, close, and rename the temporary file into place."""
         if self.f is not None:
-            self.f.attrs["payload_bytes"] = self.total
-            self.f.attrs["complete"] = True
-            self.f.close()
-            self.f = None
+            f, self.f = self.f, None  # closed exactly once, whatever happens below
+            try:
+                f.attrs["payload_bytes"] = self.total
+                f.attrs["meta_sha256"] = fixed_str(meta_digest(f.attrs))
+                f.attrs["complete"] = True
+            finally:
+                try:
+                    f.close()
+                except OSError as exc:  # the data is flushed at close: a full disk shows up here
+                    raise ArchiveError(f"{self.final}: cannot finish writing the archive (disk full or quota "
+                                       f"exceeded?): {str(exc).splitlines()[0]}") from None
         self.comm.Barrier()
         if self.rank == 0:
             os.replace(self.tmp, self.final)
@@ -231,6 +238,33 @@ class ArchiveWriter:
                 os.unlink(self.tmp)
             except OSError:
                 pass
+
+
+META_EXCLUDED = ("complete", "meta_sha256")
+
+
+def fixed_str(v):
+    """Strings as fixed-length byte attributes (UTF-8): reading a variable-length string makes
+    HDF5 follow a pointer into the file's global heap, and a corrupted one crashed libhdf5
+    (segfault in H5HG_read, found by the bit-flip fuzz test); fixed-length ones are read in place."""
+    return np.bytes_(v.encode()) if isinstance(v, str) else v
+
+
+def _plain(v):
+    if isinstance(v, bytes):
+        return v.decode(errors="replace")
+    if isinstance(v, np.ndarray):
+        return [_plain(x) for x in v.tolist()]
+    if isinstance(v, np.generic):
+        return v.item()
+    return v
+
+
+def meta_digest(attrs) -> str:
+    """sha256 over every root attribute but ``complete`` and itself (attributes carry no HDF5
+    checksum): what the decoder reads from them cannot change unnoticed."""
+    items = {k: _plain(attrs[k]) for k in sorted(attrs.keys()) if k not in META_EXCLUDED}
+    return hashlib.sha256(json.dumps(items, sort_keys=True, default=repr).encode()).hexdigest()
 
 
 def index_digest(cols: dict, shas: list[str], digests: list[str], keyframes: np.ndarray,
@@ -287,7 +321,7 @@ class ArchiveReader:
         v = self._attr(name)
         try:
             return json.loads(v) if isinstance(v, str) else v
-        except ValueError:
+        except (ValueError, RecursionError):
             raise ArchiveError(f"{self.path}: attribute {name} is not valid JSON") from None
 
     def _validate(self) -> None:
@@ -298,15 +332,17 @@ class ArchiveReader:
             raise ArchiveError(f"{self.path}: archive format version {ver} is not supported by tezip-hpc "
                                f"{__version__} (it reads versions {', '.join(map(str, READABLE_VERSIONS))})")
         self.version = int(ver)
-        if not bool(self._attr("complete", False)):
+        complete = self.f.attrs.get("complete", False)
+        if not (isinstance(complete, (bool, np.bool_)) and bool(complete)):  # a string "false" is not True
             raise ArchiveError(f"{self.path}: the archive is incomplete (its writer did not finish)")
+        if self.version >= 2 and meta_digest(self.f.attrs) != self._attr("meta_sha256"):
+            raise IntegrityError(f"{self.path}: the archive's metadata (root attributes) fails its checksum: "
+                                 f"the archive is corrupted or was edited")
         for name in ("payload", "chunks", "keyframes"):
             if name not in self.f:
                 raise ArchiveError(f"{self.path}: the archive has no /{name}")
-        self.shape = tuple(int(s) for s in self._attr("shape"))
-        if len(self.shape) != 4:
-            raise ArchiveError(f"{self.path}: bad shape attribute {self.shape}")
-        self.dtype = np.dtype(self._attr("dtype"))
+        self._check_sizes()
+        self._check_attrs()
         g = self.f["chunks"]
         try:
             self.index = {k: g[k][()].astype(np.int64) for k in INDEX_FIELDS}
@@ -330,6 +366,63 @@ class ArchiveReader:
             bad = int(np.flatnonzero((off < 0) | (size < 0) | (off + size > total))[0])
             raise IntegrityError(f"{self.path}: chunk {bad} lies outside the payload (truncated archive?)")
 
+    def _check_sizes(self) -> None:
+        """Every dataset read whole must fit in the file: a crafted archive declaring a huge,
+        never-written dataset is refused before anything is allocated."""
+        size = os.path.getsize(self.path)
+        h5py = _h5()
+        for name in ("keyframes", "names", "model", "chunks/first_frame", "chunks/n_frames", "chunks/offset",
+                     "chunks/size", "chunks/sha256", "chunks/pred_digest"):
+            ds = self.f.get(name)
+            if ds is None:
+                continue
+            if not isinstance(ds, h5py.Dataset):
+                raise ArchiveError(f"{self.path}: /{name} is not a dataset")
+            if ds.size * ds.dtype.itemsize > size:
+                raise ArchiveError(f"{self.path}: /{name} declares {ds.size * ds.dtype.itemsize} bytes, more than "
+                                   f"the file holds ({size}): corrupted or crafted archive")
+
+    def _check_attrs(self) -> None:
+        """The root attributes the decoder uses, typed and cross-checked: one clear error each."""
+        from ..codec.config import DTYPES
+
+        p = self.path
+        try:
+            shape = tuple(int(v) for v in np.asarray(self._attr("shape")).reshape(-1))
+        except (TypeError, ValueError):
+            shape = ()
+        if len(shape) != 4 or min(shape) < 1:
+            raise ArchiveError(f"{p}: bad shape attribute {self._attr('shape')!r}")
+        self.shape = shape
+        dt = self._attr("dtype")
+        if not isinstance(dt, str) or dt not in DTYPES:
+            raise ArchiveError(f"{p}: bad dtype attribute {dt!r}")
+        self.dtype = np.dtype(dt)
+        ca = self.f.attrs.get("channel_axis", True)
+        if not isinstance(ca, (bool, np.bool_)) or (not ca and shape[3] != 1):
+            raise ArchiveError(f"{p}: channel_axis {ca!r} does not fit the shape {shape}")
+        try:
+            vr = [float(v) for v in np.asarray(self._attr("value_range")).reshape(-1)]
+        except (TypeError, ValueError):
+            vr = []
+        if len(vr) != 2 or not all(np.isfinite(vr)) or vr[0] > vr[1]:
+            raise ArchiveError(f"{p}: bad value_range attribute {self._attr('value_range')!r}")
+        pol = self._json("policy")
+        if not isinstance(pol, dict) or pol.get("kind") not in ("window", "threshold") \
+                or pol.get("loop", "closed") not in ("closed", "open"):
+            raise ArchiveError(f"{p}: bad policy attribute {str(self._attr('policy'))[:80]!r}")
+        cfg = self.codec_config()
+        if cfg.dtype != dt:
+            raise ArchiveError(f"{p}: the dtype attribute ({dt}) disagrees with the codec configuration "
+                               f"({cfg.dtype}): corrupted or edited archive")
+        if cfg.value_range is not None and [float(v) for v in cfg.value_range] != vr:
+            raise ArchiveError(f"{p}: the value_range attribute disagrees with the codec configuration: "
+                               f"corrupted or edited archive")
+        pc = self._json("predictor_config")
+        if not isinstance(self._attr("predictor"), str) or not isinstance(self._attr("predictor_sha256"), str) \
+                or not (pc is None or isinstance(pc, dict)):
+            raise ArchiveError(f"{p}: bad predictor attributes")
+
     # ------------------------------------------------------------------ metadata
     @property
     def attrs(self) -> dict:
@@ -341,7 +434,7 @@ class ArchiveReader:
 
         try:
             return CodecConfig.from_json(self._attr("codec"))
-        except (ConfigError, TypeError) as exc:
+        except (ConfigError, TypeError, ValueError, KeyError, AttributeError) as exc:
             raise ArchiveError(f"{self.path}: the codec configuration is unreadable or unsupported: {exc}") from None
 
     def codec_json(self) -> str:

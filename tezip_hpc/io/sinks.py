@@ -21,18 +21,21 @@ from .sources import split_h5_spec
 
 
 def _agree(comm, fn):
-    """Run fn on rank 0, broadcast its result or its TezipError to everyone."""
-    from ..errors import TezipError
+    """Run fn on rank 0, broadcast its result or its error to everyone: any exception (not only
+    the tool's own) becomes the same one-line error on every rank, so none waits forever."""
+    from ..errors import TezipError, agreed
 
     res, err = None, None
     if comm.rank == 0:
         try:
             res = fn()
         except TezipError as exc:
-            err = exc
+            err = (type(exc), str(exc))
+        except Exception as exc:  # noqa: BLE001 - e.g. OSError from a path like /proc/x.npy
+            err = (TezipError, f"cannot create the output: {type(exc).__name__}: {exc}")
     res, err = comm.bcast((res, err), root=0)
     if err is not None:
-        raise err
+        raise agreed(err[0](err[1]))
     return res
 
 
@@ -50,6 +53,26 @@ def _check_target(final: Path, force: bool, want_dir: bool = False) -> None:
         raise ConfigError(f"{final} exists (use --force to overwrite)")
     if final.exists() and final.is_dir() != want_dir:
         raise ConfigError(f"{final} exists and is {'not ' if want_dir else ''}a folder")
+
+
+def confined_names(names: list[str]) -> list[str]:
+    """Image file names from an archive, checked before anything is written: plain names in
+    the output folder only (no path separator, '..', absolute path, control character or
+    duplicate), so a crafted archive cannot write outside the folder or collapse frames."""
+    from ..errors import ArchiveError
+
+    seen: set[str] = set()
+    for n in names:
+        bad = (not isinstance(n, str) or not n or n in (".", "..") or "/" in n or "\\" in n or os.sep in n
+               or any(ord(ch) < 32 for ch in n) or len(n.encode()) > 255)
+        if bad:
+            raise ArchiveError(f"the archive names an output file {str(n)[:60]!r}: not a plain file name "
+                               f"(corrupted or crafted archive); write a .npy or .h5 instead")
+        if n in seen:
+            raise ArchiveError(f"the archive names the output file {n[:60]!r} twice (corrupted or crafted "
+                               f"archive); write a .npy or .h5 instead")
+        seen.add(n)
+    return names
 
 
 class FrameSink:
@@ -127,7 +150,7 @@ class ImageFolderSink(FrameSink):
                               f"(images take uint8 gray/RGB or uint16 gray); write a .npy or .h5 instead")
         self.mode = "RGB" if C == 3 else ("I;16" if self.dtype == np.uint16 else "L")
         if names is not None and len(names) >= first + T:
-            self.names = list(names[first:first + T])
+            self.names = confined_names(list(names[first:first + T]))
         else:
             self.names = [f"frame_{first + k:06d}.png" for k in range(T)]
 

@@ -65,7 +65,7 @@ def agree(comm, fn, *args, **kwargs):
         if e is not None:
             cls = getattr(E, e[0], TezipError)
             msg = e[1] if comm.size == 1 or r == 0 or f"rank {r}" in e[1] else f"rank {r}: {e[1]}"
-            raise cls(msg)
+            raise E.agreed(cls(msg))
     return res
 
 
