@@ -71,6 +71,17 @@ def _report_peak_rss(path: str, command: str) -> None:
                             "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}) + "\n")
 
 
+def _quiet_h5py_dealloc(unraisable) -> None:
+    """h5py objects of a file HDF5 failed to close raise again when garbage-collected: noise
+    after the one error line already printed. Everything else goes to Python's default hook."""
+    import traceback
+
+    where = repr(getattr(unraisable, "object", "")) + "".join(traceback.format_tb(unraisable.exc_traceback))
+    if "h5py" in where or "ObjectID" in where:
+        return
+    sys.__unraisablehook__(unraisable)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point; returns the exit status. TezipErrors become one clear line on stderr."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -80,6 +91,11 @@ def main(argv: list[str] | None = None) -> int:
         import atexit
 
         atexit.register(_report_peak_rss, os.environ["TEZIP_PEAK_RSS_FILE"], args.command)
+    if args.command in ("compress", "decompress"):
+        from .archive.atomic import install_signal_cleanup
+
+        install_signal_cleanup()  # SIGTERM/SIGINT: remove this job's temporary outputs, then exit
+        sys.unraisablehook = _quiet_h5py_dealloc
     try:
         return int(args.func(args) or 0)
     except TezipError as exc:
@@ -88,6 +104,12 @@ def main(argv: list[str] | None = None) -> int:
 
         if printed_by(exc, detect_launch().rank):
             print(f"tezip-hpc {args.command}: error: {exc}", file=sys.stderr)
+        if getattr(exc, "hdf5_unclean", False):
+            # HDF5 could not close a file (its data could not be flushed: a full disk). The library
+            # would try again at interpreter exit and crash; the temporary file is already removed.
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os._exit(exc.exit_code)
         return exc.exit_code
     except KeyboardInterrupt:
         print(f"tezip-hpc {args.command}: interrupted", file=sys.stderr)

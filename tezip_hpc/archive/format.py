@@ -27,7 +27,6 @@ import hashlib
 import json
 import os
 import time
-import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -35,6 +34,7 @@ import numpy as np
 
 from .. import __version__
 from ..errors import ArchiveError, ConfigError, IntegrityError
+from . import atomic
 
 FORMAT_NAME = "tezip_hpc"
 FORMAT_VERSION = 2  # 2: learned predictions by the integer engine (predict_engine, predict_rounding attrs)
@@ -74,12 +74,14 @@ class ArchiveWriter:
     order; with ``parallel`` False (one rank, or a serial h5py) only rank 0 touches the file
     and the other ranks send it their payloads."""
 
-    def __init__(self, path: str | os.PathLike, comm, force: bool = False, input_bytes: int = 1 << 28) -> None:
+    def __init__(self, path: str | os.PathLike, comm, force: bool = False, input_bytes: int = 1 << 28,
+                 inputs=()) -> None:
         h5py = _h5()
         # HDF5 allocates whole chunks of /payload: size them to the input (input/256, a power
         # of two between 4 KiB and 1 MiB) so small archives waste little and big ones stay fast.
         self.h5_chunk = int(min(1 << 20, max(1 << 12, 1 << max(int(input_bytes // 256).bit_length() - 1, 0))))
         self.comm = comm
+        self.force = bool(force)
         self.rank, self.size = comm.rank, comm.size
         self.final = Path(path)
         self.parallel = self.size > 1 and parallel_hdf5()
@@ -87,16 +89,8 @@ class ArchiveWriter:
         tmp = None
         if self.rank == 0:
             try:
-                folder = self.final.resolve().parent
-                if not folder.is_dir():
-                    raise ConfigError(f"{self.final}: folder {folder} does not exist")
-                if not os.access(folder, os.W_OK):
-                    raise ConfigError(f"{self.final}: folder {folder} is not writable")
-                if self.final.exists() and not force:
-                    raise ConfigError(f"{self.final} exists (use --force to overwrite)")
-                if self.final.is_dir():
-                    raise ConfigError(f"{self.final} is a folder")
-                tmp = str(folder / f".{self.final.name}.tmp-{uuid.uuid4().hex[:8]}")
+                atomic.check_target(self.final, force, inputs=inputs)
+                tmp = str(atomic.temp_path(self.final))
             except ConfigError as exc:
                 err = exc
         err, tmp = comm.bcast((err, tmp), root=0)
@@ -207,37 +201,51 @@ class ArchiveWriter:
 
     # ------------------------------------------------------------------ end
     def finish(self) -> None:
-        """Set `complete` last, close, and rename the temporary file into place."""
+        """Set `complete` last, close, and rename the temporary file into place. Collective; a
+        failure on any rank (a full disk shows up at close) is the same one-line error on all."""
+        err = None
         if self.f is not None:
             f, self.f = self.f, None  # closed exactly once, whatever happens below
             try:
                 f.attrs["payload_bytes"] = self.total
                 f.attrs["meta_sha256"] = fixed_str(meta_digest(f.attrs))
                 f.attrs["complete"] = True
-            finally:
-                try:
-                    f.close()
-                except OSError as exc:  # the data is flushed at close: a full disk shows up here
-                    raise ArchiveError(f"{self.final}: cannot finish writing the archive (disk full or quota "
-                                       f"exceeded?): {str(exc).splitlines()[0]}") from None
-        self.comm.Barrier()
+            except Exception as exc:  # noqa: BLE001 - reported below, after the close
+                err = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
+            try:
+                f.close()
+            except Exception as exc:  # noqa: BLE001 - the data is flushed at close
+                err = err or f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
+        errs = [e for e in self.comm.allgather(err) if e]
+        if errs:
+            exc = ArchiveError(f"{self.final}: cannot finish writing the archive (disk full or quota exceeded?): "
+                               f"{errs[0]}")
+            exc.hdf5_unclean = True
+            raise exc
         if self.rank == 0:
-            os.replace(self.tmp, self.final)
-        self.comm.Barrier()
+            try:
+                atomic.commit(self.tmp, self.final, self.force)
+            except ConfigError as exc:
+                err = str(exc)
+        err = self.comm.bcast(err, root=0)
+        if err is not None:
+            raise ConfigError(err)
 
-    def abort(self) -> None:
-        """Close and delete the temporary file (never leaves a 'complete' archive)."""
+    def abort(self, close: bool = True) -> None:
+        """Close and delete the temporary file (never leaves a 'complete' archive). ``close``
+        False: HDF5 failed to write (a full disk) and would fail again, noisily, on closing;
+        the file is left open, unlinked, and the process ends without closing it."""
         try:
             if self.f is not None:
-                self.f.close()
+                if close:
+                    self.f.close()
+                else:
+                    atomic.keep_open(self.f)
         except Exception:  # noqa: BLE001 - best effort on the error path
             pass
         self.f = None
         if self.rank == 0:
-            try:
-                os.unlink(self.tmp)
-            except OSError:
-                pass
+            atomic.remove(self.tmp)
 
 
 META_EXCLUDED = ("complete", "meta_sha256")

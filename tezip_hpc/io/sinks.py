@@ -10,12 +10,12 @@ from __future__ import annotations
 
 import os
 import posixpath
-import shutil
 import uuid
 from pathlib import Path
 
 import numpy as np
 
+from ..archive import atomic
 from ..errors import ConfigError
 from .sources import split_h5_spec
 
@@ -37,22 +37,6 @@ def _agree(comm, fn):
     if err is not None:
         raise agreed(err[0](err[1]))
     return res
-
-
-def _tmp_next_to(final: Path) -> Path:
-    return final.resolve().parent / f".{final.name}.tmp-{uuid.uuid4().hex[:8]}"
-
-
-def _check_target(final: Path, force: bool, want_dir: bool = False) -> None:
-    parent = final.resolve().parent
-    if not parent.is_dir():
-        raise ConfigError(f"{final}: folder {parent} does not exist")
-    if not os.access(parent, os.W_OK):
-        raise ConfigError(f"{final}: folder {parent} is not writable")
-    if final.exists() and not force:
-        raise ConfigError(f"{final} exists (use --force to overwrite)")
-    if final.exists() and final.is_dir() != want_dir:
-        raise ConfigError(f"{final} exists and is {'not ' if want_dir else ''}a folder")
 
 
 def confined_names(names: list[str]) -> list[str]:
@@ -78,8 +62,9 @@ def confined_names(names: list[str]) -> list[str]:
 class FrameSink:
     """Base: ``write(t, frames)`` stores frames t, t+1, ... (relative to the sink's start)."""
 
-    def __init__(self, final: Path, shape, dtype, comm) -> None:
+    def __init__(self, final: Path, shape, dtype, comm, force: bool = False) -> None:
         self.final, self.shape, self.dtype, self.comm = final, tuple(shape), np.dtype(dtype), comm
+        self.force = bool(force)
 
     def write(self, t: int, frames: np.ndarray) -> None:  # pragma: no cover - abstract
         raise NotImplementedError
@@ -90,28 +75,27 @@ class FrameSink:
     def finish(self) -> None:
         self._close()
         self.comm.Barrier()
-        if self.comm.rank == 0:
-            if self.final.exists():
-                shutil.rmtree(self.final) if self.final.is_dir() else self.final.unlink()
-            os.replace(self.tmp, self.final)
-        self.comm.Barrier()
+        _agree(self.comm, lambda: atomic.commit(self.tmp, self.final, self.force))
 
-    def abort(self) -> None:
+    def abort(self, close: bool = True) -> None:
         try:
-            self._close()
+            if close:
+                self._close()
+            else:  # writes failed (a full disk): closing would fail again; keep it until exit
+                atomic.keep_open(self)
         except Exception:  # noqa: BLE001 - best effort on the error path
             pass
         if self.comm.rank == 0:
-            shutil.rmtree(self.tmp, ignore_errors=True) if self.tmp.is_dir() else self.tmp.unlink(missing_ok=True)
+            atomic.remove(self.tmp)
 
 
 class NpySink(FrameSink):
     def __init__(self, final, shape, dtype, comm, force=False) -> None:
-        super().__init__(final, shape, dtype, comm)
+        super().__init__(final, shape, dtype, comm, force)
 
         def create():
-            _check_target(final, force)
-            tmp = _tmp_next_to(final)
+            atomic.check_target(final, force)
+            tmp = atomic.temp_path(final)
             np.lib.format.open_memmap(tmp, mode="w+", dtype=self.dtype, shape=self.shape).flush()
             return tmp
 
@@ -143,7 +127,7 @@ class ImageFolderSink(FrameSink):
     """Pillow images: uint8 gray (L), uint8 RGB, uint16 gray (I;16). Names are kept."""
 
     def __init__(self, final, shape, dtype, comm, names=None, first=0, force=False) -> None:
-        super().__init__(final, shape, dtype, comm)
+        super().__init__(final, shape, dtype, comm, force)
         T, H, W, C = self.shape
         if not ((self.dtype == np.uint8 and C in (1, 3)) or (self.dtype == np.uint16 and C == 1)):
             raise ConfigError(f"{final}: {self.dtype} frames with {C} channels cannot be written as images "
@@ -155,8 +139,8 @@ class ImageFolderSink(FrameSink):
             self.names = [f"frame_{first + k:06d}.png" for k in range(T)]
 
         def create():
-            _check_target(final, force, want_dir=True)
-            tmp = _tmp_next_to(final)
+            atomic.check_target(final, force, want_dir=True)
+            tmp = atomic.temp_path(final)
             tmp.mkdir()
             return tmp
 
@@ -181,15 +165,15 @@ class H5Sink(FrameSink):
     def __init__(self, final, dset, shape, dtype, comm, channel_axis=True, force=False) -> None:
         import h5py
 
-        super().__init__(final, shape, dtype, comm)
+        super().__init__(final, shape, dtype, comm, force)
         self.dset = "/" + posixpath.normpath(dset).strip("/")
         if self.dset == "/":
             raise ConfigError(f"{final}:{dset}: name a dataset, as {final}:/frames")
 
         def target():
             if not final.exists():
-                _check_target(final, force)
-                return ("new", _tmp_next_to(final))
+                atomic.check_target(final, force)
+                return ("new", atomic.temp_path(final))
             if final.is_dir() or not h5py.is_hdf5(final):
                 raise ConfigError(f"{final} exists and is not an HDF5 file: choose another name or remove it")
             if not os.access(final, os.W_OK):
@@ -243,9 +227,12 @@ class H5Sink(FrameSink):
         self._close()
         self.comm.Barrier()
 
-    def abort(self) -> None:
+    def abort(self, close: bool = True) -> None:
         if not self.into:
-            return super().abort()
+            return super().abort(close)
+        if not close:  # writes failed (a full disk): HDF5 cannot tidy the file up; keep it until exit
+            atomic.keep_open(self)
+            return
         try:
             if self.f is not None and self.tmp_dset in self.f:
                 self.ds = None

@@ -15,6 +15,7 @@ file is removed, and every rank raises the same one-line error.
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import sys
@@ -29,7 +30,7 @@ from ..codec.config import CodecConfig
 from ..codec.pipeline import Pipeline
 from ..errors import ArchiveError, CodecError, ConfigError, IntegrityError, ModelError, TezipError
 from ..io.sinks import open_sink
-from ..io.sources import open_source
+from ..io.sources import open_source, split_h5_spec
 from ..predict.base import PREDICTOR_NAMES, normalise
 from . import plan as P
 
@@ -52,21 +53,39 @@ def agree(comm, fn, *args, **kwargs):
     try:
         res = fn(*args, **kwargs)
     except TezipError as exc:
-        err = (type(exc).__name__, str(exc))
+        err = (type(exc).__name__, str(exc), bool(getattr(exc, "hdf5_unclean", False)))
+    except OSError as exc:
+        if exc.errno in _FULL:  # a full disk is the user's to fix, not a bug: one clear line
+            first = (str(exc).splitlines()[0] if str(exc) else "").split(" (file write failed")[0]
+            err = ("ArchiveError", f"no space left on the device (disk full or quota exceeded): {first}; "
+                                   f"the partial output was removed", True)
+        else:
+            err = _internal(comm, exc)
     except Exception as exc:  # noqa: BLE001 - a bug must not hang the other ranks
-        if os.environ.get("TEZIP_DEBUG"):
-            import traceback
-
-            traceback.print_exc()
-        err = ("TezipError", f"internal error on rank {comm.rank}: {exc.__class__.__name__}: {exc} "
-                             f"(set TEZIP_DEBUG=1 for the traceback)")
+        err = _internal(comm, exc)
     errs = comm.allgather(err)
     for r, e in enumerate(errs):
         if e is not None:
             cls = getattr(E, e[0], TezipError)
             msg = e[1] if comm.size == 1 or r == 0 or f"rank {r}" in e[1] else f"rank {r}: {e[1]}"
-            raise E.agreed(cls(msg))
+            exc = E.agreed(cls(msg))
+            exc.hdf5_unclean = any(x is not None and x[2] for x in errs)
+            raise exc
     return res
+
+
+_FULL = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)
+
+
+def _internal(comm, exc) -> tuple:
+    """An unexpected error, as one line that says where to look."""
+    if os.environ.get("TEZIP_DEBUG"):
+        import traceback
+
+        traceback.print_exc()
+    first = str(exc).splitlines()[0] if str(exc) else ""
+    return ("TezipError", f"internal error on rank {comm.rank}: {exc.__class__.__name__}: {first} "
+                          f"(set TEZIP_DEBUG=1 for the traceback)", False)
 
 
 class Progress:
@@ -329,7 +348,9 @@ def compress(input_spec: str, output: str, opts: CompressOptions, comm=None) -> 
         else:  # DWP: this rank's shard, in chunks of chunk_frames; keyframes decided while encoding
             a, b = P.shards(T, comm.size)[comm.rank]
             mine = [P.Chunk(s, min(opts.chunk_frames, b - s), None) for s in range(a, b, opts.chunk_frames)]
-        writer = agree(comm, ArchiveWriter, output, comm, force=opts.force, input_bytes=src.nbytes)
+        h5 = split_h5_spec(input_spec)
+        writer = agree(comm, ArchiveWriter, output, comm, force=opts.force, input_bytes=src.nbytes,
+                       inputs=(h5[0] if h5 else input_spec,))
     except BaseException:
         src.close()
         raise
@@ -386,8 +407,8 @@ def compress(input_spec: str, output: str, opts: CompressOptions, comm=None) -> 
         agree(comm, writer.embed_model, blob, sha256_hex(blob) if blob is not None else "")
         agree(comm, writer.finish)
         progress.update(T, final=True)
-    except BaseException:
-        writer.abort()
+    except BaseException as exc:
+        writer.abort(close=not getattr(exc, "hdf5_unclean", False))
         raise
     finally:
         src.close()
@@ -494,8 +515,8 @@ def decompress(archive: str, output: str, frames: str | None = None, model: str 
         agree(comm, work)
         agree(comm, sink.finish)
         prog.update(hi - lo, final=True)
-    except BaseException:
-        sink.abort()
+    except BaseException as exc:
+        sink.abort(close=not getattr(exc, "hdf5_unclean", False))
         raise
     finally:
         reader.close()

@@ -1,0 +1,165 @@
+"""Outputs never replace what the user did not name: device files, FIFOs and the job's own
+input are refused; a name another job took meanwhile is kept; SIGTERM/SIGINT and a full
+disk leave no temporary file; under mpirun an error is one line per job and never a hang."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import stat
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import h5py
+import numpy as np
+import pytest
+
+from tezip_hpc.archive import atomic
+from tezip_hpc.errors import ConfigError
+
+from .frames import moving_shapes
+
+MPI_ENV = {"OMPI_ALLOW_RUN_AS_ROOT": "1", "OMPI_ALLOW_RUN_AS_ROOT_CONFIRM": "1",
+           "OMPI_MCA_rmaps_base_oversubscribe": "1", "OMPI_MCA_btl_vader_single_copy_mechanism": "none"}
+
+
+def _temps(folder: Path) -> list[str]:
+    return sorted(p.name for p in folder.iterdir() if ".tmp-" in p.name)
+
+
+@pytest.fixture
+def npy(tmp_path):
+    np.save(tmp_path / "in.npy", moving_shapes(8, C=1))
+    return tmp_path / "in.npy"
+
+
+def test_device_files_and_fifos_are_never_replaced(cli, npy, tmp_path):
+    res = cli("compress", str(npy), "-o", "/dev/null", "--force", "--predictor", "previous")
+    assert res.returncode == 2 and "device, FIFO or socket" in res.stderr, res.stderr
+    assert stat.S_ISCHR(os.stat("/dev/null").st_mode)
+    fifo = tmp_path / "pipe.h5"
+    os.mkfifo(fifo)
+    for extra in ([], ["--force"]):
+        res = cli("compress", str(npy), "-o", str(fifo), "--predictor", "previous", *extra)
+        assert res.returncode == 2 and "device, FIFO or socket" in res.stderr, res.stderr
+    assert stat.S_ISFIFO(os.stat(fifo).st_mode)
+    assert _temps(tmp_path) == []
+
+
+def test_the_input_is_never_the_output(cli, tmp_path):
+    x = moving_shapes(6, C=1)
+    with h5py.File(tmp_path / "src.h5", "w") as f:
+        f["u8"] = x
+        f["other"] = np.arange(3)
+    res = cli("compress", f"{tmp_path / 'src.h5'}:/u8", "-o", str(tmp_path / "src.h5"), "--force",
+              "--predictor", "previous")
+    assert res.returncode == 2 and "the file this job reads" in res.stderr, res.stderr
+    with h5py.File(tmp_path / "src.h5", "r") as f:
+        assert f["u8"][()].tobytes() == x.tobytes() and f["other"][()].tolist() == [0, 1, 2]
+
+
+def test_a_name_taken_meanwhile_is_kept(tmp_path):
+    """The rename at the end never replaces a file another job created after our check."""
+    final, tmp = tmp_path / "out.h5", atomic.temp_path(tmp_path / "out.h5")
+    tmp.write_bytes(b"ours")
+    final.write_bytes(b"theirs")
+    with pytest.raises(ConfigError, match="created by another job"):
+        atomic.commit(tmp, final, force=False)
+    assert final.read_bytes() == b"theirs" and not tmp.exists()
+    tmp = atomic.temp_path(final)
+    tmp.write_bytes(b"ours")
+    atomic.commit(tmp, final, force=True)
+    assert final.read_bytes() == b"ours" and _temps(tmp_path) == []
+
+
+def test_two_jobs_one_name_exactly_one_wins(npy, tmp_path):
+    cmd = [sys.executable, "-m", "tezip_hpc", "compress", str(npy), "-o", str(tmp_path / "same.h5"),
+           "--predictor", "previous", "--quiet"]
+    procs = [subprocess.Popen(cmd, stderr=subprocess.PIPE, text=True) for _ in range(2)]
+    codes = sorted(p.wait(timeout=300) for p in procs)
+    errs = [p.stderr.read() for p in procs]
+    assert codes == [0, 2], errs
+    assert any("exists" in e or "created by another job" in e for e in errs)
+    assert _temps(tmp_path) == []
+
+
+@pytest.mark.parametrize("sig,code", [(signal.SIGTERM, 143), (signal.SIGINT, 130)])
+def test_signals_remove_the_temporary_output(tmp_path, sig, code):
+    np.save(tmp_path / "big.npy", np.repeat(moving_shapes(8, C=1), 30, axis=0))  # slow with PredNet
+    proc = subprocess.Popen([sys.executable, "-m", "tezip_hpc", "compress", str(tmp_path / "big.npy"), "-o",
+                             str(tmp_path / "out.h5")], stderr=subprocess.PIPE, text=True)
+    t0 = time.time()
+    while not _temps(tmp_path):
+        assert proc.poll() is None and time.time() - t0 < 120, "no temporary archive appeared"
+        time.sleep(0.05)
+    time.sleep(0.5)
+    proc.send_signal(sig)
+    assert proc.wait(timeout=60) == code
+    err = proc.stderr.read()
+    assert "temporary output removed" in err and "Traceback" not in err
+    assert _temps(tmp_path) == [] and not (tmp_path / "out.h5").exists()
+
+
+@pytest.fixture
+def small_fs(tmp_path):
+    """A 256 KiB tmpfs: a real full file system (needs root; skipped with the reason otherwise)."""
+    mnt = tmp_path / "fs"
+    mnt.mkdir()
+    res = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=256k", "tmpfs", str(mnt)], capture_output=True,
+                         text=True)
+    if res.returncode != 0:
+        pytest.skip(f"cannot mount a small tmpfs here: {res.stderr.strip()[:200]}")
+    try:
+        yield mnt
+    finally:
+        subprocess.run(["umount", "-l", str(mnt)], capture_output=True)
+
+
+@pytest.mark.parametrize("frames", [70, 300])
+def test_a_full_disk_is_one_clear_line_and_leaves_nothing(tmp_path, small_fs, frames):
+    rng = np.random.default_rng(0)
+    np.save(tmp_path / "noise.npy", rng.integers(0, 256, (frames, 64, 64), np.uint8))  # incompressible
+    res = subprocess.run([sys.executable, "-m", "tezip_hpc", "compress", str(tmp_path / "noise.npy"), "-o",
+                          str(small_fs / "a.h5"), "--predictor", "previous"], capture_output=True, text=True,
+                         timeout=300)
+    assert res.returncode > 0, (res.returncode, res.stderr[-2000:])  # an exit status, not a signal
+    assert "Traceback" not in res.stderr, res.stderr[-2000:]
+    lines = [ln for ln in res.stderr.splitlines() if "error:" in ln]
+    assert len(lines) == 1 and ("disk full" in lines[0] or "No space" in lines[0]), res.stderr[-2000:]
+    assert list(small_fs.iterdir()) == []
+    res = subprocess.run([sys.executable, "-m", "tezip_hpc", "decompress", "--help"], capture_output=True, text=True)
+    assert res.returncode == 0
+
+
+@pytest.mark.skipif(shutil.which("mpirun") is None, reason="mpirun not found")
+def test_mpi_errors_are_one_line_per_job_and_never_hang(cli, npy, tmp_path):
+    assert cli("compress", str(npy), "-o", str(tmp_path / "a.h5"), "--predictor", "previous").returncode == 0
+    mpirun = ["mpirun", "-n", "3", "--bind-to", "none", sys.executable, "-m", "mpi4py", "-m", "tezip_hpc"]
+    env = dict(os.environ, **MPI_ENV)
+    for args, code, text in ((["decompress", str(tmp_path / "missing.h5"), "-o", str(tmp_path / "o.npy")], 5,
+                              "no such archive"),
+                             (["decompress", str(tmp_path / "a.h5"), "-o", "/proc/x.npy"], 1, "cannot create"),
+                             (["compress", str(npy), "-o", str(tmp_path / "a.h5"), "--predictor", "previous"], 2,
+                              "exists")):
+        res = subprocess.run(mpirun + args, capture_output=True, text=True, env=env, timeout=300)
+        lines = [ln for ln in res.stderr.splitlines() if "error:" in ln]
+        assert res.returncode != 0 and len(lines) == 1 and text in lines[0], (args, res.returncode, res.stderr)
+        assert "Traceback" not in res.stderr
+
+
+def test_decompress_onto_a_full_disk(tmp_path, small_fs):
+    rng = np.random.default_rng(1)
+    np.save(tmp_path / "noise.npy", rng.integers(0, 256, (100, 64, 64), np.uint8))
+    a = tmp_path / "a.h5"
+    assert subprocess.run([sys.executable, "-m", "tezip_hpc", "compress", str(tmp_path / "noise.npy"), "-o", str(a),
+                           "--predictor", "previous", "--quiet"], timeout=300).returncode == 0
+    for out in ("o.npy", "o.h5:/x", "frames"):
+        res = subprocess.run([sys.executable, "-m", "tezip_hpc", "decompress", str(a), "-o", str(small_fs / out)],
+                             capture_output=True, text=True, timeout=300)
+        assert res.returncode > 0 and "Traceback" not in res.stderr, (out, res.returncode, res.stderr[-2000:])
+        lines = [ln for ln in res.stderr.splitlines() if "error:" in ln]
+        assert len(lines) == 1 and "no space left" in lines[0], (out, res.stderr[-2000:])
+        assert list(small_fs.iterdir()) == [], out
