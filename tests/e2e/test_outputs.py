@@ -163,3 +163,41 @@ def test_decompress_onto_a_full_disk(tmp_path, small_fs):
         lines = [ln for ln in res.stderr.splitlines() if "error:" in ln]
         assert len(lines) == 1 and "no space left" in lines[0], (out, res.stderr[-2000:])
         assert list(small_fs.iterdir()) == [], out
+
+
+@pytest.mark.parametrize("mode,C", [("RGBA", 4), ("LA", 2)])
+def test_alpha_channels_are_kept(cli, tmp_path, mode, C):
+    from PIL import Image
+
+    rng = np.random.default_rng(3)
+    x = rng.integers(0, 256, (5, 16, 20, C)).astype(np.uint8)
+    (tmp_path / "src").mkdir()
+    for t in range(5):
+        Image.fromarray(x[t]).save(tmp_path / "src" / f"f{t}.png")
+    assert cli("compress", str(tmp_path / "src"), "-o", str(tmp_path / "a.h5"), "--predictor", "previous").returncode == 0
+    res = cli("decompress", str(tmp_path / "a.h5"), "-o", str(tmp_path / "out"))
+    assert res.returncode == 0, res.stderr
+    for t in range(5):
+        img = Image.open(tmp_path / "out" / f"f{t}.png")
+        assert img.mode == mode and np.asarray(img).tobytes() == x[t].tobytes()
+
+
+def test_hdf5_inputs_by_signature_and_missing_filters(cli, tmp_path):
+    x = moving_shapes(6, C=1)
+    with h5py.File(tmp_path / "scan.data", "w") as f:  # HDF5 under a suffix the tool has never heard of
+        f.create_dataset("entry/data/data", data=x)
+    res = cli("compress", f"{tmp_path / 'scan.data'}:/entry/data/data", "-o", str(tmp_path / "a.h5"),
+              "--predictor", "previous")
+    assert res.returncode == 0, res.stderr
+    res = cli("compress", str(tmp_path / "scan.data"), "-o", str(tmp_path / "b.h5"))
+    assert res.returncode == 2 and "name the dataset too" in res.stderr
+    # a filter whose plugin is missing (32999: registered nowhere; optional, so the write skips it)
+    with h5py.File(tmp_path / "f.h5", "w") as f:
+        dcpl = h5py.h5p.create(h5py.h5p.DATASET_CREATE)
+        dcpl.set_chunk((1,) + x.shape[1:])
+        dcpl.set_filter(32999, h5py.h5z.FLAG_OPTIONAL, ())
+        space = h5py.h5s.create_simple(x.shape)
+        h5py.h5d.create(f.id, b"frames", h5py.h5t.NATIVE_UINT8, space, dcpl=dcpl)
+    res = cli("compress", f"{tmp_path / 'f.h5'}:/frames", "-o", str(tmp_path / "c.h5"), "--predictor", "previous")
+    assert res.returncode == 3 and "HDF5 filter 32999" in res.stderr and "hdf5plugin" in res.stderr, res.stderr
+    assert "Traceback" not in res.stderr and not (tmp_path / "c.h5").exists()

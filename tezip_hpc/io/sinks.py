@@ -124,15 +124,15 @@ class NpySink(FrameSink):
 
 
 class ImageFolderSink(FrameSink):
-    """Pillow images: uint8 gray (L), uint8 RGB, uint16 gray (I;16). Names are kept."""
+    """Pillow images: uint8 gray (L), gray + alpha (LA), RGB, RGBA; uint16 gray (I;16). Names are kept."""
 
     def __init__(self, final, shape, dtype, comm, names=None, first=0, force=False) -> None:
         super().__init__(final, shape, dtype, comm, force)
         T, H, W, C = self.shape
-        if not ((self.dtype == np.uint8 and C in (1, 3)) or (self.dtype == np.uint16 and C == 1)):
+        if not ((self.dtype == np.uint8 and C in (1, 2, 3, 4)) or (self.dtype == np.uint16 and C == 1)):
             raise ConfigError(f"{final}: {self.dtype} frames with {C} channels cannot be written as images "
-                              f"(images take uint8 gray/RGB or uint16 gray); write a .npy or .h5 instead")
-        self.mode = "RGB" if C == 3 else ("I;16" if self.dtype == np.uint16 else "L")
+                              f"(images take uint8 L/LA/RGB/RGBA or uint16 gray); write a .npy or .h5 instead")
+        self.mode = {2: "LA", 3: "RGB", 4: "RGBA"}.get(C, "I;16" if self.dtype == np.uint16 else "L")
         if names is not None and len(names) >= first + T:
             self.names = confined_names(list(names[first:first + T]))
         else:
@@ -151,7 +151,7 @@ class ImageFolderSink(FrameSink):
 
         for k, f in enumerate(frames):
             arr = f.reshape(self.shape[1:3]) if self.shape[3] == 1 else f.reshape(self.shape[1:])
-            Image.fromarray(np.ascontiguousarray(arr)).save(self.tmp / self.names[t + k])  # uint16 -> I;16
+            Image.fromarray(np.ascontiguousarray(arr)).save(self.tmp / self.names[t + k])  # 2/4 ch -> LA/RGBA
 
 
 class H5Sink(FrameSink):

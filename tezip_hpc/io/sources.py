@@ -20,13 +20,55 @@ from ..errors import ConfigError, InputError
 IMAGE_SUFFIXES = (".png", ".tif", ".tiff", ".bmp", ".jpg", ".jpeg", ".pgm", ".ppm", ".webp", ".gif")
 # Pillow modes we read, and what they become.
 _MODES = {"L": (np.uint8, 1), "RGB": (np.uint8, 3), "I;16": (np.uint16, 1), "I;16B": (np.uint16, 1),
-          "I;16L": (np.uint16, 1)}
+          "I;16L": (np.uint16, 1), "RGBA": (np.uint8, 4), "LA": (np.uint8, 2)}  # alpha is kept as a channel
+
+
+def is_hdf5(path: str) -> bool:
+    """An existing HDF5 file, recognised by its signature (any suffix: .cxi, .nx5, .nxs, ...)."""
+    if not os.path.isfile(path):
+        return False
+    try:
+        import h5py
+
+        return bool(h5py.is_hdf5(path))
+    except (OSError, ValueError):
+        return False
 
 
 def split_h5_spec(spec: str) -> tuple[str, str] | None:
-    """'file.h5:/path/to/ds' -> ('file.h5', '/path/to/ds'); None if not of that form."""
-    m = re.match(r"^(.*\.(?:h5|hdf5|he5|nxs)):(/.*)$", str(spec))
-    return (m.group(1), m.group(2)) if m else None
+    """'file.h5:/path/to/ds' -> ('file.h5', '/path/to/ds'); None if not of that form. The file
+    part is an HDF5 suffix (.h5, .hdf5, .he5, .nxs, .nx5, .cxi) or an existing HDF5 file."""
+    spec = str(spec)
+    m = re.match(r"^(.*\.(?:h5|hdf5|he5|nxs|nx5|cxi)):(/.*)$", spec, re.IGNORECASE)
+    if m:
+        return m.group(1), m.group(2)
+    m = re.match(r"^(.+?):(/.*)$", spec)
+    if m and is_hdf5(m.group(1)):
+        return m.group(1), m.group(2)
+    return None
+
+
+FILTERS = {32008: "bitshuffle", 32001: "Blosc", 32004: "LZ4", 32015: "Zstandard", 307: "bzip2", 32017: "SZ",
+           32024: "SZ3", 32013: "ZFP", 32026: "Blosc2", 32018: "FCIDECOMP", 32019: "JPEG", 32020: "VBZ"}
+
+
+def check_filters(ds, where: str) -> None:
+    """Every HDF5 filter of ``ds`` must be available: one clear error naming the filter and the
+    remedy, instead of HDF5's plugin-path message at the first read."""
+    import h5py
+
+    try:
+        import hdf5plugin  # noqa: F401 - registers bitshuffle, LZ4, Blosc, Zstd, ... when installed
+    except ImportError:
+        pass
+    dcpl = ds.id.get_create_plist()
+    for i in range(dcpl.get_nfilters()):
+        code = int(dcpl.get_filter(i)[0])
+        if not h5py.h5z.filter_avail(code):
+            name = FILTERS.get(code, "unknown")
+            raise InputError(f"{where}: compressed with HDF5 filter {code} ({name}), whose plugin is not "
+                             f"installed: pip install hdf5plugin (tezip-hpc loads it when present), or set "
+                             f"HDF5_PLUGIN_PATH to the folder holding the plugin")
 
 
 @dataclass
@@ -140,6 +182,11 @@ class H5Source(FrameSource):
             self._f.close()
             raise InputError(f"{path}: no dataset {dset}")
         ds = self._f[dset]
+        try:
+            check_filters(ds, f"{path}:{dset}")
+        except InputError:
+            self._f.close()
+            raise
         dt, shape = _check(ds.dtype, ds.shape, f"{path}:{dset}")
         super().__init__(f"{path}:{dset}", shape + (1,) if len(shape) == 3 else shape, dt, len(shape) == 4,
                          kind="hdf5")
@@ -184,8 +231,8 @@ class ImageFolderSource(FrameSource):
                 m = "RGB"
             if m == "I":
                 raise InputError(f"{f}: 32-bit integer images are not supported (use L, RGB or I;16)")
-            if m not in _MODES and m not in ("RGBA", "LA", "1"):
-                raise InputError(f"{f}: image mode {m} is not supported (use L, RGB or I;16)")
+            if m not in _MODES and m != "1":
+                raise InputError(f"{f}: image mode {m} is not supported (use L, LA, RGB, RGBA or I;16)")
             if size is None:
                 size, mode = s, m
             elif s != size:
@@ -193,8 +240,8 @@ class ImageFolderSource(FrameSource):
                                  f"{files[0].name}: all frames must have one size")
             elif m != mode:
                 raise InputError(f"{f}: image mode {m} differs from {mode} of {files[0].name}")
-        if mode in ("RGBA", "LA", "1"):
-            mode = "RGB" if mode == "RGBA" else "L"
+        if mode == "1":  # bilevel: 0/255 in L, nothing lost
+            mode = "L"
         dt, c = _MODES[mode]
         W, H = size
         super().__init__(folder, (len(files), H, W, c), np.dtype(dt), c > 1, [f.name for f in files],
@@ -208,10 +255,8 @@ class ImageFolderSource(FrameSource):
         for k, f in enumerate(self._files[start:stop]):
             try:
                 with Image.open(f) as im:
-                    if self.image_mode == "RGB" and im.mode != "RGB":
-                        im = im.convert("RGB")
-                    elif self.image_mode == "L" and im.mode != "L":
-                        im = im.convert("L")
+                    if self.image_mode in ("L", "LA", "RGB", "RGBA") and im.mode != self.image_mode:
+                        im = im.convert(self.image_mode)
                     a = np.asarray(im)
                 out[k] = a.astype(self.dtype, copy=False).reshape(self.frame_shape)
             except (OSError, ValueError) as exc:
@@ -225,7 +270,7 @@ def open_source(spec: str) -> FrameSource:
     h5 = split_h5_spec(spec)
     if h5:
         return H5Source(*h5)
-    if spec.endswith((".h5", ".hdf5")):
+    if spec.endswith((".h5", ".hdf5")) or is_hdf5(spec):
         raise ConfigError(f"{spec}: name the dataset too, as {spec}:/path/to/dataset")
     if spec.endswith(".npy"):
         return NpySource(spec)

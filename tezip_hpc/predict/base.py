@@ -162,8 +162,16 @@ def from_model_file(mf, source: str, allow_float: bool = False) -> Predictor:
             raise ModelError(f"{source} is a float PredNet model (training weights): compress needs the integer "
                              f"model that `tezip-hpc train` writes, or convert it with `tezip-hpc export "
                              f"{source} --data FRAMES -o MODEL`")
-        from .prednet import PredNetPredictor
+        from .prednet import PredNetPredictor, check_config, n_params
 
+        try:  # the network TensorFlow would build must be the one the file holds: no allocation bomb
+            need = n_params(check_config(mf.config))
+        except (ConfigError, KeyError, TypeError, ValueError) as exc:
+            raise ModelError(f"{source}: malformed PredNet config ({exc})") from None
+        have = sum(int(a.size) for n, a in mf.arrays if n.endswith(("/kernel", "/bias")))
+        if need != have:
+            raise ModelError(f"{source}: the PredNet config needs {need} weights, the file holds {have} "
+                             f"(corrupted or crafted model)")
         return PredNetPredictor(mf, source)
     raise ModelError(f"{source}: holds a {mf.kind!r}, not a PredNet model "
                      f"(a checkpoint? use the model file written by `tezip-hpc train`)")

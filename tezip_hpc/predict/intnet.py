@@ -54,6 +54,24 @@ def conv_io(cfg: dict, F: list[int]) -> dict[str, tuple[list[tuple[int, int, int
     return out
 
 
+def conv_out_channels(cfg: dict, name: str) -> int:
+    """Output channels of convolution ``name`` (r{l}: the 4 ConvLSTM gates; ahat{l}; a{l})."""
+    s, r = cfg["stack_sizes"], cfg["R_stack_sizes"]
+    if name.startswith("ahat"):
+        return int(s[int(name[4:])])
+    if name.startswith("r"):
+        return 4 * int(r[int(name[1:])])
+    return int(s[int(name[1:]) + 1])
+
+
+def conv_kernel_size(cfg: dict, name: str) -> int:
+    if name.startswith("ahat"):
+        return int(cfg["Ahat_filt_sizes"][int(name[4:])])
+    if name.startswith("r"):
+        return int(cfg["R_filt_sizes"][int(name[1:])])
+    return int(cfg["A_filt_sizes"][int(name[1:])])
+
+
 def check_int_config(cfg: dict) -> dict:
     """Validate the fixed-point part of a prednet-int config (ModelError with the reason)."""
     from .prednet import check_config
@@ -118,9 +136,11 @@ class IntNet:
             ws = np.asarray(mf.array(f"{name}/wshift")).astype(np.int64)
             b = np.asarray(mf.array(f"{name}/b")).astype(np.int64)
             cin = sum(g[0] for g in groups)
-            if w.ndim != 4 or w.shape[2] != cin or ws.shape != (w.shape[3],) or b.shape != (w.shape[3],):
-                raise ModelError(f"integer model: {name} has weights {w.shape}, shifts {ws.shape}, bias {b.shape} "
-                                 f"for {cin} input channels")
+            cout = conv_out_channels(cfg, name)
+            k = conv_kernel_size(cfg, name)
+            if (w.shape != (k, k, cin, cout) or ws.shape != (cout,) or b.shape != (cout,)):
+                raise ModelError(f"integer model: {name} has weights {w.shape}, shifts {ws.shape}, bias {b.shape}; "
+                                 f"its config needs {(k, k, cin, cout)}")
             if w.dtype not in (np.int8, np.int16) or np.abs(w.astype(np.int64)).max(initial=0) >= 1 << 15:
                 raise ModelError(f"integer model: {name} weights must be int8 or int16")
             if np.any(ws < -8) or np.any(ws > 40):
