@@ -249,6 +249,16 @@ class ArchiveWriter:
 
 
 META_EXCLUDED = ("complete", "meta_sha256")
+ATTR_TYPES = {**{k: "str" for k in ("format", "tool_version", "created", "mode", "dtype", "codec", "codec_stages",
+                                     "predictor", "predictor_sha256", "predictor_config", "image_mode", "source_kind",
+                                     "backend", "policy", "predict_engine", "predict_rounding", "index_sha256",
+                                     "meta_sha256")},
+              **{k: "int" for k in ("format_version", "input_bytes", "payload_bytes", "n_chunks", "keyframe_count",
+                                     "mpi_ranks")},
+              **{k: "bool" for k in ("complete", "channel_axis", "model_embedded")},
+              **{k: "array" for k in ("shape", "bounds", "value_range")}}
+REQUIRED_ATTRS = ("shape", "dtype", "mode", "bounds", "value_range", "policy", "codec", "predictor",
+                  "predictor_sha256", "index_sha256")
 
 
 def fixed_str(v):
@@ -390,10 +400,47 @@ class ArchiveReader:
                 raise ArchiveError(f"{self.path}: /{name} declares {ds.size * ds.dtype.itemsize} bytes, more than "
                                    f"the file holds ({size}): corrupted or crafted archive")
 
+    def _check_types(self) -> None:
+        """Every known root attribute has its type (strings valid UTF-8); the required ones exist."""
+        p = self.path
+        for name in REQUIRED_ATTRS:
+            if name not in self.f.attrs:
+                raise ArchiveError(f"{p}: the archive lacks the attribute {name} (corrupted?)")
+        for name, kind in ATTR_TYPES.items():
+            if name not in self.f.attrs:
+                continue
+            v = self.f.attrs[name]
+            if kind == "str":
+                ok = isinstance(v, (str, bytes, np.bytes_))
+                if ok and isinstance(v, bytes):
+                    try:
+                        v.decode()
+                    except UnicodeDecodeError:
+                        ok = False
+            elif kind == "int":
+                ok = isinstance(v, (int, np.integer)) and not isinstance(v, (bool, np.bool_))
+            elif kind == "bool":
+                ok = isinstance(v, (bool, np.bool_))
+            else:  # numeric array
+                try:
+                    a = np.asarray(v, dtype=np.float64).reshape(-1)
+                    ok = (np.asarray(v).dtype.kind in "iuf" and np.asarray(v).ndim == 1 and a.size <= 8
+                          and bool(np.all(np.isfinite(a))))
+                except (TypeError, ValueError):
+                    ok = False
+            if not ok:
+                raise ArchiveError(f"{p}: the attribute {name} has the wrong type or value (corrupted?)")
+        b = np.asarray(self.f.attrs["bounds"], np.float64).reshape(-1)
+        if not 1 <= b.size <= 2 or np.any(b < 0):
+            raise ArchiveError(f"{p}: bad bounds attribute {b.tolist()}")
+        if self._attr("mode") not in ("abs", "rel", "absrel", "pwrel"):
+            raise ArchiveError(f"{p}: bad mode attribute {str(self._attr('mode'))[:40]!r}")
+
     def _check_attrs(self) -> None:
         """The root attributes the decoder uses, typed and cross-checked: one clear error each."""
         from ..codec.config import DTYPES
 
+        self._check_types()
         p = self.path
         try:
             shape = tuple(int(v) for v in np.asarray(self._attr("shape")).reshape(-1))
@@ -473,11 +520,21 @@ class ArchiveReader:
             return names
         return [n.decode() if isinstance(n, bytes) else str(n) for n in ds[()]]
 
+    def model_size(self) -> int:
+        """Bytes of the embedded model (0 if none)."""
+        try:
+            return int(self.f["model"].shape[0]) if "model" in self.f else 0
+        except (KeyError, OSError, TypeError, IndexError) as exc:
+            raise ArchiveError(f"{self.path}: unreadable embedded model ({str(exc).splitlines()[0]})") from None
+
     def model_blob(self) -> bytes | None:
-        if "model" not in self.f:
+        if not self.model_size():
             return None
-        blob = self.f["model"][()].tobytes()
-        want = self.f["model"].attrs.get("sha256", "")
+        try:
+            blob = self.f["model"][()].tobytes()
+            want = self.f["model"].attrs.get("sha256", "")
+        except (KeyError, OSError, TypeError) as exc:
+            raise IntegrityError(f"{self.path}: unreadable embedded model ({str(exc).splitlines()[0]})") from None
         want = want.decode() if isinstance(want, bytes) else want
         if sha256_hex(blob) != want:
             raise IntegrityError(f"{self.path}: the embedded model's checksum does not match")

@@ -538,7 +538,7 @@ def info(archive: str) -> dict:
             "predictor": r.predictor(), "model_embedded": bool(a.get("model_embedded")),
             "codec": json.loads(r.codec_json()), "input_bytes": int(a.get("input_bytes", 0)),
             "archive_bytes": os.path.getsize(archive), "payload_bytes": int(sizes.sum()),
-            "model_bytes": int(r.f["model"].shape[0]) if "model" in r.f else 0,
+            "model_bytes": r.model_size(),
             "keyframes": int(r.keyframes.sum()), "mpi_ranks": int(a.get("mpi_ranks", 1)),
             "chunks": [{"index": i, "first_frame": int(r.index["first_frame"][i]),
                         "frames": int(r.index["n_frames"][i]), "bytes": int(sizes[i])} for i in range(r.n_chunks)],
