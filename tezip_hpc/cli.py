@@ -19,8 +19,11 @@ examples:
   tezip-hpc doctor                                                check the stack
   `tezip-hpc COMMAND --help` explains each command.
 
-exit status: 0 ok; 1 failure; 2 bad options; 3 bad input; 4 corrupt payload; 5 bad archive;
-             6 integrity (checksum/prediction digest) mismatch; 7 model problem; 8 stack incomplete
+exit status: 0 ok; 1 failure; 2 bad options (an output that exists without --force included);
+             3 bad input; 4 corrupt payload; 5 bad archive, or no space left to write one;
+             6 integrity (checksum/prediction digest) mismatch; 7 model problem; 8 stack incomplete;
+             128+N stopped by signal N (SIGTERM 143, SIGINT 130): temporary output removed.
+Under mpirun/srun an error is printed once per job.
 """
 
 

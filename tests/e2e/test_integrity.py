@@ -44,7 +44,8 @@ def _mutate_attr(path: Path, name: str, value, rehash: bool = True) -> None:
 
 @pytest.mark.parametrize("name,value", [("dtype", "int8"), ("dtype", "uint16"), ("channel_axis", False),
                                         ("value_range", np.array([0.0, 1e6])), ("complete", "false"),
-                                        ("policy", "[1,2]"), ("codec", '{"bounds": [0')])
+                                        ("policy", "[1,2]"), ("codec", '{"bounds": [0'), ("predictor", "/dev/zero"),
+                                        ("predictor", "../../etc/passwd")])
 def test_edited_attributes_are_refused_before_decoding(cli, archive, tmp_path, name, value):
     """Root attributes carry no HDF5 checksum: an edit (or a bit flip) is caught by the metadata
     checksum; with the checksum renewed too, by the type and cross-checks. Never wrong data."""

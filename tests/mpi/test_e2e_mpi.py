@@ -265,3 +265,25 @@ def test_dataset_into_an_existing_file_under_mpi(mpi_tmp_path):
             assert f["keep2"][()].tobytes() == x[3:9].tobytes()
             assert sorted(f.keys()) == ["grp", "keep", "keep2"]
     comm.Barrier()
+
+
+def test_hdf5_dataset_input(mpi_tmp_path):
+    """An HDF5 dataset as input: every rank reads its own frames of it (independent reads)."""
+    from mpi4py import MPI
+
+    from tezip_hpc.parallel.driver import CompressOptions, compress, decompress
+
+    comm = MPI.COMM_WORLD
+    tmp = mpi_tmp_path
+    x = _frames(17, C=3)
+    if comm.rank == 0:
+        with h5py.File(tmp / "src.nxs", "w") as f:
+            f.create_dataset("entry/data/data", data=x, chunks=(1,) + x.shape[1:])
+    comm.Barrier()
+    compress(f"{tmp / 'src.nxs'}:/entry/data/data", str(tmp / "a.h5"),
+             CompressOptions(predictor="previous", bounds=(0.0,), window=4, chunk_frames=4, progress=False), comm)
+    decompress(str(tmp / "a.h5"), str(tmp / "y.npy"), progress=False, comm=comm)
+    comm.Barrier()
+    if comm.rank == 0:
+        assert np.load(tmp / "y.npy").tobytes() == x.tobytes()
+    comm.Barrier()

@@ -257,3 +257,17 @@ def test_decode_under_other_thread_counts(tmp_path):
                             "-f"], env=env, capture_output=True, text=True, timeout=600)
         assert r.returncode == 0, r.stderr[-2000:]
         assert np.load(tmp_path / "y.npy").tobytes() == x.tobytes()
+
+
+def test_crafted_model_configs_are_refused_before_any_allocation():
+    """A tiny model file whose config claims a huge network (a memory bomb for TF's builder or the
+    engine's state) is refused from the sizes alone, float and integer alike."""
+    from tezip_hpc.predict.base import from_model_file
+
+    f = random_float_model_file()
+    huge = dict(f.config, stack_sizes=[1, 10 ** 6, 8], R_stack_sizes=[4, 10 ** 6, 8])
+    with pytest.raises(ModelError, match="needs .* weights"):
+        from_model_file(ModelFile("prednet", huge, f.normalisation, f.arrays), "crafted", allow_float=True)
+    i = ModelFile.load(FIX / "golden_int.tzm")
+    with pytest.raises(ModelError, match="config needs"):
+        IntNet(ModelFile(i.kind, dict(i.config, R_stack_sizes=[4, 10 ** 6, 8]), i.normalisation, i.arrays))

@@ -473,6 +473,10 @@ class ArchiveReader:
         if cfg.value_range is not None and [float(v) for v in cfg.value_range] != vr:
             raise ArchiveError(f"{p}: the value_range attribute disagrees with the codec configuration: "
                                f"corrupted or edited archive")
+        from ..predict.base import PREDICTOR_NAMES
+
+        if self._attr("predictor") not in PREDICTOR_NAMES:  # a name from the fixed list, never a path
+            raise ArchiveError(f"{p}: unknown predictor {str(self._attr('predictor'))[:40]!r} (corrupted?)")
         pc = self._json("predictor_config")
         if not isinstance(self._attr("predictor"), str) or not isinstance(self._attr("predictor_sha256"), str) \
                 or not (pc is None or isinstance(pc, dict)):
