@@ -201,3 +201,37 @@ def test_hdf5_inputs_by_signature_and_missing_filters(cli, tmp_path):
     res = cli("compress", f"{tmp_path / 'f.h5'}:/frames", "-o", str(tmp_path / "c.h5"), "--predictor", "previous")
     assert res.returncode == 3 and "HDF5 filter 32999" in res.stderr and "hdf5plugin" in res.stderr, res.stderr
     assert "Traceback" not in res.stderr and not (tmp_path / "c.h5").exists()
+
+
+@pytest.mark.parametrize("bad", [["../escape.png"], ["/tmp/abs.png"], ["same.png", "same.png"], ["a/b.png"]])
+def test_names_from_an_archive_stay_in_the_output_folder(cli, tmp_path, bad):
+    """/names entries with a path, '..', an absolute path or a duplicate (index checksum renewed,
+    as a crafted archive would) are refused before anything is written."""
+    import json as _json
+
+    from PIL import Image
+
+    from tezip_hpc.archive.format import INDEX_FIELDS, fixed_str, index_digest, meta_digest
+
+    (tmp_path / "src").mkdir()
+    for t in range(4):
+        Image.fromarray(np.full((8, 8), 40 * t, np.uint8)).save(tmp_path / "src" / f"f{t}.png")
+    assert cli("compress", str(tmp_path / "src"), "-o", str(tmp_path / "a.h5"), "--predictor", "previous").returncode == 0
+    names = [f"f{t}.png" for t in range(4)]
+    names[: len(bad)] = bad
+    with h5py.File(tmp_path / "a.h5", "r+") as f:
+        del f["names"]
+        f.create_dataset("names", data=np.frombuffer(_json.dumps(names).encode(), np.uint8))
+        g = f["chunks"]
+        cols = {k: g[k][()].astype(np.int64) for k in INDEX_FIELDS}
+        f.attrs["index_sha256"] = fixed_str(index_digest(cols, [s.decode() for s in g["sha256"][()]],
+                                                         [s.decode() for s in g["pred_digest"][()]],
+                                                         f["keyframes"][()].astype(bool), names))
+        f.attrs["meta_sha256"] = fixed_str(meta_digest(f.attrs))
+    (tmp_path / "out").mkdir()
+    res = cli("decompress", str(tmp_path / "a.h5"), "-o", str(tmp_path / "out" / "frames"))
+    assert res.returncode == 5 and ("not a plain file name" in res.stderr or "twice" in res.stderr), res.stderr
+    assert list((tmp_path / "out").iterdir()) == [] and not (tmp_path / "escape.png").exists()
+    assert not Path("/tmp/abs.png").exists()
+    res = cli("decompress", str(tmp_path / "a.h5"), "-o", str(tmp_path / "out" / "x.npy"))
+    assert res.returncode == 0, res.stderr  # the frames themselves are fine: other outputs still work
