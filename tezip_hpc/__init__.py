@@ -17,3 +17,4 @@ from .errors import (  # noqa: F401  (public API)
     StackError,
     TezipError,
 )
+from .api import Archive, compress, decompress, open, read_parallel  # noqa: F401,E402,A004  (public API)

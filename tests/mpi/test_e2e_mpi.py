@@ -287,3 +287,20 @@ def test_hdf5_dataset_input(mpi_tmp_path):
     if comm.rank == 0:
         assert np.load(tmp / "y.npy").tobytes() == x.tobytes()
     comm.Barrier()
+
+
+def test_api_compress_from_an_array_and_read_parallel(mpi_tmp_path):
+    """The Python API under MPI: every rank passes the same array; read_parallel gives each rank
+    its contiguous share, which together make the whole series."""
+    from mpi4py import MPI
+
+    import tezip_hpc
+
+    comm = MPI.COMM_WORLD
+    x = _frames(15, C=1)
+    tezip_hpc.compress(x, mpi_tmp_path / "api.h5", predictor="previous", window=4, chunk_frames=4, comm=comm)
+    lo, part = tezip_hpc.read_parallel(mpi_tmp_path / "api.h5", comm=comm)
+    parts = comm.allgather((lo, part))
+    assert [p[0] for p in parts] == sorted(p[0] for p in parts)
+    assert np.concatenate([p[1] for p in parts]).tobytes() == x.tobytes()
+    comm.Barrier()

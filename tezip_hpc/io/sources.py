@@ -202,6 +202,21 @@ class H5Source(FrameSource):
         self._f.close()
 
 
+class ArraySource(FrameSource):
+    """A numpy array (T, H, W) or (T, H, W, C) in memory (the Python API's input)."""
+
+    def __init__(self, array: np.ndarray, name: str = "<array>") -> None:
+        a = np.asarray(array)
+        if a.ndim not in (3, 4):
+            raise InputError(f"{name}: expected an array of shape (T, H, W) or (T, H, W, C), got {a.shape}")
+        dt, shape = _check(a.dtype, a.shape, name)
+        super().__init__(name, shape + (1,) if len(shape) == 3 else shape, dt, a.ndim == 4, kind="array")
+        self._a = a
+
+    def read(self, start: int, stop: int) -> np.ndarray:
+        return np.ascontiguousarray(self._a[start:stop]).reshape((stop - start,) + self.frame_shape)
+
+
 def list_images(folder: Path) -> list[Path]:
     """Image files of a folder, sorted by name (TEZip's order)."""
     return sorted((p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES),

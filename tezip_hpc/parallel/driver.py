@@ -313,11 +313,13 @@ ROUND_BYTES = 256 << 20  # input bytes each rank encodes between two collective 
 ROUND_SECONDS = 5.0      # ... or seconds (progress stays live with slow predictors)
 
 
-def compress(input_spec: str, output: str, opts: CompressOptions, comm=None) -> Summary:
+def compress(input_spec, output: str, opts: CompressOptions, comm=None) -> Summary:
     """Compress INPUT into the archive OUTPUT. Every rank calls it; returns on every rank."""
     comm = get_comm(comm)
     t0 = time.perf_counter()
-    src = agree(comm, open_source, input_spec)
+    from ..io.sources import FrameSource
+
+    src = input_spec if isinstance(input_spec, FrameSource) else agree(comm, open_source, input_spec)
     try:
         T = src.n_frames
         window = opts.window if opts.window is not None or opts.threshold is not None else DEFAULT_WINDOW
@@ -348,9 +350,9 @@ def compress(input_spec: str, output: str, opts: CompressOptions, comm=None) -> 
         else:  # DWP: this rank's shard, in chunks of chunk_frames; keyframes decided while encoding
             a, b = P.shards(T, comm.size)[comm.rank]
             mine = [P.Chunk(s, min(opts.chunk_frames, b - s), None) for s in range(a, b, opts.chunk_frames)]
-        h5 = split_h5_spec(input_spec)
+        h5 = split_h5_spec(src.spec)
         writer = agree(comm, ArchiveWriter, output, comm, force=opts.force, input_bytes=src.nbytes,
-                       inputs=(h5[0] if h5 else input_spec,))
+                       inputs=(h5[0] if h5 else src.spec,))
     except BaseException:
         src.close()
         raise
