@@ -90,3 +90,31 @@ def test_files_and_errors(data, tmp_path):
     with pytest.raises(tezip_hpc.ArchiveError):
         tezip_hpc.open(tmp_path / "missing.h5")
     assert not (tmp_path / "bad.h5").exists()
+
+
+def test_verify_checks_every_element_and_draws(cli, data, tmp_path):  # noqa: D103
+    d, x = data
+    res = cli("verify", str(d / "a1.h5"), str(d / "x.npy"), "--plot", str(tmp_path / "v.png"))
+    assert res.returncode == 0, res.stderr
+    assert "max error 0" in res.stdout and "PSNR inf dB" in res.stdout and "within the archive's bound" in res.stderr
+    png = (tmp_path / "v.png").read_bytes()
+    assert png[:8] == b"\x89PNG\r\n\x1a\n"
+    w, h = int.from_bytes(png[16:20], "big"), int.from_bytes(png[20:24], "big")
+    assert (w, h) == (1200, 800)
+    # a lossy archive: within the bound, then a reference altered beyond it
+    tezip_hpc.compress(x, tmp_path / "l.h5", mode="abs", bound=3, predictor="previous", window=5)
+    r = tezip_hpc.verify(tmp_path / "l.h5", x)
+    assert r["ok"] and 0 < r["max_error"] <= 3 and r["psnr_db"] > 30 and r["violations"] == 0
+    bad = x.copy()
+    bad[7, 3, 4, 1] = np.uint8((int(bad[7, 3, 4, 1]) + 20) % 256)
+    np.save(tmp_path / "bad.npy", bad)
+    res = cli("verify", str(tmp_path / "l.h5"), str(tmp_path / "bad.npy"))
+    assert res.returncode == 9 and "1 element(s) lie outside" in res.stderr and "Traceback" not in res.stderr
+    res = cli("verify", str(tmp_path / "l.h5"), str(tmp_path / "bad.npy"), "--json")
+    assert res.returncode == 9
+    import json
+
+    out = json.loads(res.stdout)
+    assert out["violations"] == 1 and out["worst_frame"] == 7
+    res = cli("verify", str(tmp_path / "l.h5"), str(d / "missing.npy"))
+    assert res.returncode == 3 and "Traceback" not in res.stderr

@@ -24,7 +24,7 @@ import numpy as np
 
 from .errors import ConfigError
 
-__all__ = ["compress", "decompress", "open", "read_parallel", "Archive"]
+__all__ = ["compress", "decompress", "open", "read_parallel", "verify", "Archive"]
 
 
 def compress(data, out, *, mode: str = "abs", bound=0.0, predictor: str | None = None, model: str | None = None,
@@ -190,3 +190,12 @@ def read_parallel(path, comm=None, model: str | None = None) -> tuple[int, np.nd
     with open(path, model=model) as a:
         lo, hi = shards(len(a), comm.size)[comm.rank]
         return lo, a[lo:hi]
+
+
+def verify(archive, reference, *, plot=None, model: str | None = None) -> dict:
+    """Check every element of ``archive`` against ``reference`` (a path or an array) under the
+    archive's own bound: {"ok", "violations", "max_error", "psnr_db", "nrmse", "ratio", ...};
+    ``plot``: a PNG of the per-frame errors and the worst frame."""
+    from .verification import verify as _verify
+
+    return _verify(archive, reference, plot=plot, model=model)

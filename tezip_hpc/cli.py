@@ -22,7 +22,7 @@ examples:
 exit status: 0 ok; 1 failure; 2 bad options (an output that exists without --force included);
              3 bad input; 4 corrupt payload; 5 bad archive, or no space left to write one;
              6 integrity (checksum/prediction digest) mismatch; 7 model problem; 8 stack incomplete;
-             128+N stopped by signal N (SIGTERM 143, SIGINT 130): temporary output removed.
+             9 verify: an element outside the bound; 128+N stopped by signal N (SIGTERM 143, SIGINT 130): temporary output removed.
 Under mpirun/srun an error is printed once per job.
 """
 
@@ -53,12 +53,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print the report as JSON")
     p.set_defaults(func=_cmd_doctor)
 
-    from . import commands, demo
+    from . import commands, demo, verification
     from .predict import commands as predict_commands
 
     commands.register(sub)
     predict_commands.register(sub)
     demo.register(sub)
+    verification.register(sub)
     return parser
 
 

@@ -1,0 +1,179 @@
+"""`tezip-hpc verify ARCHIVE REFERENCE`: check every element of the decoded archive against the
+archive's own error bound, report max error, PSNR, NRMSE and ratio, and optionally draw it.
+
+Decoding is chunk by chunk (memory stays at one chunk); the reference is any input the
+compress command takes (image folder, .npy, file.h5:/dataset) or, from Python, an array.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import os
+import sys
+
+import numpy as np
+
+from .errors import ConfigError, TezipError
+
+EXIT_VIOLATED = 9
+
+
+class BoundViolated(TezipError):
+    """Some decoded element lies outside the archive's error bound."""
+
+    exit_code = EXIT_VIOLATED
+
+
+def allowed_error(mode: str, bounds, vrange, x: np.ndarray) -> np.ndarray | float:
+    """The largest |restored - original| the bound allows, per element (pwrel) or overall."""
+    integer = x.dtype.kind in "iu"
+    span = float(vrange[1]) - float(vrange[0])
+    if mode == "pwrel":
+        return float(bounds[0]) * np.abs(x.astype(np.float64))
+    e = {"abs": lambda: bounds[0], "rel": lambda: bounds[0] * span,
+         "absrel": lambda: min(bounds[0], bounds[1] * span)}[mode]()
+    return float(math.floor(e)) if integer else float(e)
+
+
+def check_frames(x: np.ndarray, y: np.ndarray, mode: str, bounds, vrange) -> tuple[int, np.ndarray, float]:
+    """(elements out of bound, per-frame max |error| over finite elements, sum of squared errors).
+    Non-finite originals must be restored bit for bit; pwrel keeps zeros exact."""
+    if x.shape != y.shape:
+        raise ConfigError(f"the reference has frames of shape {x.shape[1:]}, the archive {y.shape[1:]}")
+    xd, yd = x.astype(np.float64), y.astype(np.float64)
+    bad = np.zeros(x.shape, bool)
+    if x.dtype.kind == "f":
+        nf = ~np.isfinite(xd)
+        bits = {4: np.uint32, 8: np.uint64, 2: np.uint16}[x.dtype.itemsize]
+        bad |= nf & (x.view(bits) != y.view(bits))
+        xd, yd = np.where(nf, 0.0, xd), np.where(nf, 0.0, yd)
+    err = np.abs(yd - xd)
+    bad |= ~(err <= allowed_error(mode, bounds, vrange, x))
+    if mode == "pwrel":
+        bad |= (xd == 0) & (yd != 0)
+    per_frame = err.reshape(len(err), -1).max(axis=1) if err.size else np.zeros(len(err))
+    return int(bad.sum()), per_frame, float(np.sum(err * err))
+
+
+def verify(archive, reference, *, plot=None, model: str | None = None) -> dict:
+    """Check ``archive`` against ``reference`` (path or array); returns the figures. ``plot``: a
+    PNG to draw (per-frame max error against the bound, keyframes marked; the worst frame's
+    original, restored and error map)."""
+    from .api import open as open_archive
+    from .io.sources import ArraySource, open_source
+
+    src = open_source(str(reference)) if isinstance(reference, (str, os.PathLike)) else ArraySource(reference)
+    try:
+        with open_archive(archive, model=model) as a:
+            attrs = a.attrs
+            mode, bounds = str(attrs["mode"]), [float(b) for b in attrs["bounds"]]
+            vrange = [float(v) for v in attrs["value_range"]]
+            T = len(a)
+            if src.n_frames != T:
+                raise ConfigError(f"{reference}: {src.n_frames} frames, the archive holds {T}")
+            first = list(a._first) + [T]
+            violations, sse, n = 0, 0.0, 0
+            per_frame = np.zeros(T)
+            worst = (-1.0, 0)
+            for lo, hi in zip(first[:-1], first[1:]):
+                y = a[lo:hi]
+                x = src.read(lo, hi).reshape(y.shape)
+                v, pf, s = check_frames(x, y, mode, bounds, vrange)
+                violations, sse, n = violations + v, sse + s, n + x.size
+                per_frame[lo:hi] = pf
+                k = int(np.argmax(pf))
+                if pf[k] > worst[0]:
+                    worst = (float(pf[k]), int(lo + k))
+            keyframes = np.flatnonzero(a._reader.keyframes)
+            span = vrange[1] - vrange[0]
+            mse = sse / max(n, 1)
+            res = {"archive": str(archive), "reference": str(reference) if not isinstance(reference, np.ndarray)
+                   else "<array>", "frames": T, "elements": n, "mode": mode, "bounds": bounds,
+                   "limit": None if mode == "pwrel" else allowed_error(mode, bounds, vrange, np.zeros(1, a.dtype)),
+                   "max_error": float(per_frame.max(initial=0.0)), "worst_frame": worst[1],
+                   "violations": violations, "ok": violations == 0,
+                   "psnr_db": float("inf") if mse == 0 else (10 * math.log10(span * span / mse) if span > 0 else None),
+                   "nrmse": math.sqrt(mse) / span if span > 0 else None,
+                   "ratio": float(attrs.get("input_bytes", 0)) / max(os.path.getsize(archive), 1)}
+            if plot:
+                _plot(plot, per_frame, keyframes, res, src.read(worst[1], worst[1] + 1)[0], a[worst[1]])
+            return res
+    finally:
+        src.close()
+
+
+def _plot(path, per_frame, keyframes, res, x, y) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig = plt.figure(figsize=(12, 8), dpi=100)
+    top = fig.add_subplot(2, 1, 1)
+    top.plot(np.arange(len(per_frame)), per_frame, lw=1, label="max |error| per frame")
+    if res["limit"] is not None:
+        top.axhline(res["limit"], color="red", ls="--", lw=1, label=f"bound ({res['mode']} {res['bounds']})")
+    for k in keyframes:
+        top.axvline(k, color="gray", alpha=0.25, lw=0.8)
+    top.set_ylim(0, 1.15 * max(res["limit"] or 0.0, float(per_frame.max(initial=0.0))) or 1.0)
+    top.set_xlabel("frame (gray lines: keyframes)")
+    top.set_ylabel("max |error|")
+    top.set_title(f"{os.path.basename(res['archive'])}: max error {res['max_error']:.4g}, PSNR "
+                  f"{res['psnr_db'] if res['psnr_db'] is None else round(res['psnr_db'], 2)} dB, ratio "
+                  f"{res['ratio']:.2f}, {'bound held' if res['ok'] else str(res['violations']) + ' violations'}")
+    top.legend(loc="upper right")
+    x = np.asarray(x, np.float64).reshape(x.shape[0], x.shape[1], -1)
+    y = np.asarray(y, np.float64).reshape(x.shape)
+    rgb = x.shape[2] == 3 and res.get("ok") is not None and x.max(initial=0) <= 255
+    show = (lambda a: np.clip(a / 255.0, 0, 1)) if rgb else (lambda a: a[..., 0])
+    diff = np.abs(y - x)[..., 0] if not rgb else np.abs(y - x).max(axis=2)
+    for i, (img, title, cmap) in enumerate(((show(x), "original", "gray"), (show(y), "restored", "gray"),
+                                            (diff, "|restored − original|", "magma"))):
+        ax = fig.add_subplot(2, 3, 4 + i)
+        im = ax.imshow(img, cmap=None if (rgb and i < 2) else cmap)
+        ax.set_title(f"{title} (frame {res['worst_frame']})")
+        ax.axis("off")
+        if i == 2:
+            fig.colorbar(im, ax=ax, fraction=0.046)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+
+
+def _cmd(args: argparse.Namespace) -> int:
+    import json
+
+    res = verify(args.archive, args.reference, plot=args.plot, model=args.model)
+    if args.json:
+        print(json.dumps(res, indent=1, default=lambda v: v.item() if hasattr(v, "item") else str(v)))
+    else:
+        lim = "pointwise" if res["limit"] is None else f"{res['limit']:g}"
+        psnr = "inf" if res["psnr_db"] == float("inf") else f"{res['psnr_db']:.2f}"
+        print(f"verify: {res['frames']} frames, {res['elements']} elements; bound {res['mode']} "
+              f"{' '.join(f'{b:g}' for b in res['bounds'])} (max allowed error {lim})\n"
+              f"  max error {res['max_error']:.6g} (frame {res['worst_frame']}); PSNR {psnr} dB; NRMSE "
+              f"{res['nrmse'] if res['nrmse'] is None else format(res['nrmse'], '.3g')}; ratio {res['ratio']:.2f}")
+        if args.plot:
+            print(f"  plot: {args.plot}")
+    if not res["ok"]:
+        raise BoundViolated(f"{res['violations']} element(s) lie outside the archive's bound "
+                            f"(max error {res['max_error']:.6g})")
+    print("verify: every element is within the archive's bound", file=sys.stderr)
+    return 0
+
+
+def register(sub) -> None:
+    p = sub.add_parser("verify", help="check a decoded archive against the original: bound on every element, "
+                       "PSNR, NRMSE, ratio; --plot draws it",
+                       description="Decode ARCHIVE chunk by chunk and compare every element with REFERENCE "
+                       "against the archive's own error bound. Exit 0 when every element is within it, "
+                       f"{EXIT_VIOLATED} when any is not.",
+                       epilog="example:\n  tezip-hpc verify run.h5 frames/ --plot run.png",
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("archive", metavar="ARCHIVE")
+    p.add_argument("reference", metavar="REFERENCE", help="the original: image folder, .npy or file.h5:/dataset")
+    p.add_argument("--plot", metavar="PNG", help="draw per-frame max error vs the bound and the worst frame")
+    p.add_argument("--model", metavar="FILE", help="the PredNet model, if the archive does not embed it")
+    p.add_argument("--json", action="store_true", help="print the figures as JSON")
+    p.set_defaults(func=_cmd)
