@@ -104,6 +104,8 @@ def cmd_info(args: argparse.Namespace) -> int:
         f"archive:    {i['path']} ({i['format']}, written by tezip-hpc {i['tool_version']} on {i['created']})",
         f"frames:     {i['shape'][0]} x {i['shape'][1]}x{i['shape'][2]}x{i['shape'][3]} {i['dtype']}"
         + ("" if i["channel_axis"] else " (no channel axis)") + (f", image mode {i['image_mode']}" if i["image_mode"] else ""),
+        *([f"source:     {i['source_path']}" + (f" ({len(i['source_attrs'])} attribute(s) kept)"
+                                                 if i.get("source_attrs") else "")] if i.get("source_path") else []),
         f"bound:      {i['mode']} {' '.join(f'{b:g}' for b in i['bounds'])}"
         + (" (lossless)" if all(b == 0 for b in i["bounds"]) else "")
         + f"; value range {i['value_range'][0]:g} .. {i['value_range'][1]:g}",

@@ -70,3 +70,24 @@ def test_a_failed_decode_leaves_the_file_as_it_was(cli, tmp_path):
     res = cli("decompress", str(tmp_path / "a.h5"), "-o", f"{tgt}:/u", "--force")
     assert res.returncode == 6, res.stderr
     assert _others_kept(tgt) == ["grp", "u"]
+
+
+def test_source_path_and_attributes_are_kept(cli, tmp_path):
+    x = moving_shapes(6, C=1)
+    with h5py.File(tmp_path / "scan.h5", "w") as f:
+        ds = f.create_dataset("entry/data", data=x)
+        ds.attrs["units"] = "counts"
+        ds.attrs["NX_class"] = "NXdata"
+        ds.attrs["scale"] = np.array([1.5, 2.0])
+        ds.attrs["frames"] = 6
+    assert cli("compress", f"{tmp_path / 'scan.h5'}:/entry/data", "-o", str(tmp_path / "a.h5"),
+               "--predictor", "previous").returncode == 0
+    info = cli("info", str(tmp_path / "a.h5")).stdout
+    assert "scan.h5:/entry/data" in info and "4 attribute(s) kept" in info
+    res = cli("decompress", str(tmp_path / "a.h5"), "-o", f"{tmp_path / 'out.h5'}:/restored")
+    assert res.returncode == 0, res.stderr
+    with h5py.File(tmp_path / "out.h5", "r") as f:
+        a = f["restored"].attrs
+        assert a["units"] == "counts" and a["NX_class"] == "NXdata" and a["frames"] == 6
+        assert a["scale"].tolist() == [1.5, 2.0]
+        assert f["restored"][()].tobytes() == x.tobytes()

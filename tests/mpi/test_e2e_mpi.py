@@ -278,14 +278,21 @@ def test_hdf5_dataset_input(mpi_tmp_path):
     x = _frames(17, C=3)
     if comm.rank == 0:
         with h5py.File(tmp / "src.nxs", "w") as f:
-            f.create_dataset("entry/data/data", data=x, chunks=(1,) + x.shape[1:])
+            ds = f.create_dataset("entry/data/data", data=x, chunks=(1,) + x.shape[1:])
+            ds.attrs["units"] = "counts"
+            ds.attrs["exposure"] = 0.5
     comm.Barrier()
     compress(f"{tmp / 'src.nxs'}:/entry/data/data", str(tmp / "a.h5"),
              CompressOptions(predictor="previous", bounds=(0.0,), window=4, chunk_frames=4, progress=False), comm)
     decompress(str(tmp / "a.h5"), str(tmp / "y.npy"), progress=False, comm=comm)
+    decompress(str(tmp / "a.h5"), f"{tmp / 'y.h5'}:/frames", progress=False, comm=comm)
     comm.Barrier()
     if comm.rank == 0:
         assert np.load(tmp / "y.npy").tobytes() == x.tobytes()
+        with h5py.File(tmp / "y.h5", "r") as f:  # the source's attributes, restored by all ranks
+            units = f["frames"].attrs["units"]
+            assert (units.decode() if isinstance(units, bytes) else units) == "counts"
+            assert f["frames"].attrs["exposure"] == 0.5
     comm.Barrier()
 
 

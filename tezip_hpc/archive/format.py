@@ -252,7 +252,7 @@ META_EXCLUDED = ("complete", "meta_sha256")
 ATTR_TYPES = {**{k: "str" for k in ("format", "tool_version", "created", "mode", "dtype", "codec", "codec_stages",
                                      "predictor", "predictor_sha256", "predictor_config", "image_mode", "source_kind",
                                      "backend", "policy", "predict_engine", "predict_rounding", "index_sha256",
-                                     "meta_sha256")},
+                                     "meta_sha256", "source_path", "source_attrs")},
               **{k: "int" for k in ("format_version", "input_bytes", "payload_bytes", "n_chunks", "keyframe_count",
                                      "mpi_ranks")},
               **{k: "bool" for k in ("complete", "channel_axis", "model_embedded")},
@@ -506,6 +506,15 @@ class ArchiveReader:
         return {"id": self._attr("predictor"), "sha256": self._attr("predictor_sha256"),
                 "config": self._json("predictor_config"), "engine": self._attr("predict_engine", "") or "",
                 "rounding": self._attr("predict_rounding", "") or ""}
+
+    def source_attrs(self) -> dict:
+        """The input dataset's attributes (HDF5 inputs; restored on HDF5 output), {} if none."""
+        if "source_attrs" not in self.f.attrs:
+            return {}
+        v = self._json("source_attrs")
+        if not isinstance(v, dict):
+            raise ArchiveError(f"{self.path}: the attribute source_attrs is not a mapping (corrupted?)")
+        return v
 
     def names(self) -> list[str] | None:
         """Source file names: a JSON list in uint8 (format 2), or variable-length strings (format 1)."""

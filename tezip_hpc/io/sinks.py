@@ -162,7 +162,7 @@ class H5Sink(FrameSink):
     which replaces the named one (``force``) when every rank succeeded, or is deleted on
     failure; the file's other datasets and attributes are kept either way."""
 
-    def __init__(self, final, dset, shape, dtype, comm, channel_axis=True, force=False) -> None:
+    def __init__(self, final, dset, shape, dtype, comm, channel_axis=True, force=False, attrs=None) -> None:
         import h5py
 
         super().__init__(final, shape, dtype, comm, force)
@@ -206,6 +206,13 @@ class H5Sink(FrameSink):
             raise ConfigError("writing HDF5 from several ranks needs h5py built on parallel HDF5 "
                               "(run scripts/install.sh), or write a .npy instead")
         self.ds = self.f.create_dataset(self.tmp_dset, shape=out_shape, dtype=self.dtype)
+        for k, v in sorted((attrs or {}).items()):  # the source dataset's attributes, restored (collective)
+            if self.parallel and isinstance(v, str):
+                v = np.bytes_(v.encode())  # parallel HDF5 writes fixed-length strings only
+            try:
+                self.ds.attrs[k] = v
+            except (TypeError, ValueError):
+                pass
 
     def write(self, t, frames) -> None:
         self.ds[t:t + len(frames)] = frames.reshape((len(frames),) + self.ds.shape[1:])
@@ -246,7 +253,7 @@ class H5Sink(FrameSink):
 
 
 def open_sink(spec: str, shape, dtype, comm, *, channel_axis=True, names=None, first=0, force=False,
-              inputs=()) -> FrameSink:
+              inputs=(), attrs=None) -> FrameSink:
     """A sink for OUTPUT: file.h5:/dataset, a .npy file, or (anything else) a folder of images.
     ``inputs``: files this job reads, which the output must never be."""
     spec = str(spec)
@@ -256,7 +263,8 @@ def open_sink(spec: str, shape, dtype, comm, *, channel_axis=True, names=None, f
         if os.path.exists(target) and os.path.exists(path) and os.path.samefile(target, path):
             raise ConfigError(f"{spec}: that is the file this job reads ({path}): write to another file")
     if h5:
-        return H5Sink(Path(h5[0]), h5[1], shape, dtype, comm, channel_axis=channel_axis, force=force)
+        return H5Sink(Path(h5[0]), h5[1], shape, dtype, comm, channel_axis=channel_axis, force=force,
+                      attrs=attrs)
     if spec.endswith((".h5", ".hdf5")):
         raise ConfigError(f"{spec}: name the dataset too, as {spec}:/frames")
     if spec.endswith(".npy"):

@@ -171,6 +171,33 @@ def open_h5(path: str, missing: str):
         raise InputError(f"{path}: not a readable HDF5 file ({exc})") from None
 
 
+def plain_attrs(attrs, limit: int = 1 << 16) -> dict:
+    """HDF5 attributes as JSON-able values (numbers, strings, lists of them), to be kept in the
+    archive and restored on HDF5 output; values that are not (references, compound types,
+    anything over ``limit`` bytes of JSON) are left out."""
+    import json
+
+    out = {}
+    for k in attrs:
+        try:
+            v = attrs[k]
+            if isinstance(v, bytes):
+                v = v.decode()
+            elif isinstance(v, np.ndarray):
+                if v.dtype.kind not in "biufSU":
+                    continue
+                v = [x.decode() if isinstance(x, bytes) else x for x in v.tolist()]
+            elif isinstance(v, np.generic):
+                v = v.item()
+            if isinstance(v, bytes):
+                v = v.decode()
+            if len(json.dumps(v)) <= limit:
+                out[str(k)] = v
+        except (TypeError, ValueError, OSError, UnicodeDecodeError):
+            continue
+    return out
+
+
 class H5Source(FrameSource):
     """An HDF5 dataset, read by slices (serially, or by each rank on its own)."""
 
@@ -189,7 +216,7 @@ class H5Source(FrameSource):
             raise
         dt, shape = _check(ds.dtype, ds.shape, f"{path}:{dset}")
         super().__init__(f"{path}:{dset}", shape + (1,) if len(shape) == 3 else shape, dt, len(shape) == 4,
-                         kind="hdf5")
+                         kind="hdf5", attrs=plain_attrs(ds.attrs))
         self._ds = ds
 
     def read(self, start: int, stop: int) -> np.ndarray:

@@ -366,6 +366,7 @@ def compress(input_spec, output: str, opts: CompressOptions, comm=None) -> Summa
             "codec_stages": json.dumps(pipe.stage_configs()), "predictor": ident["id"],
             "predictor_sha256": ident["sha256"], "predictor_config": ident["config"],
             "image_mode": src.image_mode or "", "source_kind": src.kind, "input_bytes": int(src.nbytes),
+            "source_path": str(src.spec), "source_attrs": json.dumps(src.attrs or {}, sort_keys=True),
             "mpi_ranks": int(comm.size), "backend": backend,
             "predict_engine": ident["config"].get("engine", "") if isinstance(ident["config"], dict) else "",
             "predict_rounding": _rounding(ident),
@@ -499,7 +500,7 @@ def decompress(archive: str, output: str, frames: str | None = None, model: str 
         out_shape = (hi - lo,) + reader.shape[1:]
         sink = agree(comm, open_sink, output, out_shape, reader.dtype, comm,
                      channel_axis=bool(reader.attrs.get("channel_axis", True)), names=reader.names(), first=lo,
-                     force=force, inputs=(archive,))
+                     force=force, inputs=(archive,), attrs=reader.source_attrs())
     except BaseException:
         reader.close()
         raise
@@ -545,4 +546,5 @@ def info(archive: str) -> dict:
             "chunks": [{"index": i, "first_frame": int(r.index["first_frame"][i]),
                         "frames": int(r.index["n_frames"][i]), "bytes": int(sizes[i])} for i in range(r.n_chunks)],
             "source_kind": a.get("source_kind"), "image_mode": a.get("image_mode"),
+            "source_path": a.get("source_path"), "source_attrs": r.source_attrs(),
         }
