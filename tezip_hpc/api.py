@@ -83,7 +83,8 @@ class Archive:
         self._reader = ArchiveReader(self.path)
         try:
             r = self._reader
-            self._pipe = Pipeline(r.codec_config(), "cpu")
+            self.codec_config = r.codec_config()
+            self._pipe = Pipeline(self.codec_config, "cpu")
             self._predictor = archive_predictor(r, model)
             self._loop = (r.policy() or {}).get("loop", "closed")
             self._vrange = tuple(float(v) for v in r.attrs["value_range"])
@@ -91,7 +92,8 @@ class Archive:
             self.shape = tuple(r.shape) if self.channel_axis else tuple(r.shape[:3])
             self.dtype = r.dtype
             self.attrs = dict(r.attrs)
-            self._first = np.asarray(r.index["first_frame"], np.int64)
+            self.chunk_starts = np.asarray(r.index["first_frame"], np.int64)  # first frame of each chunk
+            self.keyframes = np.asarray(r.keyframes, bool)
         except BaseException:
             self._reader.close()
             raise
@@ -151,10 +153,10 @@ class Archive:
     def _frames(self, ts: np.ndarray) -> np.ndarray:
         """Frames ``ts`` (valid, non-negative indices), in that order."""
         out = np.empty((len(ts),) + tuple(self._reader.shape[1:]), self.dtype)
-        chunk_of = np.searchsorted(self._first, ts, side="right") - 1
+        chunk_of = np.searchsorted(self.chunk_starts, ts, side="right") - 1
         for i in np.unique(chunk_of):
             sel = np.flatnonzero(chunk_of == i)
-            out[sel] = self._chunk(int(i))[ts[sel] - self._first[i]]
+            out[sel] = self._chunk(int(i))[ts[sel] - self.chunk_starts[i]]
         return out if self.channel_axis else out[..., 0]
 
     def __getitem__(self, key):

@@ -25,20 +25,10 @@ class BoundViolated(TezipError):
     exit_code = EXIT_VIOLATED
 
 
-def allowed_error(mode: str, bounds, vrange, x: np.ndarray) -> np.ndarray | float:
-    """The largest |restored - original| the bound allows, per element (pwrel) or overall."""
-    integer = x.dtype.kind in "iu"
-    span = float(vrange[1]) - float(vrange[0])
-    if mode == "pwrel":
-        return float(bounds[0]) * np.abs(x.astype(np.float64))
-    e = {"abs": lambda: bounds[0], "rel": lambda: bounds[0] * span,
-         "absrel": lambda: min(bounds[0], bounds[1] * span)}[mode]()
-    return float(math.floor(e)) if integer else float(e)
-
-
-def check_frames(x: np.ndarray, y: np.ndarray, mode: str, bounds, vrange) -> tuple[int, np.ndarray, float]:
-    """(elements out of bound, per-frame max |error| over finite elements, sum of squared errors).
-    Non-finite originals must be restored bit for bit; pwrel keeps zeros exact."""
+def check_frames(x: np.ndarray, y: np.ndarray, cfg) -> tuple[int, np.ndarray, float]:
+    """(elements out of bound, per-frame max |error| over finite elements, sum of squared errors)
+    under the archive's CodecConfig ``cfg``. Non-finite originals must be restored bit for bit;
+    pwrel bounds each element by bound·|x| and keeps zeros exact."""
     if x.shape != y.shape:
         raise ConfigError(f"the reference has frames of shape {x.shape[1:]}, the archive {y.shape[1:]}")
     xd, yd = x.astype(np.float64), y.astype(np.float64)
@@ -49,9 +39,10 @@ def check_frames(x: np.ndarray, y: np.ndarray, mode: str, bounds, vrange) -> tup
         bad |= nf & (x.view(bits) != y.view(bits))
         xd, yd = np.where(nf, 0.0, xd), np.where(nf, 0.0, yd)
     err = np.abs(yd - xd)
-    bad |= ~(err <= allowed_error(mode, bounds, vrange, x))
-    if mode == "pwrel":
-        bad |= (xd == 0) & (yd != 0)
+    if cfg.mode == "pwrel":
+        bad |= ~(err <= cfg.bound_value() * np.abs(xd)) | ((xd == 0) & (yd != 0))
+    else:
+        bad |= ~(err <= cfg.effective_abs_bound())
     per_frame = err.reshape(len(err), -1).max(axis=1) if err.size else np.zeros(len(err))
     return int(bad.sum()), per_frame, float(np.sum(err * err))
 
@@ -66,31 +57,31 @@ def verify(archive, reference, *, plot=None, model: str | None = None) -> dict:
     src = open_source(str(reference)) if isinstance(reference, (str, os.PathLike)) else ArraySource(reference)
     try:
         with open_archive(archive, model=model) as a:
-            attrs = a.attrs
-            mode, bounds = str(attrs["mode"]), [float(b) for b in attrs["bounds"]]
+            attrs, cfg = a.attrs, a.codec_config
+            mode, bounds = cfg.mode, [float(b) for b in cfg.bounds]
             vrange = [float(v) for v in attrs["value_range"]]
             T = len(a)
             if src.n_frames != T:
                 raise ConfigError(f"{reference}: {src.n_frames} frames, the archive holds {T}")
-            first = list(a._first) + [T]
+            first = list(a.chunk_starts) + [T]
             violations, sse, n = 0, 0.0, 0
             per_frame = np.zeros(T)
             worst = (-1.0, 0)
             for lo, hi in zip(first[:-1], first[1:]):
                 y = a[lo:hi]
                 x = src.read(lo, hi).reshape(y.shape)
-                v, pf, s = check_frames(x, y, mode, bounds, vrange)
+                v, pf, s = check_frames(x, y, cfg)
                 violations, sse, n = violations + v, sse + s, n + x.size
                 per_frame[lo:hi] = pf
                 k = int(np.argmax(pf))
                 if pf[k] > worst[0]:
                     worst = (float(pf[k]), int(lo + k))
-            keyframes = np.flatnonzero(a._reader.keyframes)
+            keyframes = np.flatnonzero(a.keyframes)
             span = vrange[1] - vrange[0]
             mse = sse / max(n, 1)
             res = {"archive": str(archive), "reference": str(reference) if not isinstance(reference, np.ndarray)
                    else "<array>", "frames": T, "elements": n, "mode": mode, "bounds": bounds,
-                   "limit": None if mode == "pwrel" else allowed_error(mode, bounds, vrange, np.zeros(1, a.dtype)),
+                   "limit": None if mode == "pwrel" else cfg.effective_abs_bound(),
                    "max_error": float(per_frame.max(initial=0.0)), "worst_frame": worst[1],
                    "violations": violations, "ok": violations == 0,
                    "psnr_db": float("inf") if mse == 0 else (10 * math.log10(span * span / mse) if span > 0 else None),
