@@ -62,3 +62,9 @@ def printed_by(exc: TezipError, rank: int) -> bool:
     if rank == 0:
         return True
     return not (getattr(exc, "agreed", False) or isinstance(exc, (ConfigError, InputError, ModelError, StackError)))
+
+
+def first_line(exc: BaseException) -> str:
+    """An exception's message up to its first line break (HDF5's run over several lines)."""
+    text = str(exc)
+    return text.splitlines()[0] if text else ""

@@ -33,7 +33,7 @@ from pathlib import Path
 import numpy as np
 
 from .. import __version__
-from ..errors import ArchiveError, ConfigError, IntegrityError
+from ..errors import ArchiveError, ConfigError, IntegrityError, first_line
 from . import atomic
 
 FORMAT_NAME = "tezip_hpc"
@@ -211,11 +211,11 @@ class ArchiveWriter:
                 f.attrs["meta_sha256"] = fixed_str(meta_digest(f.attrs))
                 f.attrs["complete"] = True
             except Exception as exc:  # noqa: BLE001 - reported below, after the close
-                err = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
+                err = f"{type(exc).__name__}: {first_line(exc)}"
             try:
                 f.close()
             except Exception as exc:  # noqa: BLE001 - the data is flushed at close
-                err = err or f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
+                err = err or f"{type(exc).__name__}: {first_line(exc)}"
         errs = [e for e in self.comm.allgather(err) if e]
         if errs:
             exc = ArchiveError(f"{self.final}: cannot finish writing the archive (disk full or quota exceeded?): "
@@ -538,7 +538,7 @@ class ArchiveReader:
         try:
             return int(self.f["model"].shape[0]) if "model" in self.f else 0
         except (KeyError, OSError, TypeError, IndexError) as exc:
-            raise ArchiveError(f"{self.path}: unreadable embedded model ({str(exc).splitlines()[0]})") from None
+            raise ArchiveError(f"{self.path}: unreadable embedded model ({first_line(exc)})") from None
 
     def model_blob(self) -> bytes | None:
         if not self.model_size():
@@ -547,7 +547,7 @@ class ArchiveReader:
             blob = self.f["model"][()].tobytes()
             want = self.f["model"].attrs.get("sha256", "")
         except (KeyError, OSError, TypeError) as exc:
-            raise IntegrityError(f"{self.path}: unreadable embedded model ({str(exc).splitlines()[0]})") from None
+            raise IntegrityError(f"{self.path}: unreadable embedded model ({first_line(exc)})") from None
         want = want.decode() if isinstance(want, bytes) else want
         if sha256_hex(blob) != want:
             raise IntegrityError(f"{self.path}: the embedded model's checksum does not match")

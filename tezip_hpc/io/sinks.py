@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from ..archive import atomic
-from ..errors import ConfigError
+from ..errors import ConfigError, first_line
 from .sources import split_h5_spec
 
 
@@ -187,7 +187,7 @@ class H5Sink(FrameSink):
                         raise ConfigError(f"{final}:{self.dset} exists (use --force to replace that dataset; "
                                           f"the rest of the file is kept)")
             except OSError as exc:
-                raise ConfigError(f"{final}: cannot read the HDF5 file ({str(exc).splitlines()[0]})") from None
+                raise ConfigError(f"{final}: cannot read the HDF5 file ({first_line(exc)})") from None
             return ("into", f"/.{posixpath.basename(self.dset)}.tmp-{uuid.uuid4().hex[:8]}")
 
         self.kind, where = _agree(comm, target)

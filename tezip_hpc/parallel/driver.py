@@ -28,10 +28,10 @@ from .. import errors as E
 from ..archive.format import ArchiveReader, ArchiveWriter, ChunkEntry, base_attrs, sha256_hex
 from ..codec.config import CodecConfig
 from ..codec.pipeline import Pipeline
-from ..errors import ArchiveError, CodecError, ConfigError, IntegrityError, ModelError, TezipError
+from ..errors import CodecError, ConfigError, IntegrityError, ModelError, TezipError
 from ..io.sinks import open_sink
-from ..io.sources import open_source, split_h5_spec
-from ..predict.base import PREDICTOR_NAMES, normalise
+from ..io.sources import FrameSource, open_source, split_h5_spec
+from ..predict.base import normalise
 from . import plan as P
 
 READ_BATCH = 8  # frames read from the source at a time
@@ -56,7 +56,7 @@ def agree(comm, fn, *args, **kwargs):
         err = (type(exc).__name__, str(exc), bool(getattr(exc, "hdf5_unclean", False)))
     except OSError as exc:
         if exc.errno in _FULL:  # a full disk is the user's to fix, not a bug: one clear line
-            first = (str(exc).splitlines()[0] if str(exc) else "").split(" (file write failed")[0]
+            first = E.first_line(exc).split(" (file write failed")[0]
             err = ("ArchiveError", f"no space left on the device (disk full or quota exceeded): {first}; "
                                    f"the partial output was removed", True)
         else:
@@ -83,8 +83,7 @@ def _internal(comm, exc) -> tuple:
         import traceback
 
         traceback.print_exc()
-    first = str(exc).splitlines()[0] if str(exc) else ""
-    return ("TezipError", f"internal error on rank {comm.rank}: {exc.__class__.__name__}: {first} "
+    return ("TezipError", f"internal error on rank {comm.rank}: {exc.__class__.__name__}: {E.first_line(exc)} "
                           f"(set TEZIP_DEBUG=1 for the traceback)", False)
 
 
@@ -317,8 +316,6 @@ def compress(input_spec, output: str, opts: CompressOptions, comm=None) -> Summa
     """Compress INPUT into the archive OUTPUT. Every rank calls it; returns on every rank."""
     comm = get_comm(comm)
     t0 = time.perf_counter()
-    from ..io.sources import FrameSource
-
     src = input_spec if isinstance(input_spec, FrameSource) else agree(comm, open_source, input_spec)
     try:
         T = src.n_frames
@@ -368,8 +365,7 @@ def compress(input_spec, output: str, opts: CompressOptions, comm=None) -> Summa
             "image_mode": src.image_mode or "", "source_kind": src.kind, "input_bytes": int(src.nbytes),
             "source_path": str(src.spec), "source_attrs": json.dumps(src.attrs or {}, sort_keys=True),
             "mpi_ranks": int(comm.size), "backend": backend,
-            "predict_engine": ident["config"].get("engine", "") if isinstance(ident["config"], dict) else "",
-            "predict_rounding": _rounding(ident),
+            **_engine_attrs(ident),
         })
         agree(comm, writer.write_attrs, attrs)
         progress = Progress("compress", T, src.nbytes // max(T, 1), opts.progress and comm.rank == 0)
@@ -422,13 +418,15 @@ def compress(input_spec, output: str, opts: CompressOptions, comm=None) -> Summa
                     "model_bytes": len(blob) if blob is not None else 0})
 
 
-def _rounding(ident: dict) -> str:
-    """The integer engine's rounding spec for a learned predictor, else ''."""
-    if not (isinstance(ident["config"], dict) and ident["config"].get("engine")):
-        return ""
+def _engine_attrs(ident: dict) -> dict:
+    """predict_engine and predict_rounding: the integer engine's id and rounding spec for a
+    learned predictor, '' for the baselines."""
+    engine = ident["config"].get("engine", "") if isinstance(ident["config"], dict) else ""
+    if not engine:
+        return {"predict_engine": "", "predict_rounding": ""}
     from ..predict.fixedpoint import ROUNDING
 
-    return ROUNDING
+    return {"predict_engine": engine, "predict_rounding": ROUNDING}
 
 
 def _max():
@@ -452,8 +450,6 @@ def archive_predictor(reader: ArchiveReader, model: str | None):
             raise ModelError(f"{reader.path} is a format-v1 archive predicted by a float PredNet: decoding it "
                              f"needs TensorFlow 2.18 (install tezip-hpc[train]) on the kind of machine that "
                              f"wrote it; archives from this version are portable")
-    if pid not in PREDICTOR_NAMES:  # never a path: a name from the fixed list, or the embedded model
-        raise ArchiveError(f"{reader.path}: unknown predictor {str(pid)[:40]!r} in the archive (corrupted?)")
     if pid != "prednet":
         pred = load_predictor("linear" if (pid == "previous" and (info["config"] or {}).get("linear")) else pid)
     elif model is not None:
