@@ -22,14 +22,18 @@ from .artifact import ModelFile
 from .intnet import KIND as INT_KIND
 from .intnet import IntPredNetPredictor, conv_io, conv_names
 from .session import RecurrentSession
+from .steps import PredNetSteps
 
 FLOAT_KIND = "prednet"
 HEADROOM = 4.0  # calibrated maxima are placed 2 bits under the saturation limit
 
 
-class FloatNet:
+class FloatNet(PredNetSteps):
     """The float PredNet step in numpy float64 (the same network as predict.prednet's Keras
-    model), optionally recording the largest hidden values per layer for calibration."""
+    model, through the same PredNetSteps as the integer engine), recording the largest hidden
+    values per layer for calibration."""
+
+    xp = np
 
     def __init__(self, mf: ModelFile) -> None:
         from .prednet import check_config
@@ -45,51 +49,25 @@ class FloatNet:
                   for n in conv_names(self.cfg)}
         self.maxima = np.zeros(self.nl)
 
-    def _conv(self, name, x):
+    def _conv(self, name, parts, lo=-np.inf, hi=np.inf):
         w, b = self.w[name]
-        return fx.conv_same(np, x, w) + b
+        y = fx.conv_same(np, np.concatenate(parts, axis=-1), w) + b
+        return y if np.isinf(lo) and np.isinf(hi) else np.clip(y, lo, hi)
 
-    def _seen(self, l: int, *ts) -> None:
-        for t in ts:
-            self.maxima[l] = max(self.maxima[l], float(np.max(t, initial=0.0)))
+    def _cell(self, z, c_prev):
+        hs = lambda x: np.clip(0.2 * x + 0.5, 0.0, 1.0)  # noqa: E731 - Keras 2's hard sigmoid
+        i, f, g, o = np.split(z, 4, axis=-1)
+        c = hs(f) * c_prev + hs(i) * np.tanh(g)
+        return c, hs(o) * np.tanh(c)
+
+    def _seen(self, layer: int, a, ahat) -> None:
+        self.maxima[layer] = max(self.maxima[layer], float(np.max(a, initial=0.0)), float(np.max(ahat, initial=0.0)))
 
     def zero(self, batch, height, width):
         s, r = self.cfg["stack_sizes"], self.cfg["R_stack_sizes"]
         z = lambda l, c: np.zeros((batch, height >> l, width >> l, c))  # noqa: E731
         return ([z(l, r[l]) for l in range(self.nl)], [z(l, r[l]) for l in range(self.nl)],
                 [z(l, 2 * s[l]) for l in range(self.nl)], z(0, s[0]))
-
-    def top_down(self, r_prev, c_prev, e_prev, a_prev):
-        hs = lambda x: np.clip(0.2 * x + 0.5, 0.0, 1.0)  # noqa: E731
-        r_new, c_new = [None] * self.nl, [None] * self.nl
-        r_up = None
-        for l in reversed(range(self.nl)):
-            parts = [r_prev[l], e_prev[l]] + ([r_up] if r_up is not None else [])
-            z = self._conv(f"r{l}", np.concatenate(parts, axis=-1))
-            i, f, g, o = np.split(z, 4, axis=-1)
-            c_new[l] = hs(f) * c_prev[l] + hs(i) * np.tanh(g)
-            r_new[l] = hs(o) * np.tanh(c_new[l])
-            if l > 0:
-                r_up = fx.upsample2(np, r_new[l])
-        corr = self._conv("ahat0", r_new[0])
-        if self.residual:
-            ahat0 = np.clip(a_prev + corr, 0.0, self.pmax)
-        else:
-            ahat0 = np.minimum(np.maximum(corr, 0.0), self.pmax)
-        return r_new, c_new, ahat0
-
-    def bottom_up(self, a0, ahat0, r):
-        errors = []
-        a, ahat = a0, ahat0
-        for l in range(self.nl):
-            if l > 0:
-                ahat = np.maximum(self._conv(f"ahat{l}", r[l]), 0.0)
-            e = np.concatenate([np.maximum(ahat - a, 0.0), np.maximum(a - ahat, 0.0)], axis=-1)
-            self._seen(l, a, ahat)
-            errors.append(e)
-            if l < self.nl - 1:
-                a = fx.maxpool2(np, np.maximum(self._conv(f"a{l}", e), 0.0))
-        return errors
 
     def from_unit(self, x):
         return np.asarray(x, np.float64)

@@ -27,6 +27,7 @@ from . import fixedpoint as fx
 from .artifact import ModelFile
 from .base import Predictor
 from .session import RecurrentSession
+from .steps import PredNetSteps
 
 KIND = "prednet-int"
 
@@ -93,7 +94,7 @@ def check_int_config(cfg: dict) -> dict:
 
 DEVICES = ("cpu", "numpy", "gpu")
 STRIP_ROWS = 1024  # CPU: GEMM rows per strip (the accumulator stays in cache; measured best)
-_LO, _HI = -(1 << 62), 1 << 62  # "no clipping"
+_LO, _HI = -(1 << 62), 1 << 62  # "no clipping" (integers)
 
 
 def array_module(device: str = "cpu"):
@@ -110,8 +111,12 @@ def array_module(device: str = "cpu"):
     return cupy
 
 
-class IntNet:
-    """One integer model on one array module: the two halves of a PredNet step."""
+class IntNet(PredNetSteps):
+    """One integer model on one array module: the two halves of a PredNet step (PredNetSteps)
+    in exact integer arithmetic."""
+
+    Z_LIM = fx.Z_MAX
+    H_LIM = fx.H_MAX
 
     def __init__(self, mf: ModelFile, xp=np, fused: bool = False) -> None:
         cfg = check_int_config(mf.config)
@@ -211,37 +216,6 @@ class IntNet:
             cc.append(xp.zeros((batch, h, w, r[l]), xp.int64))
             ee.append(xp.zeros((batch, h, w, 2 * s[l]), xp.int64))
         return rr, cc, ee, xp.zeros((batch, height, width, s[0]), xp.int64)
-
-    # -- one step in two halves
-    def top_down(self, r_prev, c_prev, e_prev, a_prev):
-        xp = self.xp
-        r_new, c_new = [None] * self.nl, [None] * self.nl
-        r_up = None
-        for l in reversed(range(self.nl)):
-            parts = [r_prev[l], e_prev[l]] + ([r_up] if r_up is not None else [])
-            z = self._conv(f"r{l}", parts, -fx.Z_MAX, fx.Z_MAX)
-            c_new[l], r_new[l] = self._cell(z, c_prev[l])
-            if l > 0:
-                r_up = fx.upsample2(xp, r_new[l])
-        corr = self._conv("ahat0", [r_new[0]])
-        if self.residual:
-            ahat0 = xp.clip(a_prev + corr, 0, self.pmax)
-        else:
-            ahat0 = xp.clip(corr, 0, self.pmax)
-        return r_new, c_new, ahat0
-
-    def bottom_up(self, a0, ahat0, r):
-        xp = self.xp
-        errors = []
-        a, ahat = a0, ahat0
-        for l in range(self.nl):
-            if l > 0:
-                ahat = self._conv(f"ahat{l}", [r[l]], 0, fx.H_MAX)
-            e = xp.concatenate([xp.maximum(ahat - a, 0), xp.maximum(a - ahat, 0)], axis=-1)
-            errors.append(xp.minimum(e, fx.H_MAX))
-            if l < self.nl - 1:
-                a = fx.maxpool2(xp, self._conv(f"a{l}", [errors[-1]], 0, fx.H_MAX))
-        return errors
 
     # -- conversions at the edges
     def from_unit(self, x: np.ndarray):
