@@ -118,3 +118,5 @@ def test_verify_checks_every_element_and_draws(cli, data, tmp_path):  # noqa: D1
     assert out["violations"] == 1 and out["worst_frame"] == 7
     res = cli("verify", str(tmp_path / "l.h5"), str(d / "missing.npy"))
     assert res.returncode == 3 and "Traceback" not in res.stderr
+    res = cli("verify", str(tmp_path / "l.h5"), str(d / "x.npy"), "--plot", str(tmp_path / "no" / "v.png"))
+    assert res.returncode == 2 and "does not exist" in res.stderr and "Traceback" not in res.stderr

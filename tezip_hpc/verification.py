@@ -54,6 +54,10 @@ def verify(archive, reference, *, plot=None, model: str | None = None) -> dict:
     from .api import open as open_archive
     from .io.sources import ArraySource, open_source
 
+    if plot:  # before any work: the picture must have somewhere to go
+        folder = os.path.dirname(os.path.abspath(plot))
+        if not os.path.isdir(folder) or not os.access(folder, os.W_OK):
+            raise ConfigError(f"--plot {plot}: folder {folder} does not exist or is not writable")
     src = open_source(str(reference)) if isinstance(reference, (str, os.PathLike)) else ArraySource(reference)
     try:
         with open_archive(archive, model=model) as a:
@@ -128,8 +132,12 @@ def _plot(path, per_frame, keyframes, res, x, y) -> None:
         if i == 2:
             fig.colorbar(im, ax=ax, fraction=0.046)
     fig.tight_layout()
-    fig.savefig(path)
-    plt.close(fig)
+    try:
+        fig.savefig(path)
+    except (OSError, ValueError) as exc:  # e.g. an unknown image suffix
+        raise ConfigError(f"--plot {path}: cannot write the picture ({exc})") from None
+    finally:
+        plt.close(fig)
 
 
 def _cmd(args: argparse.Namespace) -> int:
