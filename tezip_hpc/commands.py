@@ -13,7 +13,7 @@ INPUT / OUTPUT kinds (the kind follows the name):
   frames/            a folder of images (PNG, TIFF, ...; mode L, RGB or I;16), sorted by name
   stack.npy          a .npy array of shape (T,H,W) or (T,H,W,C)
   data.h5:/frames    a dataset inside an HDF5 file
-  dtypes: uint8, uint16, int16, float32 (NaN/Inf kept exactly)
+  dtypes: uint8, uint16, int16, int32, uint32, float32, float64 (NaN/Inf kept exactly)
 
 error bounds (checked on every element of the output):
   --mode abs --bound B        |x' - x| <= B                     (B = 0: lossless, the default)

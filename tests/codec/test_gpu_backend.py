@@ -16,7 +16,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from tezip_hpc.codec.config import CodecConfig
+from tezip_hpc.codec.config import CodecConfig, prediction_dtype
 from tezip_hpc.codec.pipeline import Pipeline
 
 SIM = os.environ.get("NUMBA_ENABLE_CUDASIM") == "1"
@@ -35,14 +35,20 @@ CONFIGS = [
     ("float32", dict(mode="pwrel", bounds=(0.01,))),
     ("uint8", dict(bounds=(3.0,), quantizer="auto")),
     ("float32", dict(bounds=(0.3,), quantizer="auto")),
+    ("float64", dict()),
+    ("float64", dict(bounds=(0.5,), quantizer="auto")),
+    ("float64", dict(mode="pwrel", bounds=(0.01,))),
+    ("int32", dict()),
+    ("int32", dict(bounds=(7.0,), quantizer="merge", block=5)),
+    ("uint32", dict(mode="pwrel", bounds=(0.1,))),
 ]
 
 
 def _data(dtype, shape, seed=0):
     rng = np.random.default_rng(seed)
     T, H, W, C = shape
-    if dtype == "float32":
-        x = (rng.normal(size=shape) * 100).astype(np.float32)
+    if dtype.startswith("float"):
+        x = (rng.normal(size=shape) * 100).astype(dtype)
         x[0, 0, 0, 0] = np.nan
         x[-1, -1, -1, -1] = -0.0
         x[min(1, T - 1), 0, -1, 0] = np.inf
@@ -51,7 +57,8 @@ def _data(dtype, shape, seed=0):
         base = rng.integers(max(info.min, -200), min(info.max, 300), (H, W, C))
         x = np.stack([np.clip(base + 3 * t + rng.integers(-3, 4, (H, W, C)), info.min, info.max)
                       for t in range(T)]).astype(dtype)
-    p = np.concatenate([x[:1], x[:-1]]).astype(np.float32) + np.float32(0.3)
+    pt = prediction_dtype(dtype)
+    p = np.concatenate([x[:1], x[:-1]]).astype(pt) + pt.type(0.3)
     p[0, 0, 0, -1] = np.inf
     return x, p
 

@@ -10,12 +10,12 @@ from hypothesis import given
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
-from tezip_hpc.codec.config import CodecConfig
+from tezip_hpc.codec.config import CodecConfig, prediction_dtype
 from tezip_hpc.codec.pipeline import Pipeline
 
 from .bounds import assert_within_bound, value_range
 
-DTYPES = ["uint8", "uint16", "int16", "float32"]
+DTYPES = ["uint8", "uint16", "int16", "int32", "uint32", "float32", "float64"]
 BOUNDS = st.one_of(
     st.just(0.0),
     st.sampled_from([1e-45, 1.2e-7, 2.2e-16, 0.5, 1.0, 2.0, 3.0, 1e30, 1e38, 1e300]),
@@ -34,9 +34,11 @@ def stacks(draw, dtypes=DTYPES):
     C = draw(st.sampled_from([None, 1, 2, 3, 4]))
     shape = (T, H, W) if C is None else (T, H, W, C)
     if dtype.kind == "f":
-        elems = st.floats(width=32, allow_nan=True, allow_infinity=True, allow_subnormal=True)
-        special = st.sampled_from([0.0, -0.0, 1.0, -1.0, np.inf, -np.inf, np.nan, 3.4028235e38, -3.4028235e38,
-                                   1.4e-45, 1.17549435e-38, 65504.0])
+        width = dtype.itemsize * 8
+        elems = st.floats(width=width, allow_nan=True, allow_infinity=True, allow_subnormal=True)
+        fi = np.finfo(dtype)
+        special = st.sampled_from([0.0, -0.0, 1.0, -1.0, np.inf, -np.inf, np.nan, float(fi.max), -float(fi.max),
+                                   float(fi.smallest_subnormal), float(fi.smallest_normal), 65504.0])
         elems = st.one_of(elems, special)
     else:
         info = np.iinfo(dtype)
@@ -69,16 +71,17 @@ def predictions(draw, x):
         keys[1:] = draw(st.lists(st.booleans(), min_size=T - 1, max_size=T - 1))
     if style == "none":
         return None, np.ones(T, bool)
+    pt = prediction_dtype(x.dtype)  # float32, or float64 for 32-bit integers and float64
     with np.errstate(all="ignore"):
-        prev = np.concatenate([x[:1], x[:-1]]).astype(np.float32)
+        prev = np.concatenate([x[:1], x[:-1]]).astype(pt)
         if style == "previous":
             p = prev
         elif style == "noisy":
             seed = draw(st.integers(0, 2**32 - 1))
-            p = prev + np.random.default_rng(seed).normal(0, 3, x.shape).astype(np.float32)
+            p = prev + np.random.default_rng(seed).normal(0, 3, x.shape).astype(pt)
         else:
-            p = draw(hnp.arrays(np.float32, x.shape, elements=st.floats(width=32)))
-    return p.astype(np.float32), keys
+            p = draw(hnp.arrays(pt, x.shape, elements=st.floats(width=pt.itemsize * 8)))
+    return p.astype(pt), keys
 
 
 def _roundtrip(x, p, keys, cfg):
@@ -131,9 +134,9 @@ def test_bound_zero_is_bit_exact(data, x, mode):
     assert out.tobytes() == x.tobytes()
 
 
-@given(x=stacks(dtypes=["float32"]), e=st.sampled_from([1.4e-45, 1e-40, 1.2e-7, 6e-8]))
+@given(x=stacks(dtypes=["float32", "float64"]), e=st.sampled_from([5e-324, 1.4e-45, 1e-40, 1.2e-7, 6e-8, 2.2e-16]))
 def test_bounds_near_float_eps_become_outliers_not_violations(x, e):
-    cfg = CodecConfig(dtype="float32", mode="abs", bounds=(e,))
+    cfg = CodecConfig(dtype=x.dtype.name, mode="abs", bounds=(e,))
     out = _roundtrip(x, None, np.ones(x.shape[0], bool), cfg)
     assert_within_bound(x, out, "abs", (e,))
 
@@ -153,7 +156,7 @@ def test_tiny_shapes_and_dtype_extremes(dtype, shape):
         vr = value_range(x)
         for quantizer in (["linear", "merge", "auto"] if mode != "pwrel" else ["linear", "auto"]):
             cfg = CodecConfig(dtype=dtype, mode=mode, bounds=bounds, value_range=vr, quantizer=quantizer)
-            p = np.roll(x, 1, axis=0).astype(np.float32)
+            p = np.roll(x, 1, axis=0).astype(prediction_dtype(x.dtype))
             keys = np.zeros(shape[0], bool)
             keys[0] = True
             out = _roundtrip(x, p, keys, cfg)

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from tezip_hpc.codec.backend import get_backend
-from tezip_hpc.codec.config import CodecConfig
+from tezip_hpc.codec.config import CodecConfig, prediction_dtype
 from tezip_hpc.codec.pipeline import Pipeline
 from tezip_hpc.codec.stages import REMAP_MAX, Entropy, Reader, Residual, Spatial, Zstd, plan_partitions
 from tezip_hpc.errors import CodecError
@@ -14,14 +14,14 @@ BE = get_backend("cpu")
 RNG = np.random.default_rng(7)
 
 
-@pytest.mark.parametrize("dtype", ["uint8", "uint16", "int16"])
+@pytest.mark.parametrize("dtype", ["uint8", "uint16", "int16", "int32", "uint32"])
 def test_residual_integers_never_overflow(dtype):
     info = np.iinfo(dtype)
     x = np.array([info.min, info.max, info.min, info.max], dtype)
-    p = np.array([info.max, info.min, np.nan, 1e30], np.float32)
+    p = np.array([info.max, info.min, np.nan, 1e30], prediction_dtype(dtype))
     res = Residual(CodecConfig(dtype=dtype), BE)
     r = res.encode(x, p)
-    assert r.dtype == np.int32
+    assert r.dtype == np.int64
     assert r[0] == int(info.min) - int(info.max) and r[1] == int(info.max) - int(info.min)
     assert res.decode(r, p).tobytes() == x.tobytes()
 
@@ -32,6 +32,21 @@ def test_residual_float_lossless_is_exact_for_every_bit_pattern():
     p = RNG.normal(size=x.size).astype(np.float32)
     res = Residual(CodecConfig(dtype="float32"), BE)
     assert res.decode(res.encode(x, p), p).view(np.uint32).tolist() == bits.tolist()
+
+
+def test_float64_lossless_is_exact_for_every_bit_pattern_even_when_differences_wrap():
+    """ord(x) - ord(p) overflows int64 for far-apart signs (1e308 vs -1e308): the codes are
+    differences modulo 2**64, and the full pipeline must still return every bit pattern."""
+    bits = np.array([0, 1 << 63, 0x7FF0000000000000, 0xFFF0000000000000, 0x7FF8000000000001, (1 << 64) - 1, 1,
+                     0x7FEFFFFFFFFFFFFF, 0xFFEFFFFFFFFFFFFF, 0x7FEFFFFFFFFFFFFF], np.uint64)
+    x = bits.view(np.float64).reshape(1, 2, 5)
+    p = -x.astype(np.float64)
+    p[~np.isfinite(p)] = -1e308
+    for spatial in ("none", "row", "lorenzo"):
+        pipe = Pipeline(CodecConfig(dtype="float64", spatial_key=spatial, spatial_pred=spatial))
+        payload = pipe.encode(np.concatenate([x, x]), np.concatenate([p, p]), np.array([False, False]))
+        out = pipe.decode(payload, (2, 5), np.concatenate([p, p]))
+        assert out.view(np.uint64).ravel().tolist() == bits.tolist() * 2
 
 
 def test_quantizer_uses_the_residual_stages_effective_prediction():

@@ -92,6 +92,18 @@ def ord_recon(codes, pbits, outbits, hw, c):
 
 
 @_jit
+def ord_residual64(xbits, pbits, codes, hw, c):
+    for i in range(hw * c):
+        S.item_ord_residual64(i, xbits, pbits, codes)
+
+
+@_jit
+def ord_recon64(codes, pbits, outbits, hw, c):
+    for i in range(hw * c):
+        S.item_ord_recon64(i, codes, pbits, outbits)
+
+
+@_jit
 def pwrel_int(x, p, lo, hi, step_tab, codes, cls, recon, pi, hw, c):
     for i in range(hw * c):
         S.item_pwrel_int(i, x, p, lo, hi, step_tab, codes, cls, recon, pi)
@@ -104,16 +116,15 @@ def depwrel_int(codes, cls, p, lo, hi, step_tab, recon, pi, err, hw, c):
 
 
 @_jit
-def pwrel_float(x, xbits, p, pbits, bound_tab, step_tab, codes, cls, recon, mask, hw, c):
+def pwrel_float(x, xbits, p, pbits, zc, bound_tab, step_tab, codes, cls, recon, mask, hw, c):
     for i in range(hw * c):
-        S.item_pwrel_float(i, x, xbits, p, pbits, bound_tab, step_tab, codes, cls,
-                               recon, mask)
+        S.item_pwrel_float(i, x, xbits, p, pbits, zc, bound_tab, step_tab, codes, cls, recon, mask)
 
 
 @_jit
-def depwrel_float(codes, cls, p, pbits, step_tab, recon, err, hw, c):
+def depwrel_float(codes, cls, p, pbits, zc, cmax, step_tab, recon, err, hw, c):
     for i in range(hw * c):
-        S.item_depwrel_float(i, codes, cls, p, pbits, step_tab, recon, err)
+        S.item_depwrel_float(i, codes, cls, p, pbits, zc, cmax, step_tab, recon, err)
 
 
 # --------------------------------------------------------------------------- packing

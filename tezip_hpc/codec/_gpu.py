@@ -19,7 +19,7 @@ import os
 import numpy as np
 
 from ..errors import ConfigError
-from .backend import CpuBackend, register_backend, symbol_dtype
+from .backend import CpuBackend, bits_of, register_backend, symbol_dtype
 
 _I64 = np.int64
 _TPB = 128
@@ -119,12 +119,12 @@ class GpuBackend(CpuBackend):
     def quant_float_linear(self, x, p, bound, step, shape):
         x, p = self._flat(x), self._flat(p)
         n = x.size
-        codes, recon, mask = self.xp.empty(n, np.int32), self.xp.empty(n, np.float32), self.xp.empty(n, np.uint8)
+        codes, recon, mask = self.xp.empty(n, np.int32), self.xp.empty(n, x.dtype), self.xp.empty(n, np.uint8)
         self._run(self.g["quant_float_linear"], n, x, p, float(bound), float(step), codes, recon, mask)
         return codes, recon, mask
 
-    def deq_float(self, codes, p, unit, shape):
-        recon = self.xp.empty(codes.size, np.float32)
+    def deq_float(self, codes, p, unit, dtype, shape):
+        recon = self.xp.empty(codes.size, dtype)
         self._run(self.g["deq_float"], codes.size, self._flat(codes), self._flat(p), float(unit), recon)
         return recon
 
@@ -132,7 +132,7 @@ class GpuBackend(CpuBackend):
         H, W, C = shape
         x, p = self._flat(x), self._flat(p)
         n = x.size
-        codes, recon, mask = self.xp.empty(n, np.int32), self.xp.empty(n, np.float32), self.xp.empty(n, np.uint8)
+        codes, recon, mask = self.xp.empty(n, np.int32), self.xp.empty(n, x.dtype), self.xp.empty(n, np.uint8)
         nblk = -(-(H * W) // blk)
         self._run(self.g["merge_float"], C * nblk, x, p, float(unit), float(bound), _I64(H * W), _I64(C),
                   _I64(nblk), _I64(blk), codes, recon, mask)
@@ -141,13 +141,16 @@ class GpuBackend(CpuBackend):
     def ord_residual(self, x, p, shape):
         x, p = self._flat(x), self._flat(p)
         codes = self.xp.empty(x.size, np.int64)
-        self._run(self.g["ord_residual"], x.size, x.view(np.int32), p.view(np.int32), codes)
+        kernel = "ord_residual" if x.dtype.itemsize == 4 else "ord_residual64"
+        self._run(self.g[kernel], x.size, bits_of(x), bits_of(p), codes)
         return codes
 
     def ord_recon(self, codes, p, shape):
-        bits = self.xp.empty(codes.size, np.int32)
-        self._run(self.g["ord_recon"], codes.size, self._flat(codes), self._flat(p).view(np.int32), bits)
-        return bits.view(np.float32)
+        p = self._flat(p)
+        bits = self.xp.empty(codes.size, bits_of(p).dtype)
+        kernel = "ord_recon" if p.dtype.itemsize == 4 else "ord_recon64"
+        self._run(self.g[kernel], codes.size, self._flat(codes), bits_of(p), bits)
+        return bits.view(p.dtype)
 
     def pwrel_int(self, x, p, lo, hi, step_tab, code_dt, shape):
         x, p = self._flat(x), self._flat(p)
@@ -164,20 +167,20 @@ class GpuBackend(CpuBackend):
                   float(hi), step_tab, recon, pi, err)
         return recon, pi, bool(err.any())
 
-    def pwrel_float(self, x, p, bound_tab, step_tab, shape):
+    def pwrel_float(self, x, p, zc, bound_tab, step_tab, shape):
         x, p = self._flat(x), self._flat(p)
         n = x.size
         codes, cls = self.xp.empty(n, np.int32), self.xp.empty(n, np.int16)
-        recon, mask = self.xp.empty(n, np.float32), self.xp.empty(n, np.uint8)
-        self._run(self.g["pwrel_float"], n, x, x.view(np.int32), p, p.view(np.int32), bound_tab, step_tab,
+        recon, mask = self.xp.empty(n, x.dtype), self.xp.empty(n, np.uint8)
+        self._run(self.g["pwrel_float"], n, x, bits_of(x), p, bits_of(p), _I64(zc), bound_tab, step_tab,
                   codes, cls, recon, mask)
         return codes, cls, recon, mask
 
-    def depwrel_float(self, codes, cls, p, step_tab, shape):
+    def depwrel_float(self, codes, cls, p, zc, cmax, step_tab, dtype, shape):
         p = self._flat(p)
-        recon, err = self.xp.empty(codes.size, np.float32), self.xp.zeros(codes.size, np.uint8)
-        self._run(self.g["depwrel_float"], codes.size, self._flat(codes), self._flat(cls), p, p.view(np.int32),
-                  step_tab, recon, err)
+        recon, err = self.xp.empty(codes.size, dtype), self.xp.zeros(codes.size, np.uint8)
+        self._run(self.g["depwrel_float"], codes.size, self._flat(codes), self._flat(cls), p, bits_of(p),
+                  _I64(zc), _I64(cmax), step_tab, recon, err)
         return recon, bool(err.any())
 
     # ------------------------------------------------------------------ packing

@@ -66,6 +66,20 @@ def ord_recon(codes, pbits, outbits):
 
 
 @cuda.jit
+def ord_residual64(xbits, pbits, codes):
+    i = cuda.grid(1)
+    if i < xbits.size:
+        S.item_ord_residual64(i, xbits, pbits, codes)
+
+
+@cuda.jit
+def ord_recon64(codes, pbits, outbits):
+    i = cuda.grid(1)
+    if i < codes.size:
+        S.item_ord_recon64(i, codes, pbits, outbits)
+
+
+@cuda.jit
 def pwrel_int(x, p, lo, hi, step_tab, codes, cls, recon, pi):
     i = cuda.grid(1)
     if i < x.size:
@@ -80,17 +94,17 @@ def depwrel_int(codes, cls, p, lo, hi, step_tab, recon, pi, err):
 
 
 @cuda.jit
-def pwrel_float(x, xbits, p, pbits, bound_tab, step_tab, codes, cls, recon, mask):
+def pwrel_float(x, xbits, p, pbits, zc, bound_tab, step_tab, codes, cls, recon, mask):
     i = cuda.grid(1)
     if i < x.size:
-        S.item_pwrel_float(i, x, xbits, p, pbits, bound_tab, step_tab, codes, cls, recon, mask)
+        S.item_pwrel_float(i, x, xbits, p, pbits, zc, bound_tab, step_tab, codes, cls, recon, mask)
 
 
 @cuda.jit
-def depwrel_float(codes, cls, p, pbits, step_tab, recon, err):
+def depwrel_float(codes, cls, p, pbits, zc, cmax, step_tab, recon, err):
     i = cuda.grid(1)
     if i < codes.size:
-        S.item_depwrel_float(i, codes, cls, p, pbits, step_tab, recon, err)
+        S.item_depwrel_float(i, codes, cls, p, pbits, zc, cmax, step_tab, recon, err)
 
 
 @cuda.jit

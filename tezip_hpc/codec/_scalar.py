@@ -14,16 +14,20 @@ import numpy as np
 from numba.extending import register_jitable as jitable
 
 QMAX = 268435456.0  # 2**28: larger quantization codes become outliers (keeps 2-D deltas in int32)
-# pwrel classes for float32: the frexp exponent e (|x| in [2**(e-1), 2**e)), -148..128,
-# plus two classes for signed zeros. Tables are indexed by class - F_CLASS_MIN.
+# pwrel classes for floats: the frexp exponent e (|x| in [2**(e-1), 2**e)), plus two classes
+# for signed zeros just below the smallest subnormal's: float32 -148..128 (zeros -149, -150),
+# float64 -1073..1024 (zeros -1074, -1075). Tables are indexed by class - (zero class - 1);
+# the item functions take the zero class and the largest class as arguments.
 F_CLASS_MIN = -150
 F_ZERO_NEG = -150
 F_ZERO = -149
 F_CLASS_MAX = 128
-# pwrel classes for integers: bit_length(|x|) - 1, 0..15, and -1 for zero.
+F64_ZERO = -1074
+F64_CLASS_MAX = 1024
+# pwrel classes for integers: bit_length(|x|) - 1, 0..31, and -1 for zero.
 I_CLASS_MIN = -1
 I_ZERO = -1
-I_CLASS_MAX = 15
+I_CLASS_MAX = 31
 
 
 @jitable
@@ -59,10 +63,16 @@ def clip_int(v, lo, hi):
 def quant_int_linear(x, pi, e, step, lo, hi):
     """Linear quantization of r = x - pi with bin width 2e+1: |x - recon| <= e exactly."""
     r = np.int64(x) - pi
-    # floor((r + e) / step) in float64 is exact here: |r + e| < 2**21 and step < 2**18,
-    # so a non-integer quotient is >= 1/step away from the next integer, far beyond the
-    # division's rounding error (and a float division is much cheaper than idiv).
-    q = np.int64(math.floor(np.float64(r + e) / np.float64(step)))
+    a = r + e
+    # floor(a / step) by a float division (much cheaper than idiv). For 8/16-bit data it is
+    # exact (|a| < 2**21, step < 2**18: a non-integer quotient is >= 1/step from the next
+    # integer, far beyond the division's rounding error). For 32-bit data (|a| < 2**34) the
+    # floor can be one off; the integer comparisons below correct it exactly.
+    q = np.int64(math.floor(np.float64(a) / np.float64(step)))
+    if q * step > a:
+        q -= 1
+    elif (q + 1) * step <= a:
+        q += 1
     return q, clip_int(pi + q * step, lo, hi)
 
 
@@ -91,24 +101,52 @@ def is_finite(v):
 
 
 @jitable
-def quant_float_linear(x, p, bound, step):
-    """(code, recon, outlier). recon is float32; outlier means: store x exactly."""
+def within(y, x, bound):
+    """|y - x| <= bound, exactly, for float64 y and x: the difference is rounded, so its
+    rounding error (Knuth's TwoSum, basic operations only) settles the tie at the bound.
+    For float32 data the difference is (almost always) exact and this is |y - x| <= bound."""
+    s = y - x
+    bb = s - y
+    err = (y - (s - bb)) + (-x - bb)
+    a = abs(s)
+    if a < bound:
+        return True
+    if a > bound:
+        return False
+    return (s >= 0.0 and err <= 0.0) or (s <= 0.0 and err >= 0.0)
+
+
+@jitable
+def quant_float_code(x, p, step):
+    """(ok, code): code = rint((x - p) / step) in float64; not ok for non-finite values or
+    codes beyond QMAX (those elements are stored exactly)."""
     xd = np.float64(x)
     pd = np.float64(p)
     if not (is_finite(xd) and is_finite(pd)):
-        return np.int64(0), np.float32(0.0), True
+        return False, 0.0
     t = (xd - pd) / step
     if not (abs(t) <= QMAX):
-        return np.int64(0), np.float32(0.0), True
-    q = rint(t)
-    y = np.float32(pd + q * step)
-    ok = abs(np.float64(y) - xd) <= bound
-    return np.int64(q), y, not ok
+        return False, 0.0
+    return True, rint(t)
+
+
+@jitable
+def store_checked(i, x, y, bound, recon, mask):
+    """recon[i] = y rounded to the data's type (the store rounds), kept only if it is
+    within the bound of x; otherwise x is stored exactly and marked as an outlier."""
+    recon[i] = y
+    if within(np.float64(recon[i]), np.float64(x[i]), bound):
+        mask[i] = 0
+    else:
+        recon[i] = x[i]
+        mask[i] = 1
 
 
 @jitable
 def deq_float(q, p, unit):
-    return np.float32(np.float64(p) + np.float64(q) * unit)
+    """The reconstruction in float64; storing it into the data's array rounds it, exactly
+    as the encoder's store did."""
+    return np.float64(p) + np.float64(q) * unit
 
 
 @jitable
@@ -125,29 +163,42 @@ def merge_interval_float(x, p, unit):
 
 
 @jitable
-def float_class(bits):
-    """pwrel class of a float32 given its int32 bit pattern (non-finite -> 0)."""
-    ex = (bits >> 23) & 0xFF
-    m = bits & 0x7FFFFF
-    if ex == 0xFF:
+def float_class(bits, zc):
+    """pwrel class of a float given its bit pattern (int32 for float32, zc = F_ZERO; int64
+    for float64, zc = F64_ZERO); non-finite -> 0, +0 -> zc, -0 -> zc - 1."""
+    if zc == F_ZERO:
+        ex = np.int64((bits >> 23) & 0xFF)
+        m = np.int64(bits & 0x7FFFFF)
+        exmax, bias = 0xFF, 126
+    else:
+        ex = np.int64((bits >> 52) & 0x7FF)
+        m = np.int64(bits & 0xFFFFFFFFFFFFF)
+        exmax, bias = 0x7FF, 1022
+    if ex == exmax:
         return 0
     if ex == 0:
         if m == 0:
             if bits < 0:
-                return F_ZERO_NEG
-            return F_ZERO
+                return zc - 1
+            return zc
         k = 0
         while m > 0:
             m >>= 1
             k += 1
-        return k - 149
-    return ex - 126
+        return k + zc
+    return ex - bias
 
 
 @jitable
 def float_ord(bits):
     """Monotone integer image of a float32 bit pattern (an involution on int32)."""
     return bits ^ ((bits >> 31) & 0x7FFFFFFF)
+
+
+@jitable
+def float_ord64(bits):
+    """Monotone integer image of a float64 bit pattern (an involution on int64)."""
+    return bits ^ ((bits >> 63) & 0x7FFFFFFFFFFFFFFF)
 
 
 # =========================================================================== work items
@@ -177,14 +228,13 @@ def item_deq_int(i, codes, p, lo, hi, unit, recon, pi):
 
 @jitable
 def item_quant_float_linear(i, x, p, bound, step, codes, recon, mask):
-    q, y, out = quant_float_linear(x[i], p[i], bound, step)
-    codes[i] = q
-    if out:
+    ok, q = quant_float_code(x[i], p[i], step)
+    codes[i] = np.int64(q)
+    if ok:
+        store_checked(i, x, np.float64(p[i]) + q * step, bound, recon, mask)
+    else:
         recon[i] = x[i]
         mask[i] = 1
-    else:
-        recon[i] = y
-        mask[i] = 0
 
 
 @jitable
@@ -203,6 +253,17 @@ def item_ord_recon(i, codes, pbits, outbits):
     # wrap into int32 (only corrupted payloads need it), then invert the involution
     o = ((o + 2147483648) & 0xFFFFFFFF) - 2147483648
     outbits[i] = float_ord(np.int32(o))
+
+
+@jitable
+def item_ord_residual64(i, xbits, pbits, codes):
+    """float64: the difference of the images modulo 2**64 (wraps; the decoder's sum wraps back)."""
+    codes[i] = np.int64(np.uint64(float_ord64(xbits[i])) - np.uint64(float_ord64(pbits[i])))
+
+
+@jitable
+def item_ord_recon64(i, codes, pbits, outbits):
+    outbits[i] = float_ord64(np.int64(np.uint64(codes[i]) + np.uint64(float_ord64(pbits[i]))))
 
 
 @jitable
@@ -236,8 +297,9 @@ def item_depwrel_int(i, codes, cls, p, lo, hi, step_tab, recon, pi, err):
 
 
 @jitable
-def item_pwrel_float(i, x, xbits, p, pbits, bound_tab, step_tab, codes, cls, recon, mask):
-    kp = float_class(pbits[i])
+def item_pwrel_float(i, x, xbits, p, pbits, zc, bound_tab, step_tab, codes, cls, recon, mask):
+    """zc: the zero class of the data's float type (F_ZERO or F64_ZERO); tables start at zc - 1."""
+    kp = float_class(pbits[i], zc)
     xd = np.float64(x[i])
     if not is_finite(xd):
         cls[i] = 0
@@ -245,40 +307,41 @@ def item_pwrel_float(i, x, xbits, p, pbits, bound_tab, step_tab, codes, cls, rec
         recon[i] = x[i]
         mask[i] = 1
         return
-    kx = float_class(xbits[i])
+    kx = float_class(xbits[i], zc)
     cls[i] = kx - kp
     mask[i] = 0
-    if kx == F_ZERO or kx == F_ZERO_NEG:
+    if kx == zc or kx == zc - 1:
         codes[i] = 0
         recon[i] = x[i]
         return
     pd = np.float64(p[i])
     if not is_finite(pd):
         pd = 0.0
-    q, y, out = quant_float_linear(x[i], pd, bound_tab[kx - F_CLASS_MIN], step_tab[kx - F_CLASS_MIN])
-    codes[i] = q
-    if out:
+    j = kx - (zc - 1)
+    ok, q = quant_float_code(x[i], pd, step_tab[j])
+    codes[i] = np.int64(q)
+    if ok:
+        store_checked(i, x, pd + q * step_tab[j], bound_tab[j], recon, mask)
+    else:
         recon[i] = x[i]
         mask[i] = 1
-    else:
-        recon[i] = y
 
 
 @jitable
-def item_depwrel_float(i, codes, cls, p, pbits, step_tab, recon, err):
-    kx = np.int64(cls[i]) + float_class(pbits[i])
-    if kx < F_CLASS_MIN or kx > F_CLASS_MAX:
+def item_depwrel_float(i, codes, cls, p, pbits, zc, cmax, step_tab, recon, err):
+    kx = np.int64(cls[i]) + float_class(pbits[i], zc)
+    if kx < zc - 1 or kx > cmax:
         err[i] = 1
         recon[i] = 0.0
-    elif kx == F_ZERO:
+    elif kx == zc:
         recon[i] = 0.0
-    elif kx == F_ZERO_NEG:
+    elif kx == zc - 1:
         recon[i] = -0.0
     else:
         pd = np.float64(p[i])
         if not is_finite(pd):
             pd = 0.0
-        recon[i] = deq_float(codes[i], pd, step_tab[kx - F_CLASS_MIN])
+        recon[i] = deq_float(codes[i], pd, step_tab[kx - (zc - 1)])
 
 
 @jitable
@@ -353,14 +416,8 @@ def item_merge_float(item, x, p, unit, bound, hw, c, nblk, blk, codes, recon, ma
                 codes[idx] = np.int64(v)
                 xd = np.float64(x[idx])
                 pd = np.float64(p[idx])
-                good = False
-                y = np.float32(0.0)
                 if is_finite(xd) and is_finite(pd):
-                    y = np.float32(pd + v * unit)
-                    good = abs(np.float64(y) - xd) <= bound
-                if good:
-                    recon[idx] = y
-                    mask[idx] = 0
+                    store_checked(idx, x, pd + v * unit, bound, recon, mask)
                 else:
                     recon[idx] = x[idx]
                     mask[idx] = 1
@@ -398,7 +455,9 @@ def zigzag(v, bits):
 
 @jitable
 def unzigzag(u):
-    return (u >> 1) ^ -(u & 1)
+    """Inverse of zigzag on the 64-bit pattern (a logical shift: float64 lossless codes use
+    all 64 bits)."""
+    return ((u >> 1) & 0x7FFFFFFFFFFFFFFF) ^ -(u & 1)
 
 
 @jitable

@@ -15,6 +15,11 @@ _I64 = np.int64
 UNSIGNED = {2: np.uint16, 4: np.uint32, 8: np.uint64}
 
 
+def bits_of(a):
+    """The bit patterns of a float array (int32 for float32, int64 for float64), as a view."""
+    return a.view(np.int32 if a.dtype.itemsize == 4 else np.int64)
+
+
 def symbol_dtype(code_dtype) -> np.dtype:
     """Zigzagged symbols of a code type: uint16 for int16 codes, and so on."""
     return np.dtype(UNSIGNED[np.dtype(code_dtype).itemsize])
@@ -73,20 +78,20 @@ class CpuBackend:
     def quant_float_linear(self, x, p, bound, step, shape):
         H, W, C = shape
         n = x.size
-        codes, recon, mask = np.empty(n, np.int32), np.empty(n, np.float32), np.empty(n, np.uint8)
+        codes, recon, mask = np.empty(n, np.int32), np.empty(n, x.dtype), np.empty(n, np.uint8)
         self.k.quant_float_linear(x, p, float(bound), float(step), codes, recon, mask, _I64(H * W), _I64(C))
         return codes, recon, mask
 
-    def deq_float(self, codes, p, unit, shape):
+    def deq_float(self, codes, p, unit, dtype, shape):
         H, W, C = shape
-        recon = np.empty(codes.size, np.float32)
+        recon = np.empty(codes.size, dtype)
         self.k.deq_float(codes, p, float(unit), recon, _I64(H * W), _I64(C))
         return recon
 
     def merge_float(self, x, p, unit, bound, shape, blk):
         H, W, C = shape
         n = x.size
-        codes, recon, mask = np.empty(n, np.int32), np.empty(n, np.float32), np.empty(n, np.uint8)
+        codes, recon, mask = np.empty(n, np.int32), np.empty(n, x.dtype), np.empty(n, np.uint8)
         nblk = -(-(H * W) // blk)
         self.k.merge_float(x, p, float(unit), float(bound), _I64(H * W), _I64(C), _I64(nblk), _I64(blk),
                            codes, recon, mask)
@@ -95,14 +100,16 @@ class CpuBackend:
     def ord_residual(self, x, p, shape):
         H, W, C = shape
         codes = np.empty(x.size, np.int64)
-        self.k.ord_residual(x.view(np.int32), p.view(np.int32), codes, _I64(H * W), _I64(C))
+        kernel = self.k.ord_residual if x.dtype.itemsize == 4 else self.k.ord_residual64
+        kernel(bits_of(x), bits_of(p), codes, _I64(H * W), _I64(C))
         return codes
 
     def ord_recon(self, codes, p, shape):
         H, W, C = shape
-        bits = np.empty(codes.size, np.int32)
-        self.k.ord_recon(codes, p.view(np.int32), bits, _I64(H * W), _I64(C))
-        return bits.view(np.float32)
+        bits = np.empty(codes.size, bits_of(p).dtype)
+        kernel = self.k.ord_recon if p.dtype.itemsize == 4 else self.k.ord_recon64
+        kernel(codes, bits_of(p), bits, _I64(H * W), _I64(C))
+        return bits.view(p.dtype)
 
     def pwrel_int(self, x, p, lo, hi, step_tab, code_dt, shape):
         H, W, C = shape
@@ -119,20 +126,22 @@ class CpuBackend:
         self.k.depwrel_int(codes, cls, p, float(lo), float(hi), step_tab, recon, pi, err, _I64(H * W), _I64(C))
         return recon, pi, bool(err.any())
 
-    def pwrel_float(self, x, p, bound_tab, step_tab, shape):
+    def pwrel_float(self, x, p, zc, bound_tab, step_tab, shape):
+        """p has the bit width of x (float32 or float64); zc: the type's zero class."""
         H, W, C = shape
         n = x.size
         codes, cls = np.empty(n, np.int32), np.empty(n, np.int16)
-        recon, mask = np.empty(n, np.float32), np.empty(n, np.uint8)
-        self.k.pwrel_float(x, x.view(np.int32), p, p.view(np.int32), bound_tab, step_tab, codes, cls, recon, mask,
+        recon, mask = np.empty(n, x.dtype), np.empty(n, np.uint8)
+        self.k.pwrel_float(x, bits_of(x), p, bits_of(p), _I64(zc), bound_tab, step_tab, codes, cls, recon, mask,
                            _I64(H * W), _I64(C))
         return codes, cls, recon, mask
 
-    def depwrel_float(self, codes, cls, p, step_tab, shape):
+    def depwrel_float(self, codes, cls, p, zc, cmax, step_tab, dtype, shape):
         H, W, C = shape
         n = codes.size
-        recon, err = np.empty(n, np.float32), np.zeros(n, np.uint8)
-        self.k.depwrel_float(codes, cls, p, p.view(np.int32), step_tab, recon, err, _I64(H * W), _I64(C))
+        recon, err = np.empty(n, dtype), np.zeros(n, np.uint8)
+        self.k.depwrel_float(codes, cls, p, bits_of(p), _I64(zc), _I64(cmax), step_tab, recon, err,
+                             _I64(H * W), _I64(C))
         return recon, bool(err.any())
 
     # ------------------------------------------------------------------ packing

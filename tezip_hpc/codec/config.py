@@ -23,7 +23,9 @@ import numpy as np
 from ..errors import ConfigError
 
 MODES = ("abs", "rel", "absrel", "pwrel")
-DTYPES = {"uint8": np.uint8, "uint16": np.uint16, "int16": np.int16, "float32": np.float32}
+DTYPES = {"uint8": np.uint8, "uint16": np.uint16, "int16": np.int16, "int32": np.int32, "uint32": np.uint32,
+          "float32": np.float32, "float64": np.float64}
+FLOATS = ("float32", "float64")
 QUANTIZERS = ("linear", "merge", "auto")
 SPATIAL = ("none", "row", "lorenzo")
 SPATIAL_PRED = SPATIAL + ("auto",)
@@ -41,6 +43,18 @@ def check_dtype(dtype) -> np.dtype:
     if dt.name not in DTYPES or dt.byteorder == ">":
         raise ConfigError(f"unsupported data type {dt} (supported: {', '.join(DTYPES)}, native byte order)")
     return dt
+
+
+def _scaled(b: float, span: float) -> float:
+    """b * span, where a zero bound stays zero even if the float64 span overflowed to inf."""
+    return 0.0 if float(b) == 0.0 else float(b) * span
+
+
+def prediction_dtype(dtype) -> np.dtype:
+    """The type predictions are made and exchanged in: float32 for data it holds exactly
+    (8/16-bit integers, float32), float64 for int32, uint32 and float64 (so that a
+    "previous frame" prediction is the exact previous value)."""
+    return np.promote_types(np.dtype(dtype), np.float32)
 
 
 def check_shape(shape: tuple[int, ...]) -> tuple[int, int, int, int]:
@@ -119,7 +133,7 @@ class CodecConfig:
 
     @property
     def is_float(self) -> bool:
-        return self.dtype == "float32"
+        return self.dtype in FLOATS
 
     @property
     def lossless(self) -> bool:
@@ -135,11 +149,11 @@ class CodecConfig:
         if self.mode == "abs":
             e = float(self.bounds[0])
         elif self.mode == "rel":
-            e = float(self.bounds[0]) * span
+            e = _scaled(self.bounds[0], span)
         else:  # absrel
-            e = min(float(self.bounds[0]), float(self.bounds[1]) * span)
-        if not self.is_float:
-            return float(min(math.floor(e), 1 << 20))  # >= any 16-bit range: everything fits
+            e = min(float(self.bounds[0]), _scaled(self.bounds[1], span))
+        if not self.is_float:  # a cap beyond the type's range: everything fits
+            return float(min(math.floor(e), 1 << 20 if np.dtype(self.dtype).itemsize <= 2 else 1 << 33))
         return min(e, _FLOAT_BOUND_CAP)
 
     # ------------------------------------------------------------------ JSON

@@ -12,15 +12,17 @@ formed per element in registers) and Spatial emits zigzagged symbols in the same
 from __future__ import annotations
 
 import struct
+from fractions import Fraction
 
 import numpy as np
 import zstandard
 
 from ..errors import CodecError, ConfigError
 from . import _scalar as S
-from .config import CodecConfig, check_dtype
+from .config import CodecConfig, check_dtype, prediction_dtype
 
-INT_RANGE = {"uint8": (0, 255), "uint16": (0, 65535), "int16": (-32768, 32767)}
+INT_RANGE = {"uint8": (0, 255), "uint16": (0, 65535), "int16": (-32768, 32767),
+             "int32": (-(1 << 31), (1 << 31) - 1), "uint32": (0, (1 << 32) - 1)}
 REMAP_MAX = 1 << 16  # partitions whose symbols go beyond this are not ranked
 _UINT = {1: np.uint8, 2: np.uint16, 4: np.uint32, 8: np.uint64}
 
@@ -43,10 +45,12 @@ class Stage:
 
 # =========================================================================== 1. Residual
 class Residual(Stage):
-    """Frame minus prediction in a type that never overflows: int32 for 8/16-bit integers
-    (after the prediction is rounded and clipped to the data's range), the int64 difference
-    of order-preserving integer images for lossless float32 (exact for every bit pattern,
-    NaN payloads included), float64 for lossy float32."""
+    """Frame minus prediction in a type that never overflows: int64 for integers (after the
+    prediction is rounded and clipped to the data's range), the difference of
+    order-preserving integer images for lossless floats (int64 for float32; modulo 2**64
+    for float64; exact for every bit pattern, NaN payloads included), float64 for lossy
+    floats. Predictions arrive in ``prediction_dtype``: float32, or float64 for 32-bit
+    integers and float64."""
 
     name = "residual"
     consumes = "frames"
@@ -55,16 +59,17 @@ class Residual(Stage):
     def __init__(self, cfg: CodecConfig, backend) -> None:
         self.cfg, self.be = cfg, backend
         self.dtype = check_dtype(cfg.dtype)
+        self.pdtype = prediction_dtype(self.dtype)
         self.lo, self.hi = INT_RANGE.get(cfg.dtype, (0, 0))
 
     def config(self) -> dict:
         return {"id": self.name, "dtype": self.cfg.dtype}
 
     def prediction(self, pred, size: int):
-        """The raw prediction as a flat float32 array (zeros for a keyframe)."""
+        """The raw prediction as a flat array of ``prediction_dtype`` (zeros for a keyframe)."""
         if pred is None:
-            return self.be.zeros(size, np.float32)
-        p = self.be.asarray(pred).astype(np.float32, copy=False).ravel()
+            return self.be.zeros(size, self.pdtype)
+        p = self.be.asarray(pred).astype(self.pdtype, copy=False).ravel()
         if p.size != size:
             raise ConfigError(f"prediction has {p.size} elements, the frame {size}")
         return p
@@ -73,7 +78,7 @@ class Residual(Stage):
         """What codes are added to: for integers, rint(prediction) clipped to the range."""
         p = self.be.to_host(self.prediction(pred, size)).astype(np.float64)
         if self.cfg.is_float:
-            return p.astype(np.float32)
+            return p.astype(self.dtype)
         with np.errstate(invalid="ignore"):
             p = np.where(np.isnan(p), self.lo, p)
         return np.clip(np.rint(p), self.lo, self.hi).astype(np.int64)
@@ -82,9 +87,10 @@ class Residual(Stage):
         x = np.asarray(x).ravel()
         p = self.effective(pred, x.size)
         if not self.cfg.is_float:
-            return x.astype(np.int32) - p.astype(np.int32)
+            return x.astype(np.int64) - p
         if self.cfg.lossless:
-            return _ord(x.view(np.int32)).astype(np.int64) - _ord(p.view(np.int32)).astype(np.int64)
+            with np.errstate(over="ignore"):
+                return _ord(_bits(x)).astype(np.int64) - _ord(_bits(p)).astype(np.int64)
         return x.astype(np.float64) - p.astype(np.float64)
 
     def decode(self, r, pred) -> np.ndarray:
@@ -93,14 +99,20 @@ class Residual(Stage):
         if not self.cfg.is_float:
             return np.clip(r.astype(np.int64) + p, self.lo, self.hi).astype(self.dtype)
         if self.cfg.lossless:
-            o = (r.astype(np.int64) + _ord(p.view(np.int32))).astype(np.int32)
-            return _ord(o).view(np.float32)
-        return (p.astype(np.float64) + r).astype(np.float32)
+            with np.errstate(over="ignore"):
+                o = (r.astype(np.int64) + _ord(_bits(p)).astype(np.int64)).astype(_bits(p).dtype)
+            return _ord(o).view(self.dtype)
+        return (p.astype(np.float64) + r).astype(self.dtype)
+
+
+def _bits(a: np.ndarray) -> np.ndarray:
+    return a.view(np.int32 if a.dtype.itemsize == 4 else np.int64)
 
 
 def _ord(bits: np.ndarray) -> np.ndarray:
-    """numpy twin of _scalar.float_ord (an involution on int32 bit patterns)."""
-    return bits ^ ((bits >> 31) & np.int32(0x7FFFFFFF))
+    """numpy twin of _scalar.float_ord / float_ord64 (involutions on the bit patterns)."""
+    nb = bits.dtype.itemsize * 8 - 1
+    return bits ^ ((bits >> nb) & bits.dtype.type((1 << nb) - 1))
 
 
 # =========================================================================== 2. Quantize
@@ -125,8 +137,8 @@ class Quantize(Stage):
       binary exponent e (its "class", stored as class(x) - class(prediction)): since
       |x| >= 2**(e-1), the bound b*|x| holds; zeros are exact.
 
-    Integers use exact integer arithmetic. For float32, each reconstruction is rounded to
-    float32 and checked against the bound in float64; elements that fail (rounding, or
+    Integers use exact integer arithmetic. For floats, each reconstruction is rounded to
+    the data's type and checked exactly against the bound; elements that fail (rounding, or
     NaN/Inf) are stored exactly as outliers.
     """
 
@@ -141,7 +153,8 @@ class Quantize(Stage):
         self.lo, self.hi = INT_RANGE.get(cfg.dtype, (0, 0))
         fl = cfg.is_float
         span = self.hi - self.lo  # integer bounds beyond the range change nothing
-        self.code_dtype = np.dtype(np.int16 if cfg.dtype == "uint8" else np.int32)
+        wide = self.dtype.itemsize == 4 and not fl  # int32/uint32: residuals up to 2**33
+        self.code_dtype = np.dtype(np.int16 if cfg.dtype == "uint8" else np.int64 if wide else np.int32)
         if cfg.lossless:
             self.kind = "float-ord" if fl else "int-linear"
             self.e, self.step, self.unit, self.bound = 0, 1, 1, 0.0
@@ -166,9 +179,17 @@ class Quantize(Stage):
     def _pwrel_tables(self, b: float, span: int) -> None:
         be = self.be
         if self.cfg.is_float:
-            k = np.arange(S.F_CLASS_MIN, S.F_CLASS_MAX + 1)
-            bound = np.minimum(b * np.ldexp(1.0, (k - 1).astype(np.int32)), 1e300)
-            bound[k <= S.F_ZERO] = 0.0
+            zc, cmax = (S.F_ZERO, S.F_CLASS_MAX) if self.dtype == np.float32 else (S.F64_ZERO, S.F64_CLASS_MAX)
+            self.zc, self.cmax = zc, cmax
+            k = np.arange(zc - 1, cmax + 1)
+            with np.errstate(over="ignore", under="ignore"):
+                bound = np.minimum(b * np.ldexp(1.0, (k - 1).astype(np.int32)), 1e300)
+            bound[k <= zc] = 0.0
+            # float64's subnormal classes: b * 2**(k-1) underflows and may round *up*; the
+            # bound must never exceed b * |x|, so round those entries down (float32's are exact)
+            for j in np.flatnonzero((bound > 0) & (k - 1 < -1022)):
+                if Fraction(float(bound[j])) > Fraction(b) * Fraction(2) ** int(k[j] - 1):
+                    bound[j] = np.nextafter(bound[j], 0.0)
             self.bound_tab = be.asarray(bound.astype(np.float64))
             self.step_tab = be.asarray(np.where(bound > 0, 2.0 * bound, 1.0).astype(np.float64))
         else:
@@ -190,7 +211,7 @@ class Quantize(Stage):
         return self.kind in ("float-linear", "float-merge", "float-pwrel")
 
     def encode(self, x, p, frame_shape) -> QFrame:
-        """Quantize one frame: x and p (float32 prediction) flat."""
+        """Quantize one frame: x and p (prediction in prediction_dtype) flat."""
         be, k, lo, hi = self.be, self.kind, self.lo, self.hi
         sh = frame_shape
         if k == "int-linear":
@@ -210,7 +231,7 @@ class Quantize(Stage):
         if k == "float-merge":
             codes, recon, mask = be.merge_float(x, p, self.unit, self.bound, frame_shape, self.cfg.block)
             return QFrame(codes, None, mask, recon, p)
-        codes, cls, recon, mask = be.pwrel_float(x, p, self.bound_tab, self.step_tab, sh)
+        codes, cls, recon, mask = be.pwrel_float(x, p, self.zc, self.bound_tab, self.step_tab, sh)
         return QFrame(codes, cls, mask, recon, p)
 
     def decode(self, codes, classes, p, frame_shape):
@@ -226,8 +247,8 @@ class Quantize(Stage):
         if k == "float-ord":
             return be.ord_recon(codes, p, sh), p
         if k in ("float-linear", "float-merge"):
-            return be.deq_float(codes, p, self.unit, sh), p
-        recon, err = be.depwrel_float(codes, classes, p, self.step_tab, sh)
+            return be.deq_float(codes, p, self.unit, self.dtype, sh), p
+        recon, err = be.depwrel_float(codes, classes, p, self.zc, self.cmax, self.step_tab, self.dtype, sh)
         if err:
             raise CodecError("corrupted payload: pwrel class out of range")
         return recon, p
@@ -251,6 +272,9 @@ class Spatial(Stage):
         self.cfg, self.be = cfg, backend
         self.key_kind = SPATIAL_KIND[cfg.spatial_key]
         self.pred_kind = SPATIAL_KIND[cfg.resolved_spatial_pred()]
+        # lossless float64 codes use all 64 bits (modular differences): the kernels' signed
+        # running maximum cannot see symbols >= 2**63, so take the unsigned maximum instead
+        self.full_range = cfg.dtype == "float64" and cfg.lossless
 
     def config(self) -> dict:
         return {"id": self.name, "key": self.cfg.spatial_key, "pred": self.cfg.resolved_spatial_pred()}
@@ -260,7 +284,10 @@ class Spatial(Stage):
 
     def encode(self, codes, frame_shape, kind: int):
         """-> (planar symbols, largest symbol)."""
-        return self.be.pack(codes, frame_shape, kind)
+        u, m = self.be.pack(codes, frame_shape, kind)
+        if self.full_range:
+            m = int(u.max()) if u.size else 0
+        return u, m
 
 
 # =========================================================================== 4. Entropy

@@ -119,7 +119,7 @@ class CompressOptions:
     mode: str = "abs"
     bounds: tuple[float, ...] = (0.0,)
     entropy: bool = True
-    quantizer: str | None = None        # None: "auto" for float32 data, "linear" for integers
+    quantizer: str | None = None        # None: "auto" for float data, "linear" for integers
     zstd_level: int = 3
     chunk_frames: int = 32
     loop: str = "closed"
@@ -322,7 +322,7 @@ def compress(input_spec, output: str, opts: CompressOptions, comm=None) -> Summa
         window = opts.window if opts.window is not None or opts.threshold is not None else DEFAULT_WINDOW
 
         if opts.quantizer is None:  # measured: merging never won on integer video, doubled float fields
-            opts.quantizer = "auto" if src.dtype == np.float32 else "linear"
+            opts.quantizer = "auto" if src.dtype.kind == "f" else "linear"
 
         def validate():
             P.check_policy(T, window, opts.threshold, opts.warmup, opts.chunk_frames)

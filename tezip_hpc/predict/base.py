@@ -21,6 +21,7 @@ import json
 
 import numpy as np
 
+from ..codec.config import prediction_dtype
 from ..errors import ConfigError, ModelError
 
 
@@ -92,18 +93,20 @@ class _PreviousSession(_History):
     def predict(self) -> np.ndarray:
         if not self.frames:
             raise ModelError("predict() before any frame was observed")
-        return self.frames[-1].astype(np.float32)
+        last = self.frames[-1]
+        return last.astype(prediction_dtype(last.dtype))
 
 
 class _LinearSession(_History):
     def predict(self) -> np.ndarray:
         if not self.frames:
             raise ModelError("predict() before any frame was observed")
-        last = self.frames[-1].astype(np.float32)
+        pt = prediction_dtype(self.frames[-1].dtype)
+        last = self.frames[-1].astype(pt)
         if len(self.frames) < 2:
             return last
         with np.errstate(all="ignore"):
-            return (np.float32(2.0) * last - self.frames[-2].astype(np.float32)).astype(np.float32)
+            return (pt.type(2.0) * last - self.frames[-2].astype(pt)).astype(pt)
 
 
 class ZeroPredictor(Predictor):
