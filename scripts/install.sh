@@ -6,7 +6,7 @@
 # and skips what is already there (seconds).
 #
 # Usage: scripts/install.sh [--bench] [--no-system] [--check]
-#   --bench      also install benchmark extras (opencv-doc sample clips, py-pde, hdf5plugin)
+#   --bench      also install benchmark extras (opencv-doc sample clips, imageio-ffmpeg, py-pde)
 #   --no-system  do not touch Debian packages (they must already be present)
 #   --check      only verify the installed stack; install nothing
 # Environment:
@@ -103,7 +103,7 @@ export OMPI_MCA_rmaps_base_oversubscribe=1
 export CC=mpicc CXX=mpicxx
 
 # ---------------------------------------------------------------- pinned wheels
-extras="test,train"
+extras="test,train,zarr"
 [ $bench = 1 ] && extras+=,bench
 [ "$gpu" = 1 ] && extras+=,gpu
 stack_hash=$(cat "$here/setup.cfg" "$here/scripts/install.sh" | sha256sum | cut -c1-16)

@@ -1,0 +1,223 @@
+"""A numcodecs codec (``codec_id = "tezip"``) and its zarr v3 twin, for array users.
+
+    import zarr, tezip_hpc.numcodecs as tz
+    z = zarr.create_array(store, shape=(T, H, W), chunks=(32, H, W), dtype="float32",
+                          serializer=tz.TezipZarr(mode="rel", bound=1e-3), compressors=None)
+    z[:] = frames                 # every element within the bound of the original
+
+    codec = tz.Tezip(mode="abs", bound=2)          # numcodecs / zarr v2
+    back = codec.decode(codec.encode(chunk))
+
+A chunk of shape (T, H, W) or (T, H, W, C) (or (H, W): one frame) is coded as one tezip
+chunk payload: a keyframe every ``window`` frames, the frames between predicted by a
+non-learned baseline (``previous``, ``linear`` or ``zero``) from the *reconstructed*
+previous frames (closed loop), quantized under the error bound, entropy-coded, zstd.
+The bound holds for every element as in the archive format; ``rel`` and ``absrel`` are
+relative to the value range of each chunk (zarr codes chunks independently). Chunks are
+self-describing: the header holds the codec configuration and shape, so decoding needs no
+codec parameters. Both classes register themselves under the name "tezip" when numcodecs
+or zarr loads its entry points (``[options.entry_points]`` in setup.cfg).
+"""
+
+from __future__ import annotations
+
+import json
+import struct
+
+import numpy as np
+
+from .codec.config import CodecConfig, check_dtype
+from .codec.pipeline import Pipeline
+from .errors import CodecError, ConfigError
+
+MAGIC = b"TZN1"
+_HEAD = struct.Struct("<4sI")  # magic, length of the JSON header that follows
+BASELINES = ("previous", "linear", "zero")
+
+try:  # numcodecs is an optional dependency (the "zarr" extra)
+    from numcodecs.abc import Codec as _CodecBase
+except ImportError:  # pragma: no cover - exercised only without numcodecs
+    _CodecBase = object
+
+
+def _baseline(name: str):
+    from .predict.base import PreviousPredictor, ZeroPredictor
+
+    if name == "zero":
+        return ZeroPredictor()
+    return PreviousPredictor(linear=name == "linear")
+
+
+def _value_range(a: np.ndarray) -> tuple[float, float]:
+    f = a[np.isfinite(a)] if a.dtype.kind == "f" else a
+    if not f.size:
+        return (0.0, 0.0)
+    return (float(f.min()), float(f.max()))
+
+
+class Tezip(_CodecBase):
+    """Error-bounded temporal codec for a chunk of frames.
+
+    mode: abs | rel | absrel | pwrel; bound: a number ((abs, rel) for absrel), 0 = lossless.
+    predictor: previous | linear | zero; window: frames per keyframe interval;
+    zstd_level: 1..22."""
+
+    codec_id = "tezip"
+
+    def __init__(self, mode: str = "abs", bound=0.0, predictor: str = "previous", window: int = 16,
+                 zstd_level: int = 3) -> None:
+        bounds = tuple(float(b) for b in bound) if isinstance(bound, (tuple, list)) else (float(bound),)
+        if predictor not in BASELINES:
+            raise ConfigError(f"tezip codec: predictor {predictor!r} is not one of {', '.join(BASELINES)} "
+                              f"(learned predictors need the archive format: tezip-hpc compress)")
+        if not isinstance(window, int) or window < 1:
+            raise ConfigError(f"tezip codec: window must be a positive integer, got {window!r}")
+        CodecConfig(mode=mode, bounds=bounds, value_range=(0.0, 1.0), zstd_level=int(zstd_level)).validate()
+        self.mode, self.bound, self.predictor = mode, bounds if mode == "absrel" else bounds[0], predictor
+        self.window, self.zstd_level = int(window), int(zstd_level)
+
+    # ------------------------------------------------------------------ numcodecs API
+    def get_config(self) -> dict:
+        return {"id": self.codec_id, "mode": self.mode,
+                "bound": list(self.bound) if isinstance(self.bound, tuple) else self.bound,
+                "predictor": self.predictor, "window": self.window, "zstd_level": self.zstd_level}
+
+    @classmethod
+    def from_config(cls, config: dict) -> "Tezip":
+        config = dict(config)
+        config.pop("id", None)
+        return cls(**config)
+
+    def __repr__(self) -> str:
+        return (f"Tezip(mode={self.mode!r}, bound={self.bound!r}, predictor={self.predictor!r}, "
+                f"window={self.window})")
+
+    def _config(self, a: np.ndarray) -> CodecConfig:
+        bounds = self.bound if isinstance(self.bound, tuple) else (self.bound,)
+        quant = "auto" if a.dtype.kind == "f" else "linear"
+        return CodecConfig(dtype=a.dtype.name, mode=self.mode, bounds=bounds, value_range=_value_range(a),
+                           quantizer=quant, zstd_level=self.zstd_level).validate()
+
+    def encode(self, buf) -> bytes:
+        a = np.asarray(buf)
+        if a.dtype.byteorder == ">":
+            a = a.astype(a.dtype.newbyteorder("="))
+        check_dtype(a.dtype)
+        shape = a.shape
+        if a.ndim == 2:
+            a = a[None]
+        if a.ndim not in (3, 4) or a.size == 0:
+            raise ConfigError(f"tezip codec: a chunk must have shape (T, H, W), (T, H, W, C) or (H, W), "
+                              f"got {shape}")
+        frames = np.ascontiguousarray(a.reshape(a.shape + (1,) if a.ndim == 3 else a.shape))
+        cfg = self._config(frames)
+        pipe = Pipeline(cfg)
+        fshape = frames.shape[1:]
+        enc = pipe.encoder(fshape)
+        session = _baseline(self.predictor).start(fshape, cfg.value_range or (0.0, 0.0))
+        for t in range(frames.shape[0]):
+            p = None if t % self.window == 0 else session.predict()
+            session.observe(enc.add(frames[t], p))  # closed loop: predict from what the decoder has
+        head = json.dumps({"config": json.loads(cfg.to_json()), "shape": list(shape),
+                           "predictor": self.predictor, "window": self.window}, sort_keys=True).encode()
+        return _HEAD.pack(MAGIC, len(head)) + head + enc.finish()
+
+    def decode(self, buf, out=None):
+        data = memoryview(buf).cast("B") if not isinstance(buf, (bytes, bytearray)) else buf
+        data = bytes(data)
+        if len(data) < _HEAD.size:
+            raise CodecError(f"tezip codec: truncated chunk ({len(data)} bytes)")
+        magic, n = _HEAD.unpack_from(data)
+        if magic != MAGIC or _HEAD.size + n > len(data):
+            raise CodecError("tezip codec: not a tezip chunk (bad magic or header length)")
+        try:
+            head = json.loads(data[_HEAD.size:_HEAD.size + n])
+            cfg = CodecConfig.from_json(json.dumps(head["config"]))
+            shape = tuple(int(s) for s in head["shape"])
+            predictor, window = str(head["predictor"]), int(head["window"])
+        except (ValueError, KeyError, TypeError) as exc:
+            raise CodecError(f"tezip codec: corrupted chunk header ({exc})") from None
+        if predictor not in BASELINES or window < 1 or len(shape) not in (2, 3, 4) or min(shape) < 1:
+            raise CodecError("tezip codec: corrupted chunk header (predictor, window or shape)")
+        full = (1,) + shape if len(shape) == 2 else shape
+        fshape = full[1:] if len(full) == 4 else full[1:] + (1,)
+        pipe = Pipeline(cfg)
+        dec = pipe.decoder(data[_HEAD.size + n:], fshape, max_frames=full[0])
+        if dec.n_frames != full[0]:
+            raise CodecError(f"tezip codec: chunk holds {dec.n_frames} frames, header says {full[0]}")
+        session = _baseline(predictor).start(fshape, cfg.value_range or (0.0, 0.0))
+        res = np.empty((full[0],) + fshape, check_dtype(cfg.dtype))
+        for t in range(full[0]):
+            if bool(dec.keys[t]) != (t % window == 0):
+                raise CodecError("tezip codec: keyframes disagree with the header's window (corrupted chunk)")
+            res[t] = dec.next(None if dec.keys[t] else session.predict())
+            session.observe(res[t])
+        dec.verify()
+        res = res.reshape(shape)
+        if out is None:
+            return res
+        o = np.asarray(out)
+        if o.nbytes != res.nbytes:
+            raise CodecError(f"tezip codec: output buffer of {o.nbytes} bytes for a {res.nbytes}-byte chunk")
+        o.reshape(-1).view(np.uint8)[:] = res.reshape(-1).view(np.uint8)
+        return out
+
+
+# ---------------------------------------------------------------------------- zarr v3
+def _make_zarr_codec():
+    """The zarr v3 array -> bytes codec wrapping Tezip (None when zarr 3 is not installed)."""
+    try:
+        from dataclasses import dataclass
+
+        from zarr.abc.codec import ArrayBytesCodec
+        from zarr.core.buffer import Buffer, NDBuffer
+    except ImportError:  # pragma: no cover - zarr 3 is optional
+        return None
+
+    @dataclass(frozen=True)
+    class TezipZarr(ArrayBytesCodec):
+        """zarr v3 serializer: ``zarr.create_array(..., serializer=TezipZarr(...), compressors=None)``."""
+
+        mode: str = "abs"
+        bound: float | tuple = 0.0
+        predictor: str = "previous"
+        window: int = 16
+        zstd_level: int = 3
+        is_fixed_size = False
+
+        def __post_init__(self) -> None:
+            object.__setattr__(self, "bound", tuple(self.bound) if isinstance(self.bound, list) else self.bound)
+            self._codec()  # validate now, not at the first write
+
+        def _codec(self) -> Tezip:
+            return Tezip(self.mode, self.bound, self.predictor, self.window, self.zstd_level)
+
+        @classmethod
+        def from_dict(cls, data: dict) -> "TezipZarr":
+            conf = dict(data.get("configuration", {}))
+            return cls(**conf)
+
+        def to_dict(self) -> dict:
+            conf = self._codec().get_config()
+            conf.pop("id")
+            return {"name": "tezip", "configuration": conf}
+
+        async def _encode_single(self, chunk_array: NDBuffer, chunk_spec) -> Buffer:
+            blob = self._codec().encode(chunk_array.as_numpy_array())
+            return chunk_spec.prototype.buffer.from_bytes(blob)
+
+        async def _decode_single(self, chunk_bytes: Buffer, chunk_spec) -> NDBuffer:
+            a = self._codec().decode(chunk_bytes.to_bytes())
+            if a.shape != tuple(chunk_spec.shape):
+                a = a.reshape(chunk_spec.shape)
+            return chunk_spec.prototype.nd_buffer.from_numpy_array(a)
+
+        def compute_encoded_size(self, input_byte_length: int, chunk_spec) -> int:
+            raise NotImplementedError  # variable size
+
+    TezipZarr.__qualname__ = "TezipZarr"
+    TezipZarr.__module__ = __name__
+    return TezipZarr
+
+
+TezipZarr = _make_zarr_codec()
