@@ -83,13 +83,43 @@ def test_parallel_frame_range_and_output_kinds(mpi_tmp_path):
     decompress(str(tmp / "a.h5"), str(tmp / "part.npy"), frames="7:23", progress=False, comm=comm)
     decompress(str(tmp / "a.h5"), f"{tmp}/out.h5:/frames", progress=False, comm=comm)
     decompress(str(tmp / "a.h5"), str(tmp / "images"), progress=False, comm=comm)
+    decompress(str(tmp / "a.h5"), str(tmp / "out.tif"), progress=False, comm=comm)  # every rank writes its pages
     if comm.rank == 0:
+        import tifffile
+
         full = np.load(tmp / "full.npy")
         assert full.shape == x.shape
         assert np.load(tmp / "part.npy").tobytes() == full[7:23].tobytes()
         with h5py.File(tmp / "out.h5") as f:
             assert f["frames"][()].tobytes() == full.tobytes()
         assert len(os.listdir(tmp / "images")) == len(x)
+        assert tifffile.imread(tmp / "out.tif").tobytes() == full.tobytes()
+    comm.Barrier()
+
+
+@pytest.mark.parametrize("dtype, bound", [("float64", 1e-6), ("uint32", 0.0)])
+def test_wide_dtypes_whatever_n(mpi_tmp_path, dtype, bound):
+    """float64 and uint32 (simulation fields, photon counters): the parallel archive decodes to
+    the serial one's bytes, within the bound."""
+    from mpi4py import MPI
+
+    from codec.bounds import assert_within_bound
+    from tezip_hpc.parallel.driver import CompressOptions, compress, decompress
+
+    comm = MPI.COMM_WORLD
+    tmp = mpi_tmp_path
+    base = _frames(23, C=None).astype(np.float64)
+    x = (base / 7.0 if dtype == "float64" else base * 40000).astype(dtype)
+    src = _shared_input(tmp, x, f"{dtype}.npy")
+    opts = CompressOptions(predictor="previous", bounds=(bound,), window=4, chunk_frames=4, progress=False)
+    compress(src, str(tmp / "w.h5"), opts, comm)
+    decompress(str(tmp / "w.h5"), str(tmp / "w.npy"), progress=False, comm=comm)
+    if comm.rank == 0:
+        compress(src, str(tmp / "w1.h5"), opts, MPI.COMM_SELF)
+        decompress(str(tmp / "w1.h5"), str(tmp / "w1.npy"), progress=False, comm=MPI.COMM_SELF)
+        y = np.load(tmp / "w.npy")
+        assert y.dtype == x.dtype and y.tobytes() == np.load(tmp / "w1.npy").tobytes()
+        assert_within_bound(x, y, "abs", (bound,))
     comm.Barrier()
 
 

@@ -1,5 +1,5 @@
-"""Frame sinks for decompression: a .npy file, a folder of images, or an HDF5 dataset
-(``file.h5:/path``); the kind follows OUTPUT's suffix.
+"""Frame sinks for decompression: a .npy file, a multi-page TIFF (.tif/.tiff), a folder of
+images, or an HDF5 dataset (``file.h5:/path``); the kind follows OUTPUT's suffix.
 
 Every rank constructs the sink (metadata is collective), writes its own frames, then all
 call ``finish()``: output goes to a temporary name that is renamed into place only when
@@ -89,22 +89,26 @@ class FrameSink:
             atomic.remove(self.tmp)
 
 
-class NpySink(FrameSink):
+class _PositionalSink(FrameSink):
+    """A file whose frames lie contiguously from a data offset: rank 0 creates it (at a temp
+    name) with ``_create``, then every rank writes its frames with positional writes, so the
+    output never sits in any process's memory."""
+
     def __init__(self, final, shape, dtype, comm, force=False) -> None:
         super().__init__(final, shape, dtype, comm, force)
 
         def create():
             atomic.check_target(final, force)
             tmp = atomic.temp_path(final)
-            np.lib.format.open_memmap(tmp, mode="w+", dtype=self.dtype, shape=self.shape).flush()
-            return tmp
+            return tmp, self._create(tmp)
 
-        self.tmp = _agree(comm, create)
-        mm = np.lib.format.open_memmap(self.tmp, mode="r")
-        self._offset = int(mm.offset)  # frames go in with positional writes: no mapping in the RSS
-        del mm
+        self.tmp, self._offset = _agree(comm, create)
         self._frame_bytes = int(np.prod(self.shape[1:])) * self.dtype.itemsize
         self.fd: int | None = os.open(self.tmp, os.O_WRONLY)
+
+    def _create(self, tmp: str) -> int:  # pragma: no cover - abstract
+        """Create the file at tmp; return the byte offset of frame 0."""
+        raise NotImplementedError
 
     def write(self, t, frames) -> None:
         data = np.ascontiguousarray(frames, self.dtype)
@@ -121,6 +125,35 @@ class NpySink(FrameSink):
             os.fsync(self.fd)
             os.close(self.fd)
             self.fd = None
+
+
+class NpySink(_PositionalSink):
+    """A .npy file."""
+
+    def _create(self, tmp: str) -> int:
+        mm = np.lib.format.open_memmap(tmp, mode="w+", dtype=self.dtype, shape=self.shape)
+        mm.flush()
+        offset = int(mm.offset)
+        del mm
+        return offset
+
+
+class TiffSink(_PositionalSink):
+    """A multi-page TIFF (one page per frame; BigTIFF beyond 2 GiB) of any supported dtype,
+    uncompressed and contiguous, written by tifffile."""
+
+    def _create(self, tmp: str) -> int:
+        import tifffile
+
+        rgb = len(self.shape) == 4 and self.shape[3] == 3 and self.dtype == np.uint8
+        kw = {"planarconfig": "contig"} if len(self.shape) == 4 else {}
+        nbytes = int(np.prod(self.shape)) * self.dtype.itemsize
+        mm = tifffile.memmap(tmp, shape=self.shape, dtype=self.dtype, photometric="rgb" if rgb else "minisblack",
+                             bigtiff=nbytes > (1 << 31), **kw)
+        mm.flush()
+        offset = int(mm.offset)
+        del mm
+        return offset
 
 
 class ImageFolderSink(FrameSink):
@@ -254,7 +287,7 @@ class H5Sink(FrameSink):
 
 def open_sink(spec: str, shape, dtype, comm, *, channel_axis=True, names=None, first=0, force=False,
               inputs=(), attrs=None) -> FrameSink:
-    """A sink for OUTPUT: file.h5:/dataset, a .npy file, or (anything else) a folder of images.
+    """A sink for OUTPUT: file.h5:/dataset, a .npy or .tif file, or (anything else) a folder of images.
     ``inputs``: files this job reads, which the output must never be."""
     spec = str(spec)
     h5 = split_h5_spec(spec)
@@ -267,9 +300,12 @@ def open_sink(spec: str, shape, dtype, comm, *, channel_axis=True, names=None, f
                       attrs=attrs)
     if spec.endswith((".h5", ".hdf5")):
         raise ConfigError(f"{spec}: name the dataset too, as {spec}:/frames")
+    out_shape = tuple(shape) if channel_axis else tuple(shape)[:3]
     if spec.endswith(".npy"):
-        out_shape = tuple(shape) if channel_axis else tuple(shape)[:3]
         return NpySink(Path(spec), out_shape, dtype, comm, force=force)
+    if spec.lower().endswith((".tif", ".tiff")):
+        return TiffSink(Path(spec), out_shape, dtype, comm, force=force)
     if Path(spec).suffix and not Path(spec).is_dir():
-        raise ConfigError(f"{spec}: unknown output kind (use a folder name, a .npy file or file.h5:/dataset)")
+        raise ConfigError(f"{spec}: unknown output kind (use a folder name, a .npy or .tif file or "
+                          f"file.h5:/dataset)")
     return ImageFolderSink(Path(spec), shape, dtype, comm, names=names, first=first, force=force)

@@ -1,4 +1,5 @@
-"""Frame sources: a folder of images, a .npy file, or an HDF5 dataset (``file.h5:/path``).
+"""Frame sources: a folder of images, a .npy file, a TIFF file, or an HDF5 dataset
+(``file.h5:/path``).
 
 A source knows its shape (T, H, W, C) and dtype without reading pixels, and reads any
 frame range on demand, so each rank reads only its own frames and memory does not grow
@@ -7,6 +8,7 @@ with the series' length.
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 from dataclasses import dataclass, field
@@ -15,12 +17,13 @@ from pathlib import Path
 import numpy as np
 
 from ..codec.config import DTYPES
-from ..errors import ConfigError, InputError
+from ..errors import ConfigError, InputError, first_line
 
 IMAGE_SUFFIXES = (".png", ".tif", ".tiff", ".bmp", ".jpg", ".jpeg", ".pgm", ".ppm", ".webp", ".gif")
 # Pillow modes we read, and what they become.
 _MODES = {"L": (np.uint8, 1), "RGB": (np.uint8, 3), "I;16": (np.uint16, 1), "I;16B": (np.uint16, 1),
-          "I;16L": (np.uint16, 1), "RGBA": (np.uint8, 4), "LA": (np.uint8, 2)}  # alpha is kept as a channel
+          "I;16L": (np.uint16, 1), "RGBA": (np.uint8, 4), "LA": (np.uint8, 2),  # alpha is kept as a channel
+          "F": (np.float32, 1), "I": (np.int32, 1)}  # float and 32-bit integer TIFF/PNG pages
 
 
 def is_hdf5(path: str) -> bool:
@@ -244,6 +247,62 @@ class ArraySource(FrameSource):
         return np.ascontiguousarray(self._a[start:stop]).reshape((stop - start,) + self.frame_shape)
 
 
+class TiffSource(FrameSource):
+    """A TIFF file (multi-page, BigTIFF, ImageJ or OME stacks; any supported dtype, float
+    included) read with tifffile: the axes before Y are frames, those after X channels. When
+    each page is one frame, frames are read page by page; otherwise the series is read whole."""
+
+    def __init__(self, path: str) -> None:
+        import tifffile
+
+        if not os.path.isfile(path):
+            raise InputError(f"{path}: no such file")
+        logging.getLogger("tifffile").setLevel(logging.ERROR)  # our one-line error says it instead
+        try:
+            self._tf = tifffile.TiffFile(path)
+            if not self._tf.series:
+                self._tf.close()
+                raise InputError(f"{path}: not a readable TIFF file (no image in it)")
+            series = self._tf.series[0]
+            axes, shape = series.axes, tuple(int(s) for s in series.shape)
+        except (tifffile.TiffFileError, OSError, ValueError, IndexError, KeyError) as exc:
+            raise InputError(f"{path}: not a readable TIFF file ({first_line(str(exc))})") from None
+        try:
+            iy = axes.index("Y")
+            if axes[iy + 1] != "X":
+                raise ValueError
+        except (ValueError, IndexError):
+            self._tf.close()
+            raise InputError(f"{path}: TIFF axes {axes!r} have no Y, X image plane") from None
+        T = int(np.prod(shape[:iy])) if iy else 1
+        C = int(np.prod(shape[iy + 2:])) if len(shape) > iy + 2 else 1
+        dt = series.dtype.newbyteorder("=")
+        try:
+            dt, _ = _check(dt, (T, shape[iy], shape[iy + 1], C), path)
+        except (ConfigError, InputError):
+            self._tf.close()
+            raise
+        super().__init__(path, (T, shape[iy], shape[iy + 1], C), dt, len(shape) > iy + 2, kind="tiff")
+        self._series = series
+        self._by_page = len(series.pages) == T and T > 1
+        self._all = None
+
+    def read(self, start: int, stop: int) -> np.ndarray:
+        try:
+            if self._by_page:
+                a = self._tf.asarray(key=range(start, stop), series=0) if stop > start else np.empty(0)
+            else:
+                if self._all is None:
+                    self._all = self._series.asarray()
+                a = self._all.reshape((self.n_frames,) + self.frame_shape)[start:stop]
+            return np.ascontiguousarray(a, self.dtype).reshape((stop - start,) + self.frame_shape)
+        except (OSError, ValueError, RuntimeError) as exc:
+            raise InputError(f"{self.spec}: cannot read frames {start}..{stop - 1} ({first_line(str(exc))})") from None
+
+    def close(self) -> None:
+        self._tf.close()
+
+
 def list_images(folder: Path) -> list[Path]:
     """Image files of a folder, sorted by name (TEZip's order)."""
     return sorted((p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES),
@@ -271,10 +330,9 @@ class ImageFolderSource(FrameSource):
                 raise InputError(f"{f}: not a readable image ({exc})") from None
             if m == "P":
                 m = "RGB"
-            if m == "I":
-                raise InputError(f"{f}: 32-bit integer images are not supported (use L, RGB or I;16)")
             if m not in _MODES and m != "1":
-                raise InputError(f"{f}: image mode {m} is not supported (use L, LA, RGB, RGBA or I;16)")
+                raise InputError(f"{f}: image mode {m} is not supported (use L, LA, RGB, RGBA, I;16, I or F; "
+                                 f"or a multi-page .tif, read with tifffile)")
             if size is None:
                 size, mode = s, m
             elif s != size:
@@ -307,7 +365,7 @@ class ImageFolderSource(FrameSource):
 
 
 def open_source(spec: str) -> FrameSource:
-    """A frame source from INPUT: a folder of images, a .npy file, or file.h5:/dataset."""
+    """A frame source from INPUT: a folder of images, a .npy or .tif file, or file.h5:/dataset."""
     spec = str(spec)
     h5 = split_h5_spec(spec)
     if h5:
@@ -316,8 +374,11 @@ def open_source(spec: str) -> FrameSource:
         raise ConfigError(f"{spec}: name the dataset too, as {spec}:/path/to/dataset")
     if spec.endswith(".npy"):
         return NpySource(spec)
+    if spec.lower().endswith((".tif", ".tiff")) and not os.path.isdir(spec):
+        return TiffSource(spec)
     if os.path.isdir(spec):
         return ImageFolderSource(spec)
     if not os.path.exists(spec):
         raise InputError(f"{spec}: no such file or folder")
-    raise ConfigError(f"{spec}: unknown input kind (use a folder of images, a .npy file or file.h5:/dataset)")
+    raise ConfigError(f"{spec}: unknown input kind (use a folder of images, a .npy or .tif file or "
+                      f"file.h5:/dataset)")

@@ -1,0 +1,78 @@
+"""TIFF input and output (tifffile): multi-page stacks of every supported dtype, BigTIFF,
+RGB and extra channels, folders of float/int32 pages (Pillow modes F and I), and bad files."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import tifffile
+from PIL import Image
+
+import tezip_hpc
+from tezip_hpc.errors import ConfigError, InputError
+from tezip_hpc.io.sources import open_source
+
+from codec.bounds import assert_within_bound, value_range
+
+
+def _field(shape, dtype, seed=0):
+    rng = np.random.default_rng(seed)
+    x = np.cumsum(rng.normal(size=shape), axis=0) * 50
+    if np.dtype(dtype).kind in "iu":
+        info = np.iinfo(dtype)
+        x = np.clip(x * (1000 if np.dtype(dtype).itemsize == 4 else 1) + (info.max // 2 if info.min == 0 else 0),
+                    info.min, info.max)
+    return x.astype(dtype)
+
+
+@pytest.mark.parametrize("dtype, shape, kw, mode, bound", [
+    ("float32", (9, 12, 17), {}, "abs", 0.0),
+    ("float64", (9, 12, 17), {"bigtiff": True}, "rel", 1e-3),
+    ("int32", (7, 10, 11), {}, "abs", 100.0),
+    ("uint32", (7, 10, 11), {}, "abs", 0.0),
+    ("uint16", (6, 8, 9, 3), {"photometric": "rgb"}, "abs", 3.0),
+    ("uint8", (6, 8, 9, 2), {"photometric": "minisblack", "planarconfig": "contig"}, "abs", 0.0),
+])
+def test_tiff_in_tiff_out(tmp_path, dtype, shape, kw, mode, bound):
+    x = _field(shape, dtype)
+    src = tmp_path / "in.tif"
+    tifffile.imwrite(src, x, **kw)
+    with open_source(str(src)) as s:
+        assert s.kind == "tiff" and s.dtype == x.dtype and s.n_frames == shape[0]
+        np.testing.assert_array_equal(s.read(2, 5).reshape(x[2:5].shape), x[2:5])
+    tezip_hpc.compress(str(src), tmp_path / "a.h5", mode=mode, bound=bound, predictor="previous")
+    tezip_hpc.decompress(tmp_path / "a.h5", str(tmp_path / "out.tiff"))
+    y = tifffile.imread(tmp_path / "out.tiff")
+    assert y.shape == x.shape and y.dtype == x.dtype
+    assert_within_bound(x, y, mode, (bound,), value_range(x))
+
+
+def test_single_page_and_big_endian(tmp_path):
+    x = _field((1, 10, 12), "float32")[0]
+    tifffile.imwrite(tmp_path / "one.tif", x.astype(">f4"), byteorder=">")
+    with open_source(str(tmp_path / "one.tif")) as s:
+        assert s.shape == (1, 10, 12, 1) and s.dtype == np.dtype("float32")
+        np.testing.assert_array_equal(s.read(0, 1)[0, ..., 0], x)
+
+
+def test_folder_of_float_and_int32_pages(tmp_path):
+    for name, dtype in (("f", np.float32), ("i", np.int32)):
+        folder = tmp_path / name
+        folder.mkdir()
+        x = _field((4, 9, 13), dtype)
+        for t in range(4):
+            Image.fromarray(x[t]).save(folder / f"{t:03d}.tif")
+        with open_source(str(folder)) as s:
+            assert s.dtype == np.dtype(dtype) and s.image_mode in ("F", "I")
+            np.testing.assert_array_equal(s.read(0, 4)[..., 0], x)
+
+
+def test_bad_tiff_inputs_are_one_line_errors(tmp_path):
+    (tmp_path / "bad.tif").write_bytes(b"II*\x00garbage")
+    with pytest.raises(InputError, match="not a readable TIFF"):
+        open_source(str(tmp_path / "bad.tif"))
+    with pytest.raises(InputError, match="no such file"):
+        open_source(str(tmp_path / "missing.tiff"))
+    tifffile.imwrite(tmp_path / "i8.tif", np.zeros((3, 4, 5), np.int8))
+    with pytest.raises(ConfigError, match="data type int8"):
+        open_source(str(tmp_path / "i8.tif"))
