@@ -7,7 +7,7 @@
 #   1. train.sbatch       TRAIN.h5 -> OUTDIR/model.tzm
 #   2. compress.sbatch    INPUT    -> OUTDIR/archive.h5, with --model OUTDIR/model.tzm
 #   3. decompress.sbatch  OUTDIR/archive.h5 -> OUTDIR/restored(.npy|.h5:/ds|/) and compare
-#                         it with INPUT under TEZIP_MODE/TEZIP_BOUND (the "verify" job)
+#                         it with INPUT under the archive's own bound (the "verify" job)
 # Each job's log is OUTDIR/<job name>-<job id>.log. If a step fails, the steps after it
 # are cancelled (--kill-on-invalid-dep=yes) rather than left pending for ever.
 # Prints "train=ID compress=ID verify=ID" (IDs of the jobs submitted) as its last line.

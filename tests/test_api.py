@@ -86,7 +86,7 @@ def test_files_and_errors(data, tmp_path):
     with pytest.raises(tezip_hpc.InputError):
         tezip_hpc.compress(np.zeros((4, 4), np.uint8), tmp_path / "bad.h5")
     with pytest.raises(tezip_hpc.ConfigError):
-        tezip_hpc.compress(np.zeros((3, 4, 4), np.float64), tmp_path / "bad.h5")
+        tezip_hpc.compress(np.zeros((3, 4, 4), np.float16), tmp_path / "bad.h5")
     with pytest.raises(tezip_hpc.ArchiveError):
         tezip_hpc.open(tmp_path / "missing.h5")
     assert not (tmp_path / "bad.h5").exists()
@@ -120,3 +120,29 @@ def test_verify_checks_every_element_and_draws(cli, data, tmp_path):  # noqa: D1
     assert res.returncode == 3 and "Traceback" not in res.stderr
     res = cli("verify", str(tmp_path / "l.h5"), str(d / "x.npy"), "--plot", str(tmp_path / "no" / "v.png"))
     assert res.returncode == 2 and "does not exist" in res.stderr and "Traceback" not in res.stderr
+
+
+def test_verify_a_written_output_and_a_frame_range(cli, data, tmp_path):
+    """--decoded checks the bytes a decompress wrote (what a job renames into place), also
+    for a --frames range; an altered output fails with exit 9."""
+    d, x = data
+    tezip_hpc.compress(x, tmp_path / "l.h5", mode="abs", bound=2, predictor="previous", window=5)
+    tezip_hpc.decompress(tmp_path / "l.h5", str(tmp_path / "part.tif"), frames="6:15")
+    res = cli("verify", str(tmp_path / "l.h5"), str(d / "x.npy"), "--decoded", str(tmp_path / "part.tif"),
+              "--frames", "6:15")
+    assert res.returncode == 0 and "9 frames from 6" in res.stdout, res.stdout + res.stderr
+    r = tezip_hpc.verify(tmp_path / "l.h5", x, frames="6:15")
+    assert r["ok"] and r["frames"] == 9 and r["first_frame"] == 6
+    import tifffile
+
+    y = tifffile.imread(tmp_path / "part.tif")
+    y[2, 1, 1, 0] = np.uint8((int(y[2, 1, 1, 0]) + 9) % 256)
+    np.save(tmp_path / "bad.npy", y)
+    res = cli("verify", str(tmp_path / "l.h5"), str(d / "x.npy"), "--decoded", str(tmp_path / "bad.npy"),
+              "--frames", "6:15", "--json")
+    assert res.returncode == 9
+    import json
+
+    assert json.loads(res.stdout)["worst_frame"] == 8
+    res = cli("verify", str(tmp_path / "l.h5"), str(d / "x.npy"), "--decoded", str(tmp_path / "bad.npy"))
+    assert res.returncode == 2 and "expected 20" in res.stderr and "Traceback" not in res.stderr

@@ -194,10 +194,11 @@ def read_parallel(path, comm=None, model: str | None = None) -> tuple[int, np.nd
         return lo, a[lo:hi]
 
 
-def verify(archive, reference, *, plot=None, model: str | None = None) -> dict:
+def verify(archive, reference, *, decoded=None, frames=None, plot=None, model: str | None = None) -> dict:
     """Check every element of ``archive`` against ``reference`` (a path or an array) under the
     archive's own bound: {"ok", "violations", "max_error", "psnr_db", "nrmse", "ratio", ...};
-    ``plot``: a PNG of the per-frame errors and the worst frame."""
+    ``decoded``: an output decompress already wrote, checked instead of decoding again;
+    ``frames``: "START:STOP" or a slice; ``plot``: a PNG of the per-frame errors and the worst frame."""
     from .verification import verify as _verify
 
-    return _verify(archive, reference, plot=plot, model=model)
+    return _verify(archive, reference, decoded=decoded, frames=frames, plot=plot, model=model)

@@ -47,10 +47,14 @@ def check_frames(x: np.ndarray, y: np.ndarray, cfg) -> tuple[int, np.ndarray, fl
     return int(bad.sum()), per_frame, float(np.sum(err * err))
 
 
-def verify(archive, reference, *, plot=None, model: str | None = None) -> dict:
-    """Check ``archive`` against ``reference`` (path or array); returns the figures. ``plot``: a
-    PNG to draw (per-frame max error against the bound, keyframes marked; the worst frame's
-    original, restored and error map)."""
+def verify(archive, reference, *, decoded=None, frames=None, plot=None, model: str | None = None) -> dict:
+    """Check ``archive`` against ``reference`` (path or array); returns the figures.
+
+    ``decoded``: an output already written by ``decompress`` (any output kind), checked
+    instead of decoding the archive again; ``frames``: "START:STOP" or a slice (step 1), the
+    frames that output holds. ``plot``: a PNG to draw (per-frame max error against the
+    bound, keyframes marked; the worst frame's original, restored and error map)."""
+    from .api import _parse_frames
     from .api import open as open_archive
     from .io.sources import ArraySource, open_source
 
@@ -59,6 +63,7 @@ def verify(archive, reference, *, plot=None, model: str | None = None) -> dict:
         if not os.path.isdir(folder) or not os.access(folder, os.W_OK):
             raise ConfigError(f"--plot {plot}: folder {folder} does not exist or is not writable")
     src = open_source(str(reference)) if isinstance(reference, (str, os.PathLike)) else ArraySource(reference)
+    out = None
     try:
         with open_archive(archive, model=model) as a:
             attrs, cfg = a.attrs, a.codec_config
@@ -67,24 +72,40 @@ def verify(archive, reference, *, plot=None, model: str | None = None) -> dict:
             T = len(a)
             if src.n_frames != T:
                 raise ConfigError(f"{reference}: {src.n_frames} frames, the archive holds {T}")
-            first = list(a.chunk_starts) + [T]
+            sel = _parse_frames(frames, T) if isinstance(frames, str) else (frames or slice(0, T))
+            lo_f, hi_f, step = sel.indices(T)
+            if step != 1 or hi_f <= lo_f:
+                raise ConfigError(f"--frames {frames}: a non-empty range START:STOP is needed")
+            if decoded is not None:
+                out = open_source(str(decoded))
+                if out.n_frames != hi_f - lo_f or out.dtype != np.dtype(a.dtype):
+                    raise ConfigError(f"{decoded}: {out.n_frames} frames of {out.dtype}, expected "
+                                      f"{hi_f - lo_f} of {a.dtype} (frames {lo_f}:{hi_f} of the archive)")
+
+                def restored(i, j):
+                    return out.read(i - lo_f, j - lo_f).reshape((j - i,) + a.shape[1:])
+            else:
+                def restored(i, j):
+                    return a[i:j]
+            first = sorted({lo_f, hi_f, *(c for c in a.chunk_starts if lo_f < c < hi_f)})
             violations, sse, n = 0, 0.0, 0
-            per_frame = np.zeros(T)
-            worst = (-1.0, 0)
+            per_frame = np.zeros(hi_f - lo_f)
+            worst = (-1.0, lo_f)
             for lo, hi in zip(first[:-1], first[1:]):
-                y = a[lo:hi]
+                y = restored(lo, hi)
                 x = src.read(lo, hi).reshape(y.shape)
                 v, pf, s = check_frames(x, y, cfg)
                 violations, sse, n = violations + v, sse + s, n + x.size
-                per_frame[lo:hi] = pf
+                per_frame[lo - lo_f:hi - lo_f] = pf
                 k = int(np.argmax(pf))
                 if pf[k] > worst[0]:
                     worst = (float(pf[k]), int(lo + k))
-            keyframes = np.flatnonzero(a.keyframes)
+            keyframes = np.flatnonzero(a.keyframes[lo_f:hi_f])
             span = vrange[1] - vrange[0]
             mse = sse / max(n, 1)
             res = {"archive": str(archive), "reference": str(reference) if not isinstance(reference, np.ndarray)
-                   else "<array>", "frames": T, "elements": n, "mode": mode, "bounds": bounds,
+                   else "<array>", "decoded": None if decoded is None else str(decoded),
+                   "first_frame": lo_f, "frames": hi_f - lo_f, "elements": n, "mode": mode, "bounds": bounds,
                    "limit": None if mode == "pwrel" else cfg.effective_abs_bound(),
                    "max_error": float(per_frame.max(initial=0.0)), "worst_frame": worst[1],
                    "violations": violations, "ok": violations == 0,
@@ -92,13 +113,16 @@ def verify(archive, reference, *, plot=None, model: str | None = None) -> dict:
                    "nrmse": math.sqrt(mse) / span if span > 0 else None,
                    "ratio": float(attrs.get("input_bytes", 0)) / max(os.path.getsize(archive), 1)}
             if plot:
-                _plot(plot, per_frame, keyframes, res, src.read(worst[1], worst[1] + 1)[0], a[worst[1]])
+                w = worst[1]
+                _plot(plot, per_frame, keyframes, res, src.read(w, w + 1)[0], restored(w, w + 1)[0], lo_f)
             return res
     finally:
         src.close()
+        if out is not None:
+            out.close()
 
 
-def _plot(path, per_frame, keyframes, res, x, y) -> None:
+def _plot(path, per_frame, keyframes, res, x, y, first: int = 0) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -106,11 +130,11 @@ def _plot(path, per_frame, keyframes, res, x, y) -> None:
 
     fig = plt.figure(figsize=(12, 8), dpi=100)
     top = fig.add_subplot(2, 1, 1)
-    top.plot(np.arange(len(per_frame)), per_frame, lw=1, label="max |error| per frame")
+    top.plot(first + np.arange(len(per_frame)), per_frame, lw=1, label="max |error| per frame")
     if res["limit"] is not None:
         top.axhline(res["limit"], color="red", ls="--", lw=1, label=f"bound ({res['mode']} {res['bounds']})")
     for k in keyframes:
-        top.axvline(k, color="gray", alpha=0.25, lw=0.8)
+        top.axvline(first + k, color="gray", alpha=0.25, lw=0.8)
     top.set_ylim(0, 1.15 * max(res["limit"] or 0.0, float(per_frame.max(initial=0.0))) or 1.0)
     top.set_xlabel("frame (gray lines: keyframes)")
     top.set_ylabel("max |error|")
@@ -143,13 +167,16 @@ def _plot(path, per_frame, keyframes, res, x, y) -> None:
 def _cmd(args: argparse.Namespace) -> int:
     import json
 
-    res = verify(args.archive, args.reference, plot=args.plot, model=args.model)
+    res = verify(args.archive, args.reference, decoded=args.decoded, frames=args.frames, plot=args.plot,
+                 model=args.model)
     if args.json:
         print(json.dumps(res, indent=1, default=lambda v: v.item() if hasattr(v, "item") else str(v)))
     else:
         lim = "pointwise" if res["limit"] is None else f"{res['limit']:g}"
         psnr = "inf" if res["psnr_db"] == float("inf") else f"{res['psnr_db']:.2f}"
-        print(f"verify: {res['frames']} frames, {res['elements']} elements; bound {res['mode']} "
+        what = f"{res['decoded']} (decoded)" if res["decoded"] else res["archive"]
+        print(f"verify: {what}, {res['frames']} frames from {res['first_frame']}, {res['elements']} elements; "
+              f"bound {res['mode']} "
               f"{' '.join(f'{b:g}' for b in res['bounds'])} (max allowed error {lim})\n"
               f"  max error {res['max_error']:.6g} (frame {res['worst_frame']}); PSNR {psnr} dB; NRMSE "
               f"{res['nrmse'] if res['nrmse'] is None else format(res['nrmse'], '.3g')}; ratio {res['ratio']:.2f}")
@@ -168,10 +195,14 @@ def register(sub) -> None:
                        description="Decode ARCHIVE chunk by chunk and compare every element with REFERENCE "
                        "against the archive's own error bound. Exit 0 when every element is within it, "
                        f"{EXIT_VIOLATED} when any is not.",
-                       epilog="example:\n  tezip-hpc verify run.h5 frames/ --plot run.png",
+                       epilog="examples:\n  tezip-hpc verify run.h5 frames/ --plot run.png\n"
+                       "  tezip-hpc verify run.h5 field.h5:/data --decoded restored.npy --frames 100:200",
                        formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("archive", metavar="ARCHIVE")
     p.add_argument("reference", metavar="REFERENCE", help="the original: image folder, .npy or file.h5:/dataset")
+    p.add_argument("--decoded", metavar="OUTPUT", help="check this already decompressed output (.npy, .tif, "
+                   "image folder, file.h5:/dataset) instead of decoding ARCHIVE again")
+    p.add_argument("--frames", metavar="START:STOP", help="only these frames (what a --frames decompress wrote)")
     p.add_argument("--plot", metavar="PNG", help="draw per-frame max error vs the bound and the worst frame")
     p.add_argument("--model", metavar="FILE", help="the PredNet model, if the archive does not embed it")
     p.add_argument("--json", action="store_true", help="print the figures as JSON")

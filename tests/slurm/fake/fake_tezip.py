@@ -12,6 +12,7 @@ resume) is tested under a real Slurm now:
   compress INPUT.npy -o ARCHIVE ...               rank 0 stores the array (np.save format)
   info ARCHIVE                                    prints its shape; exit 5 if unreadable
   decompress ARCHIVE -o OUTPUT.npy [--frames A:B] rank 0 writes the frames back
+  verify ARCHIVE REF --decoded OUT [--frames A:B]  OUT against REF under the bound $TEZIP_BOUND
 FAKE_FAIL=COMMAND makes rank 0 write a partial output, then fail like the tool (one line, exit 3).
 FAKE_HANG=COMMAND makes rank 0 write a partial output, say "fake: hanging", and wait for ever.
 FAKE_CORRUPT=1 makes decompress add 10 to every value (an out-of-bound result).
@@ -152,5 +153,16 @@ elif cmd == "decompress":
         arr = arr + 10
     write_npy(opt("-o"), arr)
     print(f"fake decompress: {args[1]} -> {opt('-o')}", flush=True)
+elif cmd == "verify":  # verify ARCHIVE REF --decoded OUT [--frames A:B]; the bound is $TEZIP_BOUND
+    ref, out = read_npy(args[2]), read_npy(opt("--decoded"))
+    frames = opt("--frames")
+    if frames:
+        a, _, b = frames.partition(":")
+        ref = ref[int(a or 0):int(b) if b else None]
+    bad = int((np.abs(out.astype(float) - ref.astype(float)) > float(env.get("TEZIP_BOUND", "0"))).sum())
+    if out.shape != ref.shape or bad:
+        fail(f"{bad} element(s) lie outside the archive's bound", 9)
+    print(f"verify: {out.size} elements; fake check passed", flush=True)
+    print("verify: every element is within the archive's bound", file=sys.stderr, flush=True)
 else:
     fail(f"the test double does not emulate {cmd!r}", 2)
