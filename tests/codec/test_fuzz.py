@@ -11,7 +11,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from tezip_hpc.codec.config import CodecConfig
+from tezip_hpc.codec.config import CodecConfig, prediction_dtype
 from tezip_hpc.codec.pipeline import HEADER_SIZE, Pipeline
 from tezip_hpc.errors import CodecError
 
@@ -20,13 +20,13 @@ RNG = np.random.default_rng(11)
 
 def _case(dtype: str, **cfg):
     x = RNG.integers(0, 60, (3, 6, 5, 2))
-    if dtype == "float32":
-        x = (x * 1.37).astype(np.float32)
+    if dtype.startswith("float"):
+        x = (x * 1.37).astype(dtype)
         x[0, 0, 0, 0] = np.nan
         x[1, 2, 2, 1] = -np.inf
     else:
-        x = x.astype(dtype)
-    p = np.concatenate([x[:1], x[:-1]]).astype(np.float32)
+        x = (x * (70001 if np.dtype(dtype).itemsize == 4 else 1)).astype(dtype)
+    p = np.concatenate([x[:1], x[:-1]]).astype(prediction_dtype(dtype))
     p[~np.isfinite(p)] = 0
     pipe = Pipeline(CodecConfig(dtype=dtype, **cfg))
     return pipe, x, p, pipe.encode(x, p)
@@ -40,6 +40,10 @@ CASES = {
     "float32-abs": _case("float32", bounds=(0.1,)),
     "float32-lossless": _case("float32"),
     "float32-pwrel": _case("float32", mode="pwrel", bounds=(0.01,)),
+    "float64-lossless": _case("float64"),
+    "float64-abs": _case("float64", bounds=(0.1,)),
+    "int32-pwrel": _case("int32", mode="pwrel", bounds=(0.05,)),
+    "uint32-lossless": _case("uint32"),
 }
 
 
