@@ -182,7 +182,9 @@ class CodecConfig:
 
     def resolved_spatial_pred(self) -> str:
         """'auto': Lorenzo deltas help lossless residuals (measured +17..39% ratio on the
-        opencv clips) but hurt quantized ones (-1..-17%), which are already decorrelated."""
+        opencv clips) but mostly hurt quantized ones (-1..-17% on video), which are already
+        decorrelated; so lossy predicted frames default to none, and the encoder tries
+        Lorenzo per frame as well (frame flag; see Pipeline.spatial_choices)."""
         if self.spatial_pred != "auto":
             return self.spatial_pred
         return "lorenzo" if self.lossless else "none"

@@ -272,6 +272,8 @@ class Spatial(Stage):
         self.cfg, self.be = cfg, backend
         self.key_kind = SPATIAL_KIND[cfg.spatial_key]
         self.pred_kind = SPATIAL_KIND[cfg.resolved_spatial_pred()]
+        # "auto" on lossy data: each predicted frame may also try Lorenzo deltas (frame flag)
+        self.choose = cfg.spatial_pred == "auto" and not cfg.lossless
         # lossless float64 codes use all 64 bits (modular differences): the kernels' signed
         # running maximum cannot see symbols >= 2**63, so take the unsigned maximum instead
         self.full_range = cfg.dtype == "float64" and cfg.lossless
