@@ -38,12 +38,12 @@ kind, threads, H, W, n, model, data = sys.argv[1], int(sys.argv[2]), int(sys.arg
 if kind == "tf":
     from tezip_hpc.predict import prednet
     prednet.tf_setup(threads)
-    from tezip_hpc.predict.base import load_predictor
+    from tezip_hpc.predict.registry import load_predictor
     p = load_predictor(model, allow_float=True)
 else:
     from tezip_hpc.predict.intnet import limit_blas_threads
     limit_blas_threads(threads)
-    from tezip_hpc.predict.base import load_predictor
+    from tezip_hpc.predict.registry import load_predictor
     p = load_predictor(model)
 x = np.load(data, mmap_mode="r")[: n + 1]
 x = np.pad(x, ((0, 0), (0, max(0, H - x.shape[1])), (0, max(0, W - x.shape[2]))), mode="edge")[:, :H, :W, None]
@@ -103,8 +103,8 @@ def cmd_speed(args) -> dict:
 
 def cmd_psnr(args) -> dict:
     from tezip_hpc.predict import prednet
-    from tezip_hpc.predict.base import load_predictor
-    from tezip_hpc.predict.train import next_frame_mse, psnr
+    from tezip_hpc.predict.registry import load_predictor
+    from tezip_hpc.predict.metrics import next_frame_mse, psnr
 
     prednet.tf_setup(2)
     preds = {"tf_float": load_predictor(_float_model(args), allow_float=True), "int": load_predictor(_int_model(args)),
@@ -131,7 +131,7 @@ def cmd_psnr(args) -> dict:
 
 GPU_SNIPPET = r"""
 import json, sys, time, numpy as np
-from tezip_hpc.predict.base import load_predictor
+from tezip_hpc.predict.registry import load_predictor
 from tezip_hpc.predict.intnet import IntPredNetPredictor
 base = load_predictor(sys.argv[1])
 out = {}

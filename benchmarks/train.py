@@ -125,7 +125,7 @@ INFER_SNIPPET = r"""
 import sys, time, json, numpy as np
 from tezip_hpc.predict import prednet
 prednet.tf_setup(int(sys.argv[1]))
-from tezip_hpc.predict.base import load_predictor
+from tezip_hpc.predict.registry import load_predictor
 p = load_predictor(sys.argv[2] if len(sys.argv) > 2 else None)
 rng = np.random.default_rng(0)
 frames = rng.integers(0, 256, (40, 256, 256, 1)).astype(np.uint8)
@@ -165,8 +165,8 @@ def cmd_psnr(args) -> dict:
     """Next-frame PSNR (pooled MSE over all predicted frames) on held-out clips, closed loop
     (observe frame t, predict t+1), one session per chunk of args.chunk frames."""
     from tezip_hpc.predict import prednet
-    from tezip_hpc.predict.base import load_predictor
-    from tezip_hpc.predict.train import next_frame_mse, psnr
+    from tezip_hpc.predict.registry import load_predictor
+    from tezip_hpc.predict.metrics import next_frame_mse, psnr
 
     prednet.tf_setup(args.threads)
     preds = {"prednet": load_predictor(args.model), "previous": load_predictor("previous"),

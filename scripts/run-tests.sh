@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The test runner behind `make test`: the serial suite, the Slurm suite (the job scripts
-# through sbatch on a real single-node Slurm started by tests/slurm/conftest.py; root
+# through sbatch on a real single-node Slurm started by tests/cluster/conftest.py; root
 # needed, else skipped with the reason, a failure under CI=1 / TEZIP_REQUIRE_SLURM=1),
 # then the MPI suite under mpirun -n 2 and -n 3 (pytest-mpi --with-mpi). A deadlocked MPI
 # run is killed by MPIEXEC_TIMEOUT (and an outer `timeout`), so it fails instead of hanging.

@@ -25,7 +25,7 @@ VENV_BIN = Path(sys.executable).parent
 
 def _cuda_device_reason() -> str | None:
     """None when a real CUDA device is usable through CuPy and numba.cuda, else why not."""
-    from tezip_hpc.codec._gpu import gpu_unavailable_reason
+    from tezip_hpc.codec._device import gpu_unavailable_reason
 
     return gpu_unavailable_reason()
 

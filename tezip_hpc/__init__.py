@@ -17,4 +17,5 @@ from .errors import (  # noqa: F401  (public API)
     StackError,
     TezipError,
 )
-from .api import Archive, compress, decompress, open, read_parallel, verify  # noqa: F401,E402,A004  (public API)
+from .api import Archive, compress, decompress, open, read_parallel  # noqa: F401,E402,A004  (public API)
+from .verification import verify  # noqa: F401,E402

@@ -24,7 +24,7 @@ import numpy as np
 
 from .errors import ConfigError
 
-__all__ = ["compress", "decompress", "open", "read_parallel", "verify", "Archive"]
+__all__ = ["compress", "decompress", "open", "read_parallel", "Archive"]  # verify: tezip_hpc.verification
 
 
 def compress(data, out, *, mode: str = "abs", bound=0.0, predictor: str | None = None, model: str | None = None,
@@ -35,7 +35,7 @@ def compress(data, out, *, mode: str = "abs", bound=0.0, predictor: str | None =
     (abs, rel) for mode 'absrel'; 0 is lossless. ``predictor``: prednet (default), previous,
     linear, zero; ``model``: a PredNet model file. Returns the Summary (ratio, seconds, ...)."""
     from .io.sources import ArraySource
-    from .parallel.driver import CompressOptions
+    from .options import CompressOptions
     from .parallel.driver import compress as _compress
 
     bounds = tuple(float(b) for b in bound) if isinstance(bound, (tuple, list)) else (float(bound),)
@@ -77,7 +77,7 @@ class Archive:
     def __init__(self, path, model: str | None = None, cache_chunks: int = 4) -> None:
         from .archive.format import ArchiveReader
         from .codec.pipeline import Pipeline
-        from .parallel.driver import archive_predictor
+        from .predict.registry import for_archive as archive_predictor
 
         self.path = str(path)
         self._reader = ArchiveReader(self.path)
@@ -129,7 +129,7 @@ class Archive:
 
     # -- decoding
     def _chunk(self, i: int) -> np.ndarray:
-        from .parallel.driver import decode_chunk
+        from .loop import decode_chunk
 
         with self._lock:
             if i in self._cache:
@@ -185,20 +185,10 @@ def open(path, model: str | None = None, cache_chunks: int = 4) -> Archive:  # n
 def read_parallel(path, comm=None, model: str | None = None) -> tuple[int, np.ndarray]:
     """MPI: every rank of ``comm`` reads its own contiguous share of the frames (balanced, in
     rank order); returns (first frame, frames). Every rank must call it."""
-    from .parallel.driver import get_comm
+    from .parallel.collective import get_comm
     from .parallel.plan import shards
 
     comm = get_comm(comm)
     with open(path, model=model) as a:
         lo, hi = shards(len(a), comm.size)[comm.rank]
         return lo, a[lo:hi]
-
-
-def verify(archive, reference, *, decoded=None, frames=None, plot=None, model: str | None = None) -> dict:
-    """Check every element of ``archive`` against ``reference`` (a path or an array) under the
-    archive's own bound: {"ok", "violations", "max_error", "psnr_db", "nrmse", "ratio", ...};
-    ``decoded``: an output decompress already wrote, checked instead of decoding again;
-    ``frames``: "START:STOP" or a slice; ``plot``: a PNG of the per-frame errors and the worst frame."""
-    from .verification import verify as _verify
-
-    return _verify(archive, reference, decoded=decoded, frames=frames, plot=plot, model=model)

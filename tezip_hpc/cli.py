@@ -54,12 +54,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_cmd_doctor)
 
     from . import commands, demo, verification
+    from .io import paths
     from .predict import commands as predict_commands
 
     commands.register(sub)
     predict_commands.register(sub)
     demo.register(sub)
     verification.register(sub)
+    paths.register(sub)
     return parser
 
 
@@ -68,7 +70,7 @@ def _report_peak_rss(path: str, command: str) -> None:
     import json
     import resource
 
-    from .parallel.mpienv import detect_launch
+    from .launch import detect_launch
 
     with open(path, "a") as f:
         f.write(json.dumps({"command": command, "rank": detect_launch().rank,
@@ -89,6 +91,9 @@ def _quiet_h5py_dealloc(unraisable) -> None:
 def main(argv: list[str] | None = None) -> int:
     """Entry point; returns the exit status. TezipErrors become one clear line on stderr."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    from .launch import pin_gpu
+
+    pin_gpu()  # one GPU per rank, by local rank, before anything initialises CUDA
     parser = build_parser()
     args = parser.parse_args(argv)
     if os.environ.get("TEZIP_PEAK_RSS_FILE"):
@@ -104,7 +109,7 @@ def main(argv: list[str] | None = None) -> int:
         return int(args.func(args) or 0)
     except TezipError as exc:
         from .errors import printed_by
-        from .parallel.mpienv import detect_launch
+        from .launch import detect_launch
 
         if printed_by(exc, detect_launch().rank):
             print(f"tezip-hpc {args.command}: error: {exc}", file=sys.stderr)

@@ -7,6 +7,7 @@ import argparse
 import json
 
 from .errors import ConfigError
+from .predict.registry import predictor_names
 
 COMPRESS_EPILOG = """\
 INPUT / OUTPUT kinds (the kind follows the name):
@@ -52,7 +53,9 @@ def _bounds(values: list[str] | None) -> tuple[float, ...]:
 
 
 def cmd_compress(args: argparse.Namespace) -> int:
-    from .parallel.driver import CompressOptions, compress, get_comm
+    from .options import CompressOptions
+    from .parallel.collective import get_comm
+    from .parallel.driver import compress
 
     comm = get_comm()
     opts = CompressOptions(
@@ -77,7 +80,8 @@ def _model_note(model_bytes: int, data_ratio: float) -> str:
 
 
 def cmd_decompress(args: argparse.Namespace) -> int:
-    from .parallel.driver import decompress, get_comm
+    from .parallel.collective import get_comm
+    from .parallel.driver import decompress
 
     comm = get_comm()
     s = decompress(args.archive, args.output, frames=args.frames, model=args.model, device=args.device,
@@ -148,7 +152,7 @@ def register(sub) -> None:
     p.add_argument("-o", "--output", required=True, metavar="ARCHIVE.h5", help="the archive to write")
     g = p.add_mutually_exclusive_group()
     g.add_argument("--model", metavar="PATH", help="a PredNet model file from `tezip-hpc train`")
-    g.add_argument("--predictor", choices=["prednet", "previous", "linear", "zero"], default=None,
+    g.add_argument("--predictor", choices=predictor_names(), default=None,
                    help="prednet (default: the embedded model), previous frame, linear extrapolation, or zero")
     k = p.add_mutually_exclusive_group()
     k.add_argument("--window", "-w", type=int, metavar="W",

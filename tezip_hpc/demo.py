@@ -10,6 +10,8 @@ from pathlib import Path
 
 import numpy as np
 
+from .predict.registry import predictor_names
+
 SAMPLE = Path(__file__).parent / "data" / "sample"
 SAMPLE_NOTE = ("48 real frames, 240x320 gray uint8, cut from vtest.avi (Debian opencv-doc), a clip held "
                "out of the default model's training")
@@ -90,7 +92,7 @@ def register(sub) -> None:
                        "with the embedded PredNet and with the previous-frame baseline, decompress it, check "
                        "the error bound on every element, and print ratio, MB/s and max error.")
     p.add_argument("--bounds", nargs="+", type=_bound, default=[0.0, 2.0], metavar="B", help="abs bounds to try (default 0 2)")
-    p.add_argument("--predictor", default="prednet", choices=["prednet", "previous", "linear", "zero"],
+    p.add_argument("--predictor", default="prednet", choices=predictor_names(),
                    help="predictor to demonstrate next to the previous-frame baseline (default prednet)")
     p.add_argument("--window", type=_window, default=16, help="keyframe window (default 16)")
     p.add_argument("--workdir", default=None, help="where to write the temporary archives (default: system temp)")

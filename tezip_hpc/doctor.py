@@ -134,7 +134,7 @@ def _h5py(report: Report) -> None:
 
 
 def _mpi(report: Report) -> tuple[int, int, object]:
-    from .parallel.mpienv import detect_launch
+    from .launch import detect_launch
 
     launch = detect_launch()
     try:

@@ -25,6 +25,11 @@ class CodecError(TezipError):
     exit_code = 4
 
 
+class PredictionMismatch(CodecError):
+    """The decoder's predictions differ from the encoder's (by their sha256 digest): another
+    model, library or platform; the output would be wrong, so decoding stops."""
+
+
 class ArchiveError(TezipError):
     """An archive that is missing, unreadable, incomplete or of an unknown version."""
 

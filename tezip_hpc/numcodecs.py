@@ -29,10 +29,10 @@ import numpy as np
 from .codec.config import CodecConfig, check_dtype
 from .codec.pipeline import Pipeline
 from .errors import CodecError, ConfigError
+from .predict.registry import baseline_names
 
 MAGIC = b"TZN1"
 _HEAD = struct.Struct("<4sI")  # magic, length of the JSON header that follows
-BASELINES = ("previous", "linear", "zero")
 
 try:  # numcodecs is an optional dependency (the "zarr" extra)
     from numcodecs.abc import Codec as _CodecBase
@@ -41,11 +41,9 @@ except ImportError:  # pragma: no cover - exercised only without numcodecs
 
 
 def _baseline(name: str):
-    from .predict.base import PreviousPredictor, ZeroPredictor
+    from .predict.registry import baseline
 
-    if name == "zero":
-        return ZeroPredictor()
-    return PreviousPredictor(linear=name == "linear")
+    return baseline(name)
 
 
 def _value_range(a: np.ndarray) -> tuple[float, float]:
@@ -67,8 +65,8 @@ class Tezip(_CodecBase):
     def __init__(self, mode: str = "abs", bound=0.0, predictor: str = "previous", window: int = 16,
                  zstd_level: int = 3) -> None:
         bounds = tuple(float(b) for b in bound) if isinstance(bound, (tuple, list)) else (float(bound),)
-        if predictor not in BASELINES:
-            raise ConfigError(f"tezip codec: predictor {predictor!r} is not one of {', '.join(BASELINES)} "
+        if predictor not in baseline_names():
+            raise ConfigError(f"tezip codec: predictor {predictor!r} is not one of {', '.join(baseline_names())} "
                               f"(learned predictors need the archive format: tezip-hpc compress)")
         if not isinstance(window, int) or window < 1:
             raise ConfigError(f"tezip codec: window must be a positive integer, got {window!r}")
@@ -137,7 +135,7 @@ class Tezip(_CodecBase):
             predictor, window = str(head["predictor"]), int(head["window"])
         except (ValueError, KeyError, TypeError) as exc:
             raise CodecError(f"tezip codec: corrupted chunk header ({exc})") from None
-        if predictor not in BASELINES or window < 1 or len(shape) not in (2, 3, 4) or min(shape) < 1:
+        if predictor not in baseline_names() or window < 1 or len(shape) not in (2, 3, 4) or min(shape) < 1:
             raise CodecError("tezip codec: corrupted chunk header (predictor, window or shape)")
         full = (1,) + shape if len(shape) == 2 else shape
         fshape = full[1:] if len(full) == 4 else full[1:] + (1,)

@@ -184,7 +184,7 @@ def test_float_reference_matches_keras():
 
 
 def test_compress_refuses_a_float_model_with_the_remedy(tmp_path):
-    from tezip_hpc.predict.base import load_predictor
+    from tezip_hpc.predict.registry import load_predictor
 
     random_float_model_file().save(tmp_path / "f.tzm")
     with pytest.raises(ModelError, match="tezip-hpc export"):
@@ -262,7 +262,7 @@ def test_decode_under_other_thread_counts(tmp_path):
 def test_crafted_model_configs_are_refused_before_any_allocation():
     """A tiny model file whose config claims a huge network (a memory bomb for TF's builder or the
     engine's state) is refused from the sizes alone, float and integer alike."""
-    from tezip_hpc.predict.base import from_model_file
+    from tezip_hpc.predict.registry import from_model_file
 
     f = random_float_model_file()
     huge = dict(f.config, stack_sizes=[1, 10 ** 6, 8], R_stack_sizes=[4, 10 ** 6, 8])

@@ -11,7 +11,8 @@ import pytest
 from tezip_hpc.errors import ConfigError, ModelError
 from tezip_hpc.predict import prednet
 from tezip_hpc.predict.artifact import ModelFile
-from tezip_hpc.predict.base import PreviousPredictor, ZeroPredictor, load_predictor
+from tezip_hpc.predict.base import PreviousPredictor, ZeroPredictor
+from tezip_hpc.predict.registry import load_predictor
 from tezip_hpc.predict.prednet import PredNetPredictor
 
 from .helpers import blobs, run_session, tiny_model_file

@@ -61,7 +61,7 @@ def test_loss_falls_and_model_loads_without_horovod(trainset, tmp_path):
     assert abs(ex["psnr_int"] - ex["psnr_float"]) < 0.3, ex  # the integer model keeps the float one's accuracy
     assert any("exported" in m and "PSNR" in m for m in lines)
     code = ("import sys, numpy as np\n"
-            "from tezip_hpc.predict.base import load_predictor\n"
+            "from tezip_hpc.predict.registry import load_predictor\n"
             f"p = load_predictor({str(out)!r})\n"
             "s = p.start((24, 24, 1), (0, 255)); s.observe(np.zeros((24, 24, 1), np.uint8)); s.predict()\n"
             "assert not any(m.startswith(('horovod', 'tensorflow')) for m in sys.modules), 'TF/horovod imported'\n"

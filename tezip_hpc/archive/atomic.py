@@ -47,10 +47,21 @@ def check_target(final: Path, force: bool, want_dir: bool = False, inputs=()) ->
         raise ConfigError(f"{final} exists and is {'not ' if want_dir else ''}a folder")
 
 
+def temp_name(name: str) -> str:
+    """The one temporary-name rule: ``.NAME.tmp-XXXXXXXX`` (files, folders, HDF5 datasets)."""
+    return f".{name}.tmp-{uuid.uuid4().hex[:8]}"
+
+
+def stale_temps(final: Path) -> list[Path]:
+    """Temporary files of ``final`` left behind by killed processes (for job scripts to remove)."""
+    final = Path(final)
+    return sorted(final.resolve().parent.glob(f".{final.name}.tmp-" + "[0-9a-f]" * 8))
+
+
 def temp_path(final: Path) -> Path:
     """A fresh temporary name next to ``final`` (same file system: the rename is atomic); registered."""
     final = Path(final)
-    tmp = final.resolve().parent / f".{final.name}.tmp-{uuid.uuid4().hex[:8]}"
+    tmp = final.resolve().parent / temp_name(final.name)
     register(tmp)
     return tmp
 
@@ -143,7 +154,7 @@ def install_signal_cleanup() -> None:
     global _RANK
     if threading.current_thread() is not threading.main_thread():
         return
-    from ..parallel.mpienv import detect_launch
+    from ..launch import detect_launch
 
     _RANK = detect_launch().rank
     for sig in (signal.SIGTERM, signal.SIGINT):

@@ -37,8 +37,8 @@ from ..errors import ArchiveError, ConfigError, IntegrityError, first_line
 from . import atomic
 
 FORMAT_NAME = "tezip_hpc"
-FORMAT_VERSION = 2  # 2: learned predictions by the integer engine (predict_engine, predict_rounding attrs)
-READABLE_VERSIONS = (1, 2)  # 1: float PredNet archives, decoded through TensorFlow when it is installed
+ARCHIVE_VERSION = 2  # 2: learned predictions by the integer engine (predict_engine, predict_rounding attrs)
+READABLE_ARCHIVE_VERSIONS = (1, 2)  # 1: float PredNet archives, decoded through TensorFlow when it is installed
 INDEX_FIELDS = ("first_frame", "n_frames", "offset", "size")
 
 
@@ -304,8 +304,28 @@ def utc_now() -> str:
 
 
 def base_attrs() -> dict:
-    return {"format": FORMAT_NAME, "format_version": FORMAT_VERSION, "tool_version": __version__,
+    return {"format": FORMAT_NAME, "format_version": ARCHIVE_VERSION, "tool_version": __version__,
             "created": utc_now(), "complete": False}
+
+
+def archive_attrs(src, cfg, stage_configs: list, policy: dict, ident: dict, engine: dict, vrange,
+                  mpi_ranks: int, backend: str) -> dict:
+    """Every root attribute a compress job writes before its chunks (the schema's write side;
+    ArchiveReader is its read side, :func:`describe` what `info` shows). ``src``: the frame
+    source; ``cfg``: the CodecConfig; ``ident``: the predictor's identity; ``engine``: its
+    predict_engine / predict_rounding attributes."""
+    attrs = base_attrs()
+    attrs.update({
+        "shape": np.array(src.shape, np.int64), "dtype": src.dtype.name, "channel_axis": bool(src.channel_axis),
+        "mode": cfg.mode, "bounds": np.array(cfg.bounds, np.float64),
+        "value_range": np.array(vrange, np.float64), "policy": policy, "codec": cfg.to_json(),
+        "codec_stages": json.dumps(stage_configs), "predictor": ident["id"],
+        "predictor_sha256": ident["sha256"], "predictor_config": ident["config"],
+        "image_mode": src.image_mode or "", "source_kind": src.kind, "input_bytes": int(src.nbytes),
+        "source_path": str(src.spec), "source_attrs": json.dumps(src.attrs or {}, sort_keys=True),
+        "mpi_ranks": int(mpi_ranks), "backend": backend, **engine,
+    })
+    return attrs
 
 
 class ArchiveReader:
@@ -346,9 +366,9 @@ class ArchiveReader:
         if self._attr("format") != FORMAT_NAME:
             raise ArchiveError(f"{self.path}: not a {FORMAT_NAME} archive")
         ver = self._attr("format_version")
-        if ver not in READABLE_VERSIONS:
+        if ver not in READABLE_ARCHIVE_VERSIONS:
             raise ArchiveError(f"{self.path}: archive format version {ver} is not supported by tezip-hpc "
-                               f"{__version__} (it reads versions {', '.join(map(str, READABLE_VERSIONS))})")
+                               f"{__version__} (it reads versions {', '.join(map(str, READABLE_ARCHIVE_VERSIONS))})")
         self.version = int(ver)
         complete = self.f.attrs.get("complete", False)
         if not (isinstance(complete, (bool, np.bool_)) and bool(complete)):  # a string "false" is not True
@@ -473,9 +493,9 @@ class ArchiveReader:
         if cfg.value_range is not None and [float(v) for v in cfg.value_range] != vr:
             raise ArchiveError(f"{p}: the value_range attribute disagrees with the codec configuration: "
                                f"corrupted or edited archive")
-        from ..predict.base import PREDICTOR_NAMES
+        from ..predict.registry import predictor_names
 
-        if self._attr("predictor") not in PREDICTOR_NAMES:  # a name from the fixed list, never a path
+        if self._attr("predictor") not in predictor_names():  # a name from the fixed list, never a path
             raise ArchiveError(f"{p}: unknown predictor {str(self._attr('predictor'))[:40]!r} (corrupted?)")
         pc = self._json("predictor_config")
         if not isinstance(self._attr("predictor"), str) or not isinstance(self._attr("predictor_sha256"), str) \
@@ -582,3 +602,26 @@ class ArchiveReader:
 
     def __exit__(self, *exc):
         self.close()
+
+
+def describe(archive) -> dict:
+    """What `tezip-hpc info` prints (the schema's read side, as one JSON-able dict)."""
+    with ArchiveReader(archive) as r:
+        a = r.attrs
+        sizes = r.index["size"]
+        return {
+            "path": archive, "format": f"{a['format']} v{a['format_version']}", "tool_version": a.get("tool_version"),
+            "created": a.get("created"), "shape": list(r.shape), "dtype": r.dtype.name,
+            "channel_axis": bool(a.get("channel_axis", True)), "mode": a.get("mode"),
+            "bounds": [float(b) for b in a.get("bounds", [])],
+            "value_range": [float(v) for v in a.get("value_range", [])], "policy": r.policy(),
+            "predictor": r.predictor(), "model_embedded": bool(a.get("model_embedded")),
+            "codec": json.loads(r.codec_json()), "input_bytes": int(a.get("input_bytes", 0)),
+            "archive_bytes": os.path.getsize(archive), "payload_bytes": int(sizes.sum()),
+            "model_bytes": r.model_size(),
+            "keyframes": int(r.keyframes.sum()), "mpi_ranks": int(a.get("mpi_ranks", 1)),
+            "chunks": [{"index": i, "first_frame": int(r.index["first_frame"][i]),
+                        "frames": int(r.index["n_frames"][i]), "bytes": int(sizes[i])} for i in range(r.n_chunks)],
+            "source_kind": a.get("source_kind"), "image_mode": a.get("image_mode"),
+            "source_path": a.get("source_path"), "source_attrs": r.source_attrs(),
+        }

@@ -19,30 +19,11 @@ import os
 import numpy as np
 
 from ..errors import ConfigError
-from .backend import CpuBackend, bits_of, register_backend, symbol_dtype
+from ._device import gpu_unavailable_reason
+from .backend import CpuBackend, bits_of, symbol_dtype
 
 _I64 = np.int64
 _TPB = 128
-
-
-def gpu_unavailable_reason() -> str | None:
-    """None when CuPy and numba.cuda can use a CUDA device, else a one-line reason."""
-    if os.environ.get("NUMBA_ENABLE_CUDASIM") == "1":
-        return "numba's CUDA simulator is on (NUMBA_ENABLE_CUDASIM=1); use the gpu-sim backend"
-    try:
-        import cupy
-    except ImportError:
-        return "CuPy is not installed (install the GPU extra: pip install '.[gpu]')"
-    try:
-        if cupy.cuda.runtime.getDeviceCount() < 1:
-            return "no CUDA device"
-    except Exception as exc:  # noqa: BLE001
-        return f"no usable CUDA device ({str(exc).splitlines()[0]})"
-    from numba import cuda
-
-    if not cuda.is_available():
-        return "numba.cuda finds no CUDA driver"
-    return None
 
 
 class GpuBackend(CpuBackend):
@@ -239,7 +220,3 @@ class GpuSimBackend(GpuBackend):
 
     def __init__(self) -> None:
         super().__init__(simulate=True)
-
-
-register_backend("gpu", GpuBackend)
-register_backend("gpu-sim", GpuSimBackend)

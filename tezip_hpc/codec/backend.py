@@ -178,25 +178,32 @@ class CpuBackend:
         return q, int(bad)
 
 
-_BACKENDS: dict[str, type] = {"cpu": CpuBackend}
+# name -> class, or a lazy "module:Class" (imported on first use: no import circle with _gpu.py)
+_BACKENDS: dict[str, object] = {"cpu": CpuBackend, "gpu": "tezip_hpc.codec._gpu:GpuBackend",
+                                "gpu-sim": "tezip_hpc.codec._gpu:GpuSimBackend"}
 _INSTANCES: dict[str, object] = {}
 
 
-def register_backend(name: str, cls: type) -> None:
-    _BACKENDS[name] = cls
+def register_backend(name: str, target) -> None:
+    """A backend class, or its "module:Class" path, under ``name``."""
+    _BACKENDS[name] = target
 
 
 def get_backend(name: str = "cpu"):
     """'cpu', 'gpu' (CuPy + numba.cuda on a CUDA device), 'gpu-sim' (the GPU kernels under
     numba's CUDA simulator, for tests) or 'auto' (gpu when a device is usable, else cpu)."""
     if name == "auto":
-        from ._gpu import gpu_unavailable_reason
+        from ._device import gpu_unavailable_reason
 
         name = "gpu" if gpu_unavailable_reason() is None else "cpu"
-    if name in ("gpu", "gpu-sim") and name not in _BACKENDS:
-        from . import _gpu  # noqa: F401  (registers the GPU backends)
     if name not in _BACKENDS:
-        raise ConfigError(f"unknown codec backend {name!r} (choose from cpu, gpu, gpu-sim, auto)")
+        raise ConfigError(f"unknown codec backend {name!r} (choose from {', '.join(_BACKENDS)}, auto)")
     if name not in _INSTANCES:
-        _INSTANCES[name] = _BACKENDS[name]()
+        target = _BACKENDS[name]
+        if isinstance(target, str):
+            import importlib
+
+            module, _, cls = target.partition(":")
+            target = getattr(importlib.import_module(module), cls)
+        _INSTANCES[name] = target()
     return _INSTANCES[name]

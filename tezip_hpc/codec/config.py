@@ -29,7 +29,7 @@ FLOATS = ("float32", "float64")
 QUANTIZERS = ("linear", "merge", "auto")
 SPATIAL = ("none", "row", "lorenzo")
 SPATIAL_PRED = SPATIAL + ("auto",)
-FORMAT_VERSION = 1
+CODEC_CONFIG_VERSION = 1
 # Floats: larger absolute bounds than this are all "everything goes" (float32 max is 3.4e38).
 _FLOAT_BOUND_CAP = 1e300
 
@@ -85,7 +85,7 @@ class CodecConfig:
     partition: int = 1 << 20           # elements per entropy partition (frames are never split)
     shuffle: bool = True               # byte-plane shuffle of multi-byte symbols
     zstd_level: int = 3
-    version: int = FORMAT_VERSION
+    version: int = CODEC_CONFIG_VERSION
     extra: dict = field(default_factory=dict, compare=False)
 
     # ------------------------------------------------------------------ validation
@@ -121,9 +121,9 @@ class CodecConfig:
             raise ConfigError(f"entropy partition must be in 1..{1 << 30} elements, got {self.partition}")
         if not 1 <= self.zstd_level <= 22:
             raise ConfigError(f"zstd level must be in 1..22, got {self.zstd_level}")
-        if self.version != FORMAT_VERSION:
+        if self.version != CODEC_CONFIG_VERSION:
             raise ConfigError(f"codec format version {self.version} is not supported (this build reads "
-                              f"version {FORMAT_VERSION})")
+                              f"version {CODEC_CONFIG_VERSION})")
         return self
 
     # ------------------------------------------------------------------ bounds

@@ -23,14 +23,14 @@ import struct
 
 import numpy as np
 
-from ..errors import CodecError, ConfigError
+from ..errors import CodecError, ConfigError, PredictionMismatch
 from .backend import get_backend
 from .config import CodecConfig, check_dtype, check_shape
 from .stages import ORDER, SPATIAL_KIND, STAGES, Entropy, Quantize, Reader, Residual, Spatial, Zstd, check_order
 
 MAGIC = b"TZC1"
-CONTAINER_VERSION = 2  # 2: per-frame spatial choice (frame flag bit 2); version 1 payloads still decode
-READABLE_VERSIONS = (1, 2)
+PAYLOAD_VERSION = 2  # 2: per-frame spatial choice (frame flag bit 2); version 1 payloads still decode
+READABLE_PAYLOAD_VERSIONS = (1, 2)
 _HEAD = struct.Struct("<4sBBHIIIIQQ8s32s")
 HEADER_SIZE = _HEAD.size
 FLAG_FLOAT, FLAG_CLASSES = 1, 2
@@ -265,7 +265,7 @@ class ChunkEncoder:
             body.append(_pack_u64(gaps, p.config.shuffle))
             body.append(vals.astype(p.dtype).tobytes())
         raw = b"".join(body)
-        head = _HEAD.pack(MAGIC, CONTAINER_VERSION, flags, 0, T, H, W, C, n_out, len(raw), p.tag, self.digest())
+        head = _HEAD.pack(MAGIC, PAYLOAD_VERSION, flags, 0, T, H, W, C, n_out, len(raw), p.tag, self.digest())
         return head + p.zstd.encode(raw)
 
 
@@ -295,9 +295,9 @@ class ChunkDecoder:
         magic, ver, flags, reserved, T, h, w, c, n_out, n_body, tag, digest = _HEAD.unpack_from(payload)
         if magic != MAGIC:
             raise CodecError(f"not a tezip_hpc chunk payload (magic {bytes(magic)!r})")
-        if ver not in READABLE_VERSIONS:
+        if ver not in READABLE_PAYLOAD_VERSIONS:
             raise CodecError(f"chunk payload version {ver} is not supported (this build reads versions "
-                             f"{', '.join(map(str, READABLE_VERSIONS))})")
+                             f"{', '.join(map(str, READABLE_PAYLOAD_VERSIONS))})")
         if reserved:
             raise CodecError("corrupted payload: reserved header bits are set")
         if tag != pipe.tag:
@@ -386,8 +386,9 @@ class ChunkDecoder:
         if self._t != self.n_frames:
             raise CodecError(f"only {self._t} of {self.n_frames} frames were decoded")
         if self.digest() != self.expected_digest:
-            raise CodecError("prediction digest mismatch: this decoder's predictions differ from the "
-                             "encoder's (different model, library or platform), so the output would be wrong")
+            raise PredictionMismatch("prediction digest mismatch: this decoder's predictions differ from the "
+                                     "encoder's (different model, library or platform), so the output would be "
+                                     "wrong")
 
 
 __all__ = ["Pipeline", "ChunkEncoder", "ChunkDecoder", "CodecConfig", "STAGES"]

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import os
 import posixpath
-import uuid
 from pathlib import Path
 
 import numpy as np
@@ -221,7 +220,7 @@ class H5Sink(FrameSink):
                                           f"the rest of the file is kept)")
             except OSError as exc:
                 raise ConfigError(f"{final}: cannot read the HDF5 file ({first_line(exc)})") from None
-            return ("into", f"/.{posixpath.basename(self.dset)}.tmp-{uuid.uuid4().hex[:8]}")
+            return ("into", "/" + atomic.temp_name(posixpath.basename(self.dset)))
 
         self.kind, where = _agree(comm, target)
         self.into = self.kind == "into"

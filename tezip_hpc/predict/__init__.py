@@ -1,7 +1,8 @@
 """Predictors: PredNet (learned; run by the integer engine, trained in TensorFlow), and the
 zero / previous-frame baselines."""
 
-from .base import Predictor, PreviousPredictor, Session, ZeroPredictor, baseline, load_predictor  # noqa: F401
+from .base import Predictor, PreviousPredictor, Session, ZeroPredictor  # noqa: F401
+from .registry import baseline, load_predictor  # noqa: F401
 
 __all__ = ["Predictor", "PreviousPredictor", "Session", "ZeroPredictor", "baseline", "load_predictor",
            "PredNetPredictor", "IntPredNetPredictor"]

@@ -22,7 +22,7 @@ import json
 import numpy as np
 
 from ..codec.config import prediction_dtype
-from ..errors import ConfigError, ModelError
+from ..errors import ModelError
 
 
 def normalise(frame: np.ndarray, value_range: tuple[float, float]) -> np.ndarray:
@@ -131,81 +131,3 @@ class PreviousPredictor(Predictor):
 
     def start(self, frame_shape, value_range) -> Session:
         return _LinearSession(frame_shape, 2) if self.linear else _PreviousSession(frame_shape, 1)
-
-
-BASELINES = {"zero": ZeroPredictor, "previous": PreviousPredictor}
-
-
-def baseline(name: str, **options) -> Predictor:
-    if name == "linear":
-        return PreviousPredictor(linear=True)
-    if name not in BASELINES:
-        raise ConfigError(f"unknown predictor {name!r} (choose from prednet, previous, linear, zero)")
-    return BASELINES[name](**options)
-
-
-# ----------------------------------------------------------------------------- by name
-BASELINE_NAMES = ("previous", "linear", "zero")
-PREDICTOR_NAMES = ("prednet",) + BASELINE_NAMES
-_LOADED: dict = {}
-
-
-def from_model_file(mf, source: str, allow_float: bool = False) -> Predictor:
-    """The predictor a model file holds: an integer PredNet (kind ``prednet-int``, the portable
-    engine compress and decompress use), or, with ``allow_float`` only, a float PredNet run by
-    TensorFlow (the training output; what format-v1 archives embed)."""
-    from .intnet import KIND as INT_KIND
-
-    if mf.kind == INT_KIND:
-        from .intnet import IntPredNetPredictor
-
-        return IntPredNetPredictor(mf, source)
-    if mf.kind == "prednet":
-        if not allow_float:
-            raise ModelError(f"{source} is a float PredNet model (training weights): compress needs the integer "
-                             f"model that `tezip-hpc train` writes, or convert it with `tezip-hpc export "
-                             f"{source} --data FRAMES -o MODEL`")
-        from .prednet import PredNetPredictor, check_config, n_params
-
-        try:  # the network TensorFlow would build must be the one the file holds: no allocation bomb
-            need = n_params(check_config(mf.config))
-        except (ConfigError, KeyError, TypeError, ValueError) as exc:
-            raise ModelError(f"{source}: malformed PredNet config ({exc})") from None
-        have = sum(int(a.size) for n, a in mf.arrays if n.endswith(("/kernel", "/bias")))
-        if need != have:
-            raise ModelError(f"{source}: the PredNet config needs {need} weights, the file holds {have} "
-                             f"(corrupted or crafted model)")
-        return PredNetPredictor(mf, source)
-    raise ModelError(f"{source}: holds a {mf.kind!r}, not a PredNet model "
-                     f"(a checkpoint? use the model file written by `tezip-hpc train`)")
-
-
-def load_predictor(spec: str | None = None, allow_float: bool = False) -> Predictor:
-    """A predictor by name or file: None or 'prednet' -> the embedded default PredNet;
-    'previous', 'linear', 'zero' -> the baselines; anything else -> that PredNet model file.
-    Model files are cached (by path, size and mtime): loading one again is free."""
-    import os
-
-    from .artifact import ModelFile
-
-    if spec in BASELINE_NAMES:
-        return baseline(spec)
-    from .intnet import default_model_path
-
-    if spec is None or spec == "prednet":
-        path = default_model_path()
-        if not path.exists():
-            raise ModelError(f"the embedded default PredNet model is missing from this installation ({path})")
-    else:
-        path = spec
-        if not os.path.exists(path):
-            raise ModelError(f"{spec}: no such model file (predictors: {', '.join(PREDICTOR_NAMES)}, "
-                             "or a PredNet model file)")
-    try:
-        st = os.stat(path)
-        key = (os.path.realpath(path), st.st_size, st.st_mtime_ns)
-    except OSError as exc:
-        raise ModelError(f"{path}: cannot read the model file ({exc.strerror or exc})") from None
-    if key not in _LOADED:
-        _LOADED[key] = ModelFile.load(path)
-    return from_model_file(_LOADED[key], str(path), allow_float)

@@ -154,7 +154,7 @@ def export(mf: ModelFile, sequences, weight_bits: int = 8, meta: dict | None = N
 def accuracy(float_mf: ModelFile, int_mf: ModelFile, sequences) -> dict:
     """Next-frame PSNR (closed loop, one session per sequence) of the float reference and of
     the integer engine on the same sequences, in dB of the normalisation range."""
-    from .train import next_frame_mse, psnr
+    from .metrics import next_frame_mse, psnr
 
     vr = tuple(float(v) for v in float_mf.normalisation["value_range"])
     out = {}

@@ -15,7 +15,6 @@ agree through the per-step allreduce), rank 0 writes a checkpoint, and all exit 
 
 from __future__ import annotations
 
-import math
 import os
 import signal
 import sys
@@ -26,7 +25,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import ConfigError, InputError, ModelError, StackError, TezipError
-from ..parallel.mpienv import local_size, threads_per_rank
+from ..launch import local_size, threads_per_rank
 from .artifact import ModelFile
 from .data import TrainingSet, _parse_hw
 from .prednet import (DEFAULT_STACK, KIND, LAYER_LOSS, build_model, make_config, model_to_file, multiple,
@@ -329,10 +328,12 @@ def train(data: str, out: str, args: TrainArgs | None = None, *, resume: bool = 
         from .._tf import list_gpus
 
         gpus = list_gpus()
-        if gpus:  # Horovod: pin one GPU per process, by local rank
+        if gpus:  # Horovod: pin one GPU per process, by local rank (the one rule: launch.gpu_index)
             for g in gpus:
                 tf.config.experimental.set_memory_growth(g, True)
-            tf.config.set_visible_devices(gpus[dist.local_rank % len(gpus)], "GPU")  # Horovod:
+            from ..launch import gpu_index
+
+            tf.config.set_visible_devices(gpus[gpu_index(len(gpus))], "GPU")  # Horovod:
 
         def say(msg: str) -> None:
             if dist.rank == 0:  # Horovod: rank 0 alone prints
@@ -511,31 +512,3 @@ def train(data: str, out: str, args: TrainArgs | None = None, *, resume: bool = 
                 raise failed or ModelError(f"rank 0 could not export {out}")
             say(f"[train] done: {out} ({gstep} steps, {_fmt_time(elapsed0 + wall)} in all)")
         return summary
-
-
-# ----------------------------------------------------------------------------- evaluation
-def next_frame_mse(predictor, frames: np.ndarray, value_range: tuple[float, float],
-                   chunk: int | None = None) -> tuple[float, int]:
-    """Closed-loop next-frame prediction along ``frames`` (T, H, W[, C]): observe frame t,
-    predict frame t+1; a new session every ``chunk`` frames (its first frame is not predicted).
-    Returns (mean squared error in data units, frames predicted)."""
-    frames = np.asarray(frames)
-    if frames.ndim == 3:
-        frames = frames[..., None]
-    T = len(frames)
-    chunk = chunk or T
-    sse, n = 0.0, 0
-    for c0 in range(0, T, chunk):
-        part = frames[c0:c0 + chunk]
-        s = predictor.start(part.shape[1:], value_range)
-        for t in range(len(part) - 1):
-            s.observe(part[t])
-            d = s.predict().astype(np.float64) - part[t + 1].astype(np.float64)
-            sse += float(np.mean(d * d))
-            n += 1
-    return (sse / n if n else float("nan")), n
-
-
-def psnr(mse: float, value_range: tuple[float, float]) -> float:
-    peak = float(value_range[1]) - float(value_range[0])
-    return float("inf") if mse == 0 else float(10.0 * math.log10(peak * peak / mse))

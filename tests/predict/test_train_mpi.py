@@ -101,7 +101,7 @@ def test_every_rank_predicts_identical_bytes(hvd, workdir, full_run):
     """Rank 0 alone, then all ranks at once (sharing the cores): identical predictions."""
     from mpi4py import MPI
 
-    from tezip_hpc.predict.base import load_predictor
+    from tezip_hpc.predict.registry import load_predictor
 
     comm = MPI.COMM_WORLD
     comm.Barrier()

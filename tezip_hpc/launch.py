@@ -1,7 +1,8 @@
-"""Where are we running: launcher detection, rank/size, local rank, a lazily created COMM_WORLD.
-
-mpi4py is imported only when a communicator is asked for, so serial commands that
-need none stay light. Everything here works with no launcher (size 1).
+"""Launcher facts, in one place: which launcher started us (mpirun, srun, hydra), rank and
+size, local rank and ranks per node, threads per rank, and the GPU a rank uses (by local
+rank). Read from the launcher's environment before MPI_Init; everything works with no
+launcher (size 1). The job scripts keep no copy of these rules: the tool pins its own GPU
+(:func:`pin_gpu`, called first thing by the command line).
 """
 
 from __future__ import annotations
@@ -94,8 +95,28 @@ def world():
 
 
 def local_rank() -> int:
-    """This rank's index on its node, from the launcher or from a shared-memory split."""
+    """This rank's index on its node, from the launcher (0 without one)."""
     launch = detect_launch()
     if launch.launcher is not None:
         return launch.local_rank
     return 0
+
+
+def gpu_index(n_devices: int) -> int:
+    """The GPU this rank uses among the ``n_devices`` it sees: local rank mod count."""
+    return local_rank() % max(1, int(n_devices))
+
+
+def pin_gpu() -> str | None:
+    """Under a launcher, make this rank see one GPU: the :func:`gpu_index`-th of the
+    CUDA_VISIBLE_DEVICES list (Slurm sets it to the job's GPUs). Called before anything
+    initialises CUDA. TEZIP_GPU_BIND=0 leaves the GPUs alone; without a list (all GPUs
+    visible), the backends pick device ``gpu_index(count)`` themselves. Returns the choice."""
+    if os.environ.get("TEZIP_GPU_BIND", "1") == "0" or detect_launch().launcher is None:
+        return None
+    devices = [d for d in os.environ.get("CUDA_VISIBLE_DEVICES", "").split(",") if d.strip()]
+    if len(devices) < 2 or devices == ["NoDevFiles"]:
+        return None
+    choice = devices[gpu_index(len(devices))].strip()
+    os.environ["CUDA_VISIBLE_DEVICES"] = choice
+    return choice

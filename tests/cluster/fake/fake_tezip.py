@@ -36,6 +36,14 @@ else:
 
 import numpy as np  # noqa: E402
 
+if args[:1] == ["job-paths"]:  # naming rules are the real tool's, not the double's
+    from tezip_hpc.cli import main
+
+    sys.exit(main(args))
+
+from tezip_hpc.launch import pin_gpu  # noqa: E402  (the real rule: one GPU per rank, by local rank)
+
+pin_gpu()
 env = os.environ
 rank = int(env.get("OMPI_COMM_WORLD_RANK") or env.get("PMIX_RANK") or env.get("SLURM_PROCID") or 0)
 size = int(env.get("OMPI_COMM_WORLD_SIZE") or env.get("SLURM_STEP_NUM_TASKS") or env.get("SLURM_NTASKS") or 1)
@@ -46,7 +54,7 @@ def record(**extra):
     if not env.get("FAKE_RECORD"):
         return
     line = {"cmd": cmd, "argv": args, "rank": rank, "size": size, "mpi4py": argv[:2] == ["-m", "mpi4py"],
-            "local_rank": env.get("TEZIP_LOCAL_RANK"), "cuda": env.get("CUDA_VISIBLE_DEVICES"),
+            "cuda": env.get("CUDA_VISIBLE_DEVICES"),
             "omp": env.get("OMP_NUM_THREADS"), "container": env.get("FAKE_CONTAINER"),
             "mpirun": "OMPI_COMM_WORLD_RANK" in env, "restart": env.get("SLURM_RESTART_COUNT"),
             "host": os.uname().nodename, **extra}

@@ -215,7 +215,7 @@ def test_golden_prediction_digests_on_every_rank():
 
     from mpi4py import MPI
 
-    from tezip_hpc.parallel.mpienv import threads_per_rank
+    from tezip_hpc.launch import threads_per_rank
     from tezip_hpc.predict.intnet import limit_blas_threads
 
     fix = Path(__file__).resolve().parents[1] / "fixtures" / "predict"

@@ -1,0 +1,69 @@
+"""What a compress job was asked to do: the options, the keyframe policy and the codec
+configuration they imply, each derived in one place.
+
+Keyframe policies (TEZip's names):
+
+* SWP, *static window prediction* (``window``): a keyframe every ``window`` frames; chunk
+  boundaries follow the windows, so archives are identical whatever the rank count.
+* DWP, *dynamic window prediction* (``threshold``): a new keyframe when the running mean
+  squared prediction error on the 0..1 scale passes ``threshold``; each rank decides on its
+  own shard while encoding.
+
+``warmup`` stores the first frames as keyframes in both.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+
+import numpy as np
+
+from .codec.config import CodecConfig
+
+DEFAULT_WINDOW = 16
+
+
+@dataclass(frozen=True)
+class CompressOptions:
+    predictor: str | None = None        # None/"prednet": embedded model; "previous"/"linear"/"zero"; a path
+    window: int | None = None           # SWP: keyframe every `window` frames (default 16 without threshold)
+    threshold: float | None = None      # DWP: keyframe when the running prediction MSE passes it
+    warmup: int = 0
+    mode: str = "abs"
+    bounds: tuple[float, ...] = (0.0,)
+    entropy: bool = True
+    quantizer: str | None = None        # None: "auto" for float data, "linear" for integers
+    zstd_level: int = 3
+    chunk_frames: int = 32
+    loop: str = "closed"
+    device: str = "auto"
+    embed_model: bool = True
+    force: bool = False
+    progress: bool = True
+    extra: dict = field(default_factory=dict)
+
+    @property
+    def is_dwp(self) -> bool:
+        return self.threshold is not None
+
+    def resolved(self, dtype) -> "CompressOptions":
+        """A copy with the defaults that depend on the input filled in (the caller's object
+        is never changed): the SWP window, and the quantizer (measured: interval merging
+        never won on integer video and doubled the ratio of smooth float fields)."""
+        window = self.window if self.window is not None or self.is_dwp else DEFAULT_WINDOW
+        quantizer = self.quantizer or ("auto" if np.dtype(dtype).kind == "f" else "linear")
+        return replace(self, window=window, quantizer=quantizer, bounds=tuple(self.bounds))
+
+    def codec_config(self, dtype, value_range: tuple[float, float]) -> CodecConfig:
+        """The codec configuration these options give for data of ``dtype`` (validated)."""
+        return CodecConfig(dtype=np.dtype(dtype).name, mode=self.mode, bounds=tuple(self.bounds),
+                           quantizer=self.quantizer or "linear", entropy=self.entropy,
+                           zstd_level=self.zstd_level, value_range=value_range).validate()
+
+    def policy(self, n_frames: int) -> dict:
+        """The keyframe policy as the archive records it."""
+        if self.is_dwp:
+            return {"kind": "threshold", "threshold": self.threshold, "warmup": self.warmup,
+                    "chunk_frames": self.chunk_frames, "loop": self.loop}
+        return {"kind": "window", "window": self.window or DEFAULT_WINDOW, "warmup": self.warmup,
+                "chunk_frames": self.chunk_frames, "loop": self.loop}
