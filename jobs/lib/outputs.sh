@@ -37,10 +37,12 @@ tz_prepare_output() {
 }
 
 # tz_commit_output PARTIAL OUTPUT: move the finished output (prepared by tz_prepare_output) to
-# its real name (same folder: atomic).
+# its real name, by the tool's atomic rule (same folder; nothing replaced without TEZIP_OVERWRITE=1).
 tz_commit_output() {
   [ -e "$TZ_OUT_PARTIAL_FILE" ] || tz_die "the tool reported success but wrote no $TZ_OUT_PARTIAL_FILE"
-  rm -rf -- "$TZ_OUT_FILE"
-  mv -- "$TZ_OUT_PARTIAL_FILE" "$TZ_OUT_FILE"
+  local force=()
+  [ "${TEZIP_OVERWRITE:-0}" = 1 ] && force=(--force)
+  tz_python -m tezip_hpc job-paths "$TZ_OUT_PARTIAL_FILE" --commit-to "$TZ_OUT_FILE" "${force[@]}" \
+    || tz_die "could not move $TZ_OUT_PARTIAL_FILE to $TZ_OUT_FILE (see the line above)"
   tz_log "wrote $2"
 }

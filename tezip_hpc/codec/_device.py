@@ -23,3 +23,22 @@ def gpu_unavailable_reason() -> str | None:
     if not cuda.is_available():
         return "numba.cuda finds no CUDA driver"
     return None
+
+
+def choose(device: str, pick) -> str:
+    """The backend for ``--device``: 'cpu'; or 'gpu' when asked for or (``auto``) usable,
+    on the device ``pick(count)`` (the caller's rule: launch.gpu_index, by local rank).
+    Asking for 'gpu' without one is a ConfigError naming the reason."""
+    from ..errors import ConfigError
+
+    if device == "cpu":
+        return "cpu"
+    reason = gpu_unavailable_reason()
+    if reason is None:
+        import cupy
+
+        cupy.cuda.Device(pick(cupy.cuda.runtime.getDeviceCount())).use()
+        return "gpu"
+    if device == "gpu":
+        raise ConfigError(f"--device gpu: {reason}")
+    return "cpu"

@@ -1,7 +1,8 @@
 """Names of a job's inputs and outputs, in one place for Python and the job scripts: the
 ``file.h5:/dataset`` syntax (io/sources.split_h5_spec), absolute forms, the *partial* name an
 output is written under until the job succeeds, and the tool's stale temporary files.
-`tezip-hpc job-paths SPEC` prints them for a shell (jobs/lib/outputs.sh)."""
+`tezip-hpc job-paths SPEC` prints them for a shell (jobs/lib/outputs.sh), and
+`--commit-to FINAL` moves a finished output into place by archive/atomic.py's rule."""
 
 from __future__ import annotations
 
@@ -50,12 +51,19 @@ def register(sub) -> None:
                        "under until complete) and TZ_PARTIAL_FILE; with --stale, the tool's temporary files "
                        "left next to SPEC's file by killed ranks, one per line.")
     p.add_argument("spec", metavar="SPEC")
-    p.add_argument("--stale", action="store_true", help="list stale temporary files instead")
+    g = p.add_mutually_exclusive_group()
+    g.add_argument("--stale", action="store_true", help="list stale temporary files instead")
+    g.add_argument("--commit-to", metavar="FINAL", help="move the complete output SPEC to FINAL (the tool's "
+                   "atomic rule: nothing replaced without --force, also when another job created FINAL meanwhile)")
+    p.add_argument("--force", action="store_true", help="with --commit-to: replace FINAL")
     p.set_defaults(func=_cmd)
 
 
 def _cmd(args) -> int:
     spec = absolute(args.spec)
+    if args.commit_to:
+        atomic.commit(Path(file_of(spec)), Path(file_of(absolute(args.commit_to))), args.force)
+        return 0
     if args.stale:
         for t in atomic.stale_temps(Path(file_of(spec))):
             print(t)

@@ -44,22 +44,11 @@ ROUND_SECONDS = 5.0      # ... or seconds (progress stays live with slow predict
 
 
 def _pick_backend(device: str, comm) -> str:
-    """cpu, or gpu (the device chosen by local rank) when asked for / available."""
-    if device == "cpu":
-        return "cpu"
-    from ..codec._device import gpu_unavailable_reason
+    """cpu, or gpu on this rank's device (by local rank) when asked for / available."""
+    from ..codec._device import choose
+    from ..launch import gpu_index
 
-    reason = gpu_unavailable_reason()
-    if reason is None:
-        import cupy
-
-        from ..launch import gpu_index
-
-        cupy.cuda.Device(gpu_index(cupy.cuda.runtime.getDeviceCount())).use()
-        return "gpu"
-    if device == "gpu":
-        raise ConfigError(f"--device gpu: {reason}")
-    return "cpu"
+    return choose(device, gpu_index)
 
 
 def _value_range(src, dtype, need: bool, comm) -> tuple[float, float]:
