@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 from numba import njit
 
-from . import _scalar as S
+from . import _scalar as scalar
 
 
 def _drop_stale_cache() -> None:
@@ -46,92 +46,92 @@ _jit = njit(cache=True, nogil=True, error_model="numpy", _nrt=False)
 @_jit
 def quant_int_linear(x, p, lo, hi, e, step, codes, recon, pi, hw, c):
     for i in range(hw * c):
-        S.item_quant_int_linear(i, x, p, lo, hi, e, step, codes, recon, pi)
+        scalar.item_quant_int_linear(i, x, p, lo, hi, e, step, codes, recon, pi)
 
 
 @_jit
 def deq_int(codes, p, lo, hi, unit, recon, pi, hw, c):
     for i in range(hw * c):
-        S.item_deq_int(i, codes, p, lo, hi, unit, recon, pi)
+        scalar.item_deq_int(i, codes, p, lo, hi, unit, recon, pi)
 
 
 @_jit
 def merge_int(x, p, lo, hi, e, hw, c, nblk, blk, codes, recon, pi):
     for item in range(c * nblk):
-        S.item_merge_int(item, x, p, lo, hi, e, hw, c, nblk, blk, codes, recon, pi)
+        scalar.item_merge_int(item, x, p, lo, hi, e, hw, c, nblk, blk, codes, recon, pi)
 
 
 @_jit
 def quant_float_linear(x, p, bound, step, codes, recon, mask, hw, c):
     for i in range(hw * c):
-        S.item_quant_float_linear(i, x, p, bound, step, codes, recon, mask)
+        scalar.item_quant_float_linear(i, x, p, bound, step, codes, recon, mask)
 
 
 @_jit
 def deq_float(codes, p, unit, recon, hw, c):
     for i in range(hw * c):
-        S.item_deq_float(i, codes, p, unit, recon)
+        scalar.item_deq_float(i, codes, p, unit, recon)
 
 
 @_jit
 def merge_float(x, p, unit, bound, hw, c, nblk, blk, codes, recon, mask):
     for item in range(c * nblk):
-        S.item_merge_float(item, x, p, unit, bound, hw, c, nblk, blk, codes, recon, mask)
+        scalar.item_merge_float(item, x, p, unit, bound, hw, c, nblk, blk, codes, recon, mask)
 
 
 @_jit
 def ord_residual(xbits, pbits, codes, hw, c):
     for i in range(hw * c):
-        S.item_ord_residual(i, xbits, pbits, codes)
+        scalar.item_ord_residual(i, xbits, pbits, codes)
 
 
 @_jit
 def ord_recon(codes, pbits, outbits, hw, c):
     for i in range(hw * c):
-        S.item_ord_recon(i, codes, pbits, outbits)
+        scalar.item_ord_recon(i, codes, pbits, outbits)
 
 
 @_jit
 def ord_residual64(xbits, pbits, codes, hw, c):
     for i in range(hw * c):
-        S.item_ord_residual64(i, xbits, pbits, codes)
+        scalar.item_ord_residual64(i, xbits, pbits, codes)
 
 
 @_jit
 def ord_recon64(codes, pbits, outbits, hw, c):
     for i in range(hw * c):
-        S.item_ord_recon64(i, codes, pbits, outbits)
+        scalar.item_ord_recon64(i, codes, pbits, outbits)
 
 
 @_jit
 def pwrel_int(x, p, lo, hi, step_tab, codes, cls, recon, pi, hw, c):
     for i in range(hw * c):
-        S.item_pwrel_int(i, x, p, lo, hi, step_tab, codes, cls, recon, pi)
+        scalar.item_pwrel_int(i, x, p, lo, hi, step_tab, codes, cls, recon, pi)
 
 
 @_jit
 def depwrel_int(codes, cls, p, lo, hi, step_tab, recon, pi, err, hw, c):
     for i in range(hw * c):
-        S.item_depwrel_int(i, codes, cls, p, lo, hi, step_tab, recon, pi, err)
+        scalar.item_depwrel_int(i, codes, cls, p, lo, hi, step_tab, recon, pi, err)
 
 
 @_jit
 def pwrel_float(x, xbits, p, pbits, zc, bound_tab, step_tab, codes, cls, recon, mask, hw, c):
     for i in range(hw * c):
-        S.item_pwrel_float(i, x, xbits, p, pbits, zc, bound_tab, step_tab, codes, cls, recon, mask)
+        scalar.item_pwrel_float(i, x, xbits, p, pbits, zc, bound_tab, step_tab, codes, cls, recon, mask)
 
 
 @_jit
 def depwrel_float(codes, cls, p, pbits, zc, cmax, step_tab, recon, err, hw, c):
     for i in range(hw * c):
-        S.item_depwrel_float(i, codes, cls, p, pbits, zc, cmax, step_tab, recon, err)
+        scalar.item_depwrel_float(i, codes, cls, p, pbits, zc, cmax, step_tab, recon, err)
 
 
 # --------------------------------------------------------------------------- packing
 @_jit
 def _zz_plain(cur, out, m):
     for k in range(cur.size):
-        z = S.zigzag(np.int64(cur[k]), 0)
+        z = scalar.zigzag(np.int64(cur[k]), 0)
         out[k] = z
         m = max(m, z)
     return m
@@ -142,12 +142,12 @@ def _zz_prev(cur, out, C, m):
     """Delta to the element C before (the same channel's previous pixel); the first C
     elements of `cur` are deltas to zero."""
     for k in range(min(C, cur.size)):
-        z = S.zigzag(np.int64(cur[k]), 0)
+        z = scalar.zigzag(np.int64(cur[k]), 0)
         out[k] = z
         m = max(m, z)
     a, b, o = cur[C:], cur[:-C], out[C:]  # zero-based views: no negative-index checks
     for k in range(a.size):
-        z = S.zigzag(np.int64(a[k]) - b[k], 0)
+        z = scalar.zigzag(np.int64(a[k]) - b[k], 0)
         o[k] = z
         m = max(m, z)
     return m
@@ -156,12 +156,12 @@ def _zz_prev(cur, out, C, m):
 @_jit
 def _zz_lorenzo(cur, up, out, C, m):
     for k in range(C):
-        z = S.zigzag(np.int64(cur[k]) - up[k], 0)
+        z = scalar.zigzag(np.int64(cur[k]) - up[k], 0)
         out[k] = z
         m = max(m, z)
     a, b, c, d, o = cur[C:], cur[:-C], up[C:], up[:-C], out[C:]
     for k in range(a.size):
-        z = S.zigzag(np.int64(a[k]) - b[k] - c[k] + d[k], 0)
+        z = scalar.zigzag(np.int64(a[k]) - b[k] - c[k] + d[k], 0)
         o[k] = z
         m = max(m, z)
     return m
@@ -171,7 +171,7 @@ def _zz_lorenzo(cur, up, out, C, m):
 def pack(q, H, W, C, kind, bits, u):
     """One frame's codes (H, W, C) -> zigzagged neighbour deltas within each channel, in
     the same order. Returns the largest symbol. Row loops over zero-based views have no
-    negative-index checks, so they vectorise; the GPU kernel uses S.spatial_delta."""
+    negative-index checks, so they vectorise; the GPU kernel uses scalar.spatial_delta."""
     if kind == 0:
         return _zz_plain(q, u, np.int64(0))
     if kind == 1:  # the previous element of the channel in scan order, across rows too
@@ -185,9 +185,9 @@ def pack(q, H, W, C, kind, bits, u):
 
 @_jit
 def emit(u, lut, use_lut, width, shuffle, out, off, stride):
-    """Narrow symbols to `width` bytes into a partition's data (see S.item_emit)."""
+    """Narrow symbols to `width` bytes into a partition's data (see scalar.item_emit)."""
     for j in range(u.size):
-        S.item_emit(j, u, lut, use_lut, width, shuffle, out, off, stride)
+        scalar.item_emit(j, u, lut, use_lut, width, shuffle, out, off, stride)
 
 
 @_jit
@@ -213,11 +213,11 @@ def symbols(buf, off, stride, width, shuffle, table, use_table, q):
     ntab = table.size
     if width == 1 and not use_table:
         for j in range(n):
-            q[j] = S.unzigzag(np.int64(buf[off + j]))
+            q[j] = scalar.unzigzag(np.int64(buf[off + j]))
         return 0
     if width == 2 and shuffle and not use_table:
         for j in range(n):
-            q[j] = S.unzigzag(np.int64(buf[off + j]) | (np.int64(buf[stride + off + j]) << 8))
+            q[j] = scalar.unzigzag(np.int64(buf[off + j]) | (np.int64(buf[stride + off + j]) << 8))
         return 0
     for j in range(n):
         v = np.uint64(0)
@@ -233,7 +233,7 @@ def symbols(buf, off, stride, width, shuffle, table, use_table, q):
             else:
                 bad += 1
                 v = np.uint64(0)
-        q[j] = S.unzigzag(np.int64(v))
+        q[j] = scalar.unzigzag(np.int64(v))
     return bad
 
 

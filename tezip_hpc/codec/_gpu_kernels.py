@@ -6,105 +6,105 @@ Module level, so that numba's CUDA simulator can swap in its fake ``cuda`` modul
 import numpy as np
 from numba import cuda
 
-from . import _scalar as S
+from . import _scalar as scalar
 
 
 @cuda.jit
 def quant_int_linear(x, p, lo, hi, e, step, codes, recon, pi):
     i = cuda.grid(1)
     if i < x.size:
-        S.item_quant_int_linear(i, x, p, lo, hi, e, step, codes, recon, pi)
+        scalar.item_quant_int_linear(i, x, p, lo, hi, e, step, codes, recon, pi)
 
 
 @cuda.jit
 def deq_int(codes, p, lo, hi, unit, recon, pi):
     i = cuda.grid(1)
     if i < codes.size:
-        S.item_deq_int(i, codes, p, lo, hi, unit, recon, pi)
+        scalar.item_deq_int(i, codes, p, lo, hi, unit, recon, pi)
 
 
 @cuda.jit
 def merge_int(x, p, lo, hi, e, hw, c, nblk, blk, codes, recon, pi):
     item = cuda.grid(1)
     if item < c * nblk:
-        S.item_merge_int(item, x, p, lo, hi, e, hw, c, nblk, blk, codes, recon, pi)
+        scalar.item_merge_int(item, x, p, lo, hi, e, hw, c, nblk, blk, codes, recon, pi)
 
 
 @cuda.jit
 def quant_float_linear(x, p, bound, step, codes, recon, mask):
     i = cuda.grid(1)
     if i < x.size:
-        S.item_quant_float_linear(i, x, p, bound, step, codes, recon, mask)
+        scalar.item_quant_float_linear(i, x, p, bound, step, codes, recon, mask)
 
 
 @cuda.jit
 def deq_float(codes, p, unit, recon):
     i = cuda.grid(1)
     if i < codes.size:
-        S.item_deq_float(i, codes, p, unit, recon)
+        scalar.item_deq_float(i, codes, p, unit, recon)
 
 
 @cuda.jit
 def merge_float(x, p, unit, bound, hw, c, nblk, blk, codes, recon, mask):
     item = cuda.grid(1)
     if item < c * nblk:
-        S.item_merge_float(item, x, p, unit, bound, hw, c, nblk, blk, codes, recon, mask)
+        scalar.item_merge_float(item, x, p, unit, bound, hw, c, nblk, blk, codes, recon, mask)
 
 
 @cuda.jit
 def ord_residual(xbits, pbits, codes):
     i = cuda.grid(1)
     if i < xbits.size:
-        S.item_ord_residual(i, xbits, pbits, codes)
+        scalar.item_ord_residual(i, xbits, pbits, codes)
 
 
 @cuda.jit
 def ord_recon(codes, pbits, outbits):
     i = cuda.grid(1)
     if i < codes.size:
-        S.item_ord_recon(i, codes, pbits, outbits)
+        scalar.item_ord_recon(i, codes, pbits, outbits)
 
 
 @cuda.jit
 def ord_residual64(xbits, pbits, codes):
     i = cuda.grid(1)
     if i < xbits.size:
-        S.item_ord_residual64(i, xbits, pbits, codes)
+        scalar.item_ord_residual64(i, xbits, pbits, codes)
 
 
 @cuda.jit
 def ord_recon64(codes, pbits, outbits):
     i = cuda.grid(1)
     if i < codes.size:
-        S.item_ord_recon64(i, codes, pbits, outbits)
+        scalar.item_ord_recon64(i, codes, pbits, outbits)
 
 
 @cuda.jit
 def pwrel_int(x, p, lo, hi, step_tab, codes, cls, recon, pi):
     i = cuda.grid(1)
     if i < x.size:
-        S.item_pwrel_int(i, x, p, lo, hi, step_tab, codes, cls, recon, pi)
+        scalar.item_pwrel_int(i, x, p, lo, hi, step_tab, codes, cls, recon, pi)
 
 
 @cuda.jit
 def depwrel_int(codes, cls, p, lo, hi, step_tab, recon, pi, err):
     i = cuda.grid(1)
     if i < codes.size:
-        S.item_depwrel_int(i, codes, cls, p, lo, hi, step_tab, recon, pi, err)
+        scalar.item_depwrel_int(i, codes, cls, p, lo, hi, step_tab, recon, pi, err)
 
 
 @cuda.jit
 def pwrel_float(x, xbits, p, pbits, zc, bound_tab, step_tab, codes, cls, recon, mask):
     i = cuda.grid(1)
     if i < x.size:
-        S.item_pwrel_float(i, x, xbits, p, pbits, zc, bound_tab, step_tab, codes, cls, recon, mask)
+        scalar.item_pwrel_float(i, x, xbits, p, pbits, zc, bound_tab, step_tab, codes, cls, recon, mask)
 
 
 @cuda.jit
 def depwrel_float(codes, cls, p, pbits, zc, cmax, step_tab, recon, err):
     i = cuda.grid(1)
     if i < codes.size:
-        S.item_depwrel_float(i, codes, cls, p, pbits, zc, cmax, step_tab, recon, err)
+        scalar.item_depwrel_float(i, codes, cls, p, pbits, zc, cmax, step_tab, recon, err)
 
 
 @cuda.jit
@@ -127,14 +127,14 @@ def pack(q, H, W, C, kind, u):
             up = q[i - W * C]
             if w > 0:
                 upleft = q[i - W * C - C]
-        u[i] = S.zigzag(S.spatial_delta(np.int64(q[i]), left, up, upleft, has_left, has_up, kind), 0)
+        u[i] = scalar.zigzag(scalar.spatial_delta(np.int64(q[i]), left, up, upleft, has_left, has_up, kind), 0)
 
 
 @cuda.jit
 def emit(u, lut, use_lut, width, shuffle, out, off, stride):
     j = cuda.grid(1)
     if j < u.size:
-        S.item_emit(j, u, lut, use_lut, width, shuffle, out, off, stride)
+        scalar.item_emit(j, u, lut, use_lut, width, shuffle, out, off, stride)
 
 
 @cuda.jit
@@ -154,7 +154,7 @@ def symbols(buf, off, stride, width, shuffle, table, use_table, q, bad):
             else:
                 cuda.atomic.add(bad, 0, 1)
                 v = np.uint64(0)
-        q[j] = S.unzigzag(np.int64(v))
+        q[j] = scalar.unzigzag(np.int64(v))
 
 
 @cuda.jit

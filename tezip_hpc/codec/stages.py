@@ -18,7 +18,7 @@ import numpy as np
 import zstandard
 
 from ..errors import CodecError, ConfigError
-from . import _scalar as S
+from . import _scalar as scalar
 from .config import CodecConfig, check_dtype, prediction_dtype
 
 INT_RANGE = {"uint8": (0, 255), "uint16": (0, 65535), "int16": (-32768, 32767),
@@ -179,7 +179,7 @@ class Quantize(Stage):
     def _pwrel_tables(self, b: float, span: int) -> None:
         be = self.be
         if self.cfg.is_float:
-            zc, cmax = (S.F_ZERO, S.F_CLASS_MAX) if self.dtype == np.float32 else (S.F64_ZERO, S.F64_CLASS_MAX)
+            zc, cmax = (scalar.F_ZERO, scalar.F_CLASS_MAX) if self.dtype == np.float32 else (scalar.F64_ZERO, scalar.F64_CLASS_MAX)
             self.zc, self.cmax = zc, cmax
             k = np.arange(zc - 1, cmax + 1)
             with np.errstate(over="ignore", under="ignore"):
@@ -193,9 +193,9 @@ class Quantize(Stage):
             self.bound_tab = be.asarray(bound.astype(np.float64))
             self.step_tab = be.asarray(np.where(bound > 0, 2.0 * bound, 1.0).astype(np.float64))
         else:
-            k = np.arange(S.I_CLASS_MIN, S.I_CLASS_MAX + 1)
+            k = np.arange(scalar.I_CLASS_MIN, scalar.I_CLASS_MAX + 1)
             e = np.minimum(np.floor(b * np.ldexp(1.0, np.maximum(k, 0).astype(np.int32))), span)
-            e[k == S.I_ZERO] = 0
+            e[k == scalar.I_ZERO] = 0
             self.step_tab = be.asarray((2 * e.astype(np.int64) + 1).astype(np.int64))
 
     def config(self) -> dict:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import errno
 import os
 
-from .. import errors as E
+from .. import errors
 from ..errors import TezipError
 
 
@@ -33,7 +33,7 @@ def agree(comm, fn, *args, **kwargs):
         err = (type(exc).__name__, str(exc), bool(getattr(exc, "hdf5_unclean", False)))
     except OSError as exc:
         if exc.errno in _FULL:  # a full disk is the user's to fix, not a bug: one clear line
-            first = E.first_line(exc).split(" (file write failed")[0]
+            first = errors.first_line(exc).split(" (file write failed")[0]
             err = ("ArchiveError", f"no space left on the device (disk full or quota exceeded): {first}; "
                                    f"the partial output was removed", True)
         else:
@@ -43,9 +43,9 @@ def agree(comm, fn, *args, **kwargs):
     errs = comm.allgather(err)
     for r, e in enumerate(errs):
         if e is not None:
-            cls = getattr(E, e[0], TezipError)
+            cls = getattr(errors, e[0], TezipError)
             msg = e[1] if comm.size == 1 or r == 0 or f"rank {r}" in e[1] else f"rank {r}: {e[1]}"
-            exc = E.agreed(cls(msg))
+            exc = errors.agreed(cls(msg))
             exc.hdf5_unclean = any(x is not None and x[2] for x in errs)
             raise exc
     return res
@@ -60,7 +60,8 @@ def _internal(comm, exc) -> tuple:
         import traceback
 
         traceback.print_exc()
-    return ("TezipError", f"internal error on rank {comm.rank}: {exc.__class__.__name__}: {E.first_line(exc)} "
+    return ("TezipError", f"internal error on rank {comm.rank}: {exc.__class__.__name__}: "
+                          f"{errors.first_line(exc)} "
                           f"(set TEZIP_DEBUG=1 for the traceback)", False)
 
 

@@ -32,7 +32,7 @@ from ..io.sources import FrameSource, open_source, split_h5_spec
 from ..loop import READ_BATCH, decode_chunk, encode_chunk
 from ..options import DEFAULT_WINDOW, CompressOptions
 from ..predict.registry import engine_attrs, for_archive, load_for_job
-from . import plan as P
+from . import plan
 from .collective import agree, get_comm, max_op
 from .report import Progress, Summary
 
@@ -57,7 +57,7 @@ def _value_range(src, dtype, need: bool, comm) -> tuple[float, float]:
         info = np.iinfo(dtype)
         return float(info.min), float(info.max)
     lo, hi = np.inf, -np.inf
-    a, b = P.shards(src.n_frames, comm.size)[comm.rank]
+    a, b = plan.shards(src.n_frames, comm.size)[comm.rank]
     for s in range(a, b, READ_BATCH):
         x = src.read(s, min(s + READ_BATCH, b))
         if x.dtype.kind == "f":
@@ -82,7 +82,7 @@ def compress(input_spec, output: str, opts: CompressOptions, comm=None) -> Summa
         opts = opts.resolved(src.dtype)  # the caller's options are never changed
 
         def validate():
-            P.check_policy(T, opts.window, opts.threshold, opts.warmup, opts.chunk_frames)
+            plan.check_policy(T, opts.window, opts.threshold, opts.warmup, opts.chunk_frames)
             if opts.loop not in ("closed", "open"):
                 raise ConfigError(f"--loop must be closed or open, got {opts.loop}")
             opts.codec_config(src.dtype, (0.0, 1.0))  # every codec option checked before any work
@@ -95,11 +95,11 @@ def compress(input_spec, output: str, opts: CompressOptions, comm=None) -> Summa
         backend = agree(comm, _pick_backend, opts.device, comm)
         pipe = Pipeline(cfg, backend)
         if not opts.is_dwp:
-            chunks = P.plan_swp(T, opts.window, opts.warmup, opts.chunk_frames)
-            mine = [chunks[i] for i in P.assign([c.count for c in chunks], comm.size)[comm.rank]]
+            chunks = plan.plan_swp(T, opts.window, opts.warmup, opts.chunk_frames)
+            mine = [chunks[i] for i in plan.assign([c.count for c in chunks], comm.size)[comm.rank]]
         else:  # DWP: this rank's shard, in chunks of chunk_frames; keyframes decided while encoding
-            a, b = P.shards(T, comm.size)[comm.rank]
-            mine = [P.Chunk(s, min(opts.chunk_frames, b - s), None) for s in range(a, b, opts.chunk_frames)]
+            a, b = plan.shards(T, comm.size)[comm.rank]
+            mine = [plan.Chunk(s, min(opts.chunk_frames, b - s), None) for s in range(a, b, opts.chunk_frames)]
         h5 = split_h5_spec(src.spec)
         writer = agree(comm, ArchiveWriter, output, comm, force=opts.force, input_bytes=src.nbytes,
                        inputs=(h5[0] if h5 else src.spec,))
@@ -168,7 +168,7 @@ def decompress(archive: str, output: str, frames: str | None = None, model: str 
     reader = agree(comm, ArchiveReader, archive)
     try:
         def setup():
-            lo, hi = P.parse_frames(frames, reader.shape[0])
+            lo, hi = plan.parse_frames(frames, reader.shape[0])
             cfg = reader.codec_config()
             pred = for_archive(reader, model)
             return lo, hi, cfg, pred
@@ -180,7 +180,7 @@ def decompress(archive: str, output: str, frames: str | None = None, model: str 
         loop = policy.get("loop", "closed")
         vrange = tuple(float(v) for v in reader.attrs["value_range"])
         need = reader.chunks_for(lo, hi)
-        mine = [need[k] for k in P.assign([int(reader.index["n_frames"][i]) for i in need], comm.size)[comm.rank]]
+        mine = [need[k] for k in plan.assign([int(reader.index["n_frames"][i]) for i in need], comm.size)[comm.rank]]
         out_shape = (hi - lo,) + reader.shape[1:]
         sink = agree(comm, open_sink, output, out_shape, reader.dtype, comm,
                      channel_axis=bool(reader.attrs.get("channel_axis", True)), names=reader.names(), first=lo,
