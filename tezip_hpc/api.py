@@ -77,7 +77,7 @@ class Archive:
     def __init__(self, path, model: str | None = None, cache_chunks: int = 4) -> None:
         from .archive.format import ArchiveReader
         from .codec.pipeline import Pipeline
-        from .predict.registry import for_archive as archive_predictor
+        from .predict.registry import for_archive
 
         self.path = str(path)
         self._reader = ArchiveReader(self.path)
@@ -85,7 +85,7 @@ class Archive:
             r = self._reader
             self.codec_config = r.codec_config()
             self._pipe = Pipeline(self.codec_config, "cpu")
-            self._predictor = archive_predictor(r, model)
+            self._predictor = for_archive(r, model)
             self._loop = (r.policy() or {}).get("loop", "closed")
             self._vrange = tuple(float(v) for v in r.attrs["value_range"])
             self.channel_axis = bool(r.attrs.get("channel_axis", True))

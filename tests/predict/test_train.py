@@ -142,7 +142,7 @@ def test_sigterm_serial_checkpoints_and_resume_is_exact(trainset, tmp_path):
 def test_sigusr1_through_mpirun_two_ranks_and_resume_is_exact(trainset, tmp_path):
     """SIGUSR1 to mpirun (what Slurm's --signal=USR1@T does to a job step) reaches every rank; they
     stop at the same step, rank 0 checkpoints, all exit 0, and --resume finishes the run. (Byte-exact
-    resumption under Horovod is tested in tests/mpi/test_train.py.)"""
+    resumption under Horovod is tested in tests/predict/test_train_mpi.py.)"""
     st = _interrupt_and_resume(["mpirun", "-n", "2", "--bind-to", "none", sys.executable, "-m", "tezip_hpc"],
                                tmp_path, trainset, signal.SIGUSR1, False)
     assert st["size"] == 2
