@@ -107,18 +107,18 @@ class Tezip(_CodecBase):
         if a.ndim not in (3, 4) or a.size == 0:
             raise ConfigError(f"tezip codec: a chunk must have shape (T, H, W), (T, H, W, C) or (H, W), "
                               f"got {shape}")
+        from .io.sources import ArraySource
+        from .loop import encode_chunk
+        from .options import CompressOptions
+
         frames = np.ascontiguousarray(a.reshape(a.shape + (1,) if a.ndim == 3 else a.shape))
         cfg = self._config(frames)
-        pipe = Pipeline(cfg)
-        fshape = frames.shape[1:]
-        enc = pipe.encoder(fshape)
-        session = _baseline(self.predictor).start(fshape, cfg.value_range or (0.0, 0.0))
-        for t in range(frames.shape[0]):
-            p = None if t % self.window == 0 else session.predict()
-            session.observe(enc.add(frames[t], p))  # closed loop: predict from what the decoder has
+        keys = np.arange(frames.shape[0]) % self.window == 0
+        payload, _, _ = encode_chunk(ArraySource(frames), 0, frames.shape[0], keys, Pipeline(cfg),
+                                     _baseline(self.predictor), cfg.value_range or (0.0, 0.0), CompressOptions())
         head = json.dumps({"config": json.loads(cfg.to_json()), "shape": list(shape),
                            "predictor": self.predictor, "window": self.window}, sort_keys=True).encode()
-        return _HEAD.pack(MAGIC, len(head)) + head + enc.finish()
+        return _HEAD.pack(MAGIC, len(head)) + head + payload
 
     def decode(self, buf, out=None):
         data = memoryview(buf).cast("B") if not isinstance(buf, (bytes, bytearray)) else buf

@@ -26,7 +26,8 @@ import numpy as np
 from ..errors import CodecError, ConfigError, PredictionMismatch
 from .backend import get_backend
 from .config import CodecConfig, check_dtype, check_shape
-from .stages import ORDER, SPATIAL_KIND, STAGES, Entropy, Quantize, Reader, Residual, Spatial, Zstd, check_order
+from .stages import (ORDER, SPATIAL_KIND, STAGES, UINT_OF_WIDTH, Entropy, Quantize, Reader, Residual, Spatial, Zstd,
+                     check_order, width_of)
 
 MAGIC = b"TZC1"
 PAYLOAD_VERSION = 2  # 2: per-frame spatial choice (frame flag bit 2); version 1 payloads still decode
@@ -35,7 +36,6 @@ _HEAD = struct.Struct("<4sBBHIIIIQQ8s32s")
 HEADER_SIZE = _HEAD.size
 FLAG_FLOAT, FLAG_CLASSES = 1, 2
 FRAME_KEY, FRAME_MERGE, FRAME_LORENZO = 1, 2, 4  # per-frame flag bits
-_UINT_OF = {1: np.uint8, 2: np.uint16, 4: np.uint32, 8: np.uint64}
 
 
 class Pipeline:
@@ -109,8 +109,8 @@ class Pipeline:
         host = self.be.to_host(u)
         if H >= 16:
             host = host.reshape(H, -1)[::4]
-        width = 1 if m < 256 else 2 if m < 65536 else 4 if m < 1 << 32 else 8
-        raw = host.astype(_UINT_OF[width])
+        width = width_of(m)
+        raw = host.astype(UINT_OF_WIDTH[width])
         if width > 1:
             raw = np.ascontiguousarray(raw.view(np.uint8).reshape(-1, width).T)
         return len(self._zstd1.compress(raw.tobytes())) + n_outliers * (8 + self.dtype.itemsize)

@@ -24,7 +24,7 @@ from .config import CodecConfig, check_dtype, prediction_dtype
 INT_RANGE = {"uint8": (0, 255), "uint16": (0, 65535), "int16": (-32768, 32767),
              "int32": (-(1 << 31), (1 << 31) - 1), "uint32": (0, (1 << 32) - 1)}
 REMAP_MAX = 1 << 16  # partitions whose symbols go beyond this are not ranked
-_UINT = {1: np.uint8, 2: np.uint16, 4: np.uint32, 8: np.uint64}
+UINT_OF_WIDTH = {1: np.uint8, 2: np.uint16, 4: np.uint32, 8: np.uint64}
 
 
 def width_of(v: int) -> int:
@@ -367,7 +367,7 @@ class Entropy(Stage):
         for t0, t1 in plan_partitions(keys, per_frame, self.cfg.partition):
             n = (t1 - t0) * per_frame
             mode, width, ntab = reader.unpack(_DESC)
-            if mode not in (0, 1) or width not in _UINT or width > sym_bytes or (mode == 0 and ntab):
+            if mode not in (0, 1) or width not in UINT_OF_WIDTH or width > sym_bytes or (mode == 0 and ntab):
                 raise CodecError(f"corrupted payload: bad partition descriptor ({mode}, {width}, {ntab})")
             if mode == 1 and not 1 <= ntab <= min(REMAP_MAX, n):
                 raise CodecError(f"corrupted payload: rank table of {ntab} symbols for {n} elements")

@@ -43,7 +43,7 @@ ROUND_BYTES = 256 << 20  # input bytes each rank encodes between two collective 
 ROUND_SECONDS = 5.0      # ... or seconds (progress stays live with slow predictors)
 
 
-def _pick_backend(device: str, comm) -> str:
+def _pick_backend(device: str) -> str:
     """cpu, or gpu on this rank's device (by local rank) when asked for / available."""
     from ..codec._device import choose
     from ..launch import gpu_index
@@ -92,7 +92,7 @@ def compress(input_spec, output: str, opts: CompressOptions, comm=None) -> Summa
         need_range = opts.mode in ("rel", "absrel") or src.dtype != np.uint8
         vrange = agree(comm, _value_range, src, src.dtype, need_range, comm)
         cfg = opts.codec_config(src.dtype, vrange)
-        backend = agree(comm, _pick_backend, opts.device, comm)
+        backend = agree(comm, _pick_backend, opts.device)
         pipe = Pipeline(cfg, backend)
         if not opts.is_dwp:
             chunks = plan.plan_swp(T, opts.window, opts.warmup, opts.chunk_frames)
@@ -174,7 +174,7 @@ def decompress(archive: str, output: str, frames: str | None = None, model: str 
             return lo, hi, cfg, pred
 
         lo, hi, cfg, predictor = agree(comm, setup)
-        backend = agree(comm, _pick_backend, device, comm)
+        backend = agree(comm, _pick_backend, device)
         pipe = Pipeline(cfg, backend)
         policy = reader.policy() or {}
         loop = policy.get("loop", "closed")
