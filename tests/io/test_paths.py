@@ -39,3 +39,10 @@ def test_shell_form_stale_temps_and_commit(tmp_path):
     with pytest.raises(ConfigError, match="created by another job"):
         atomic.commit(tmp_path / "b.partial.npy", final, force=False)
     assert final.read_bytes() == b"1" and not (tmp_path / "b.partial.npy").exists()
+
+
+def test_bad_job_paths_input_is_one_line(tmp_path):
+    for args, want in ((["", ], "empty name"), (["nosuch.h5", "--commit-to", "x.h5"], "no such output")):
+        res = subprocess.run([sys.executable, "-m", "tezip_hpc", "job-paths", *args], cwd=tmp_path,
+                             capture_output=True, text=True)
+        assert res.returncode != 0 and want in res.stderr and "Traceback" not in res.stderr

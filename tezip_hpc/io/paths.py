@@ -11,6 +11,7 @@ import shlex
 from pathlib import Path
 
 from ..archive import atomic
+from ..errors import ConfigError, InputError
 from .sources import split_h5_spec
 
 _FILE_SUFFIXES = (".h5", ".hdf5", ".he5", ".nxs", ".nx5", ".cxi", ".npy", ".tif", ".tiff")
@@ -60,9 +61,14 @@ def register(sub) -> None:
 
 
 def _cmd(args) -> int:
+    if not args.spec.strip() or (args.commit_to is not None and not args.commit_to.strip()):
+        raise ConfigError("job-paths: an empty name")
     spec = absolute(args.spec)
     if args.commit_to:
-        atomic.commit(Path(file_of(spec)), Path(file_of(absolute(args.commit_to))), args.force)
+        done = Path(file_of(spec))
+        if not done.exists():
+            raise InputError(f"{done}: no such output to commit")
+        atomic.commit(done, Path(file_of(absolute(args.commit_to))), args.force)
         return 0
     if args.stale:
         for t in atomic.stale_temps(Path(file_of(spec))):
