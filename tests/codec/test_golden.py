@@ -39,19 +39,32 @@ def test_golden_bytes_decode_to_the_golden_output(name):
     assert hashlib.sha256(out.tobytes()).hexdigest() == MANIFEST[name]["decoded_sha256"]
 
 
-V1 = FIX / "v1"
-MANIFEST_V1 = json.loads((V1 / "manifest.json").read_text())
+OLD = {1: golden.CASES_V1, 2: golden.CASES_V2}
+OLD_CASES = [(v, n) for v in OLD for n in sorted(json.loads((FIX / f"v{v}" / "manifest.json").read_text()))]
 
 
-@pytest.mark.parametrize("name", sorted(MANIFEST_V1))
-def test_version_1_payloads_still_decode(name):
-    """Payloads written before version 2 (per-frame spatial choice) decode as they did."""
-    assert name in golden.CASES_V1
-    stored = (V1 / f"{name}.bin").read_bytes()
-    assert stored[4] == 1 and hashlib.sha256(stored).hexdigest() == MANIFEST_V1[name]["payload_sha256"]
+@pytest.mark.parametrize("version,name", OLD_CASES)
+def test_older_payload_versions_still_decode(version, name):
+    """Payloads of versions 1 (before the per-frame spatial choice) and 2 (before the context
+    coder) decode as they did, with the config their archives hold (the fast coder)."""
+    assert name in OLD[version]
+    manifest = json.loads((FIX / f"v{version}" / "manifest.json").read_text())
+    stored = (FIX / f"v{version}" / f"{name}.bin").read_bytes()
+    assert stored[4] == version and hashlib.sha256(stored).hexdigest() == manifest[name]["payload_sha256"]
     x, p = golden.make_input(name)
-    out = Pipeline(golden.config(name)).decode(stored, x.shape[1:], p)
-    assert hashlib.sha256(out.tobytes()).hexdigest() == MANIFEST_V1[name]["decoded_sha256"]
+    out = Pipeline(golden.config(name).with_(coder="fast")).decode(stored, x.shape[1:], p)
+    assert hashlib.sha256(out.tobytes()).hexdigest() == manifest[name]["decoded_sha256"]
+
+
+def test_golden_payloads_exercise_both_coders():
+    from tezip_hpc.codec.context import ContextPartition
+
+    kinds = set()
+    for name in golden.CASES:
+        x, _ = golden.make_input(name)
+        dec = Pipeline(golden.config(name)).decoder((FIX / f"{name}.bin").read_bytes(), x.shape[1:])
+        kinds |= {isinstance(p, ContextPartition) for p in dec._parts}
+    assert kinds == {True, False}
 
 
 def test_a_golden_payload_uses_the_lorenzo_frame_flag():

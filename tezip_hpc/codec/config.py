@@ -29,7 +29,10 @@ FLOATS = ("float32", "float64")
 QUANTIZERS = ("linear", "merge", "auto")
 SPATIAL = ("none", "row", "lorenzo")
 SPATIAL_PRED = SPATIAL + ("auto",)
+CODERS = ("context", "fast")
 CODEC_CONFIG_VERSION = 1
+# Fields added after version 1, with the value a config written without them means.
+_LEGACY = {"coder": "fast"}
 # Floats: larger absolute bounds than this are all "everything goes" (float32 max is 3.4e38).
 _FLOAT_BOUND_CAP = 1e300
 
@@ -81,7 +84,8 @@ class CodecConfig:
     block: int = 4096                  # merge: elements per independently scanned block
     spatial_key: str = "lorenzo"       # neighbour deltas on keyframe codes
     spatial_pred: str = "auto"         # predicted frames: auto = lorenzo if lossless, else none
-    entropy: bool = True               # frequency-ranked remap per partition
+    entropy: bool = True               # fast coder: frequency-ranked remap per partition
+    coder: str = "context"             # "context" (rANS, neighbour contexts) or "fast" (rank + zstd)
     partition: int = 1 << 20           # elements per entropy partition (frames are never split)
     shuffle: bool = True               # byte-plane shuffle of multi-byte symbols
     zstd_level: int = 3
@@ -115,6 +119,8 @@ class CodecConfig:
             if getattr(self, name) not in allowed:
                 raise ConfigError(f"unknown spatial encoding {getattr(self, name)!r} "
                                   f"(choose from {', '.join(allowed)})")
+        if self.coder not in CODERS:
+            raise ConfigError(f"unknown entropy coder {self.coder!r} (choose from {', '.join(CODERS)})")
         if not 1 <= self.block <= 1 << 24:
             raise ConfigError(f"merge block must be in 1..{1 << 24}, got {self.block}")
         if not 1 <= self.partition <= 1 << 30:
@@ -161,6 +167,8 @@ class CodecConfig:
         d = asdict(self)
         d["bounds"] = list(self.bounds)
         d["value_range"] = list(self.value_range) if self.value_range is not None else None
+        if d["coder"] == _LEGACY["coder"]:  # configs written before the field keep their JSON and tag
+            del d["coder"]
         return json.dumps(d, sort_keys=True)
 
     @classmethod
@@ -170,6 +178,8 @@ class CodecConfig:
             d["bounds"] = tuple(float(b) for b in d["bounds"])
             if d.get("value_range") is not None:
                 d["value_range"] = tuple(float(v) for v in d["value_range"])
+            for name, legacy in _LEGACY.items():
+                d.setdefault(name, legacy)
             known = {f for f in cls.__dataclass_fields__}
             unknown = set(d) - known
             if unknown:

@@ -13,7 +13,9 @@ chunk is packed. Layout (little-endian)::
       interval merging, bit 2 Lorenzo deltas on a lossy predicted frame: version 2),
       code stream, class stream (pwrel), outlier index gaps and values
 
-Each stream is packed per partition by the Entropy stage (descriptor, rank table, data).
+Each stream is packed per partition by the Entropy stage: a descriptor, then either a rank
+table and the narrowed symbols (fast coder), or context tables and one rANS stream per
+frame (context coder, version 3; see context.py).
 """
 
 from __future__ import annotations
@@ -30,8 +32,10 @@ from .stages import (ORDER, SPATIAL_KIND, STAGES, UINT_OF_WIDTH, Entropy, Quanti
                      check_order, width_of)
 
 MAGIC = b"TZC1"
-PAYLOAD_VERSION = 2  # 2: per-frame spatial choice (frame flag bit 2); version 1 payloads still decode
-READABLE_PAYLOAD_VERSIONS = (1, 2)
+# 2: per-frame spatial choice (frame flag bit 2); 3: context-coded partitions (descriptor
+# mode 2). Versions 1 and 2 still decode.
+PAYLOAD_VERSION = 3
+READABLE_PAYLOAD_VERSIONS = (1, 2, 3)
 _HEAD = struct.Struct("<4sBBHIIIIQQ8s32s")
 HEADER_SIZE = _HEAD.size
 FLAG_FLOAT, FLAG_CLASSES = 1, 2
@@ -75,8 +79,9 @@ class Pipeline:
 
     def spatial_choices(self, key: bool, quantize: Quantize, last: bool | None = None) -> list[tuple[int, bool]]:
         """(spatial kind, frame flag bit 2) candidates for a frame: with spatial_pred "auto", a
-        lossy predicted frame quantized linearly tries no deltas and 2-D Lorenzo deltas on its
-        codes (the dual-quantization form of a 3-D Lorenzo predictor), and keeps the smaller.
+        lossy predicted frame quantized linearly (and, with the context coder, a lossless one)
+        tries no deltas and 2-D Lorenzo deltas on its codes (the dual-quantization form of a
+        3-D Lorenzo predictor), and keeps the smaller.
         Measured: +31..40 % on a simulated field at bounds 1e-5..1e-4 of its range, where the
         residual is still spatially smooth; none wins on video and at coarse bounds.
         ``last``: the choice to keep without a trial (the encoder re-tries every 4th frame)."""
@@ -100,8 +105,13 @@ class Pipeline:
         """Bytes a frame's symbols would take, comparable between candidates: zstd level 1 of
         the narrowed symbols of every 4th row (all rows of frames under 16 rows), plus the
         outliers. A quarter of the rows keeps the choice cheap (measured: the choices, and so
-        the ratios, equal those of whole frames on the benchmark clips and fields)."""
+        the ratios, equal those of whole frames on the benchmark clips and fields). With the
+        context coder: that coder's ideal code length of the whole frame."""
         import zstandard
+
+        ctx = self.entropy.estimate(u, frame_shape)
+        if ctx is not None:
+            return ctx + n_outliers * (8 + self.dtype.itemsize)
 
         if self._zstd1 is None:
             self._zstd1 = zstandard.ZstdCompressor(level=1)
@@ -251,11 +261,11 @@ class ChunkEncoder:
         H, W, C = self.frame_shape
         keys = np.array(self.keys, bool)
         body: list = [np.array(self.flags, np.uint8).tobytes()]
-        p.entropy.encode(self.symbols, keys, self.size, body)
+        p.entropy.encode(self.symbols, keys, self.size, body, self.frame_shape)
         flags = FLAG_FLOAT if p.config.is_float else 0
         if self.class_symbols:
             flags |= FLAG_CLASSES
-            p.entropy.encode(self.class_symbols, keys, self.size, body)
+            p.entropy.encode(self.class_symbols, keys, self.size, body, self.frame_shape)
         n_out = 0
         if self.outlier_idx:
             idx = np.concatenate(self.outlier_idx).astype(np.int64)
@@ -315,7 +325,8 @@ class ChunkDecoder:
         if n_out > (n if q.has_outliers else 0):
             raise CodecError(f"payload claims {n_out} outliers for {n} elements")
         sym_bytes = q.code_dtype.itemsize
-        limit = T + n * (sym_bytes + (2 if q.has_classes else 0)) + n_out * 12 + 300 * 1024 * (T + 1)
+        # + n: a context-coded symbol may take a byte more than its plain width on adversarial data
+        limit = T + n * (sym_bytes + 1 + (3 if q.has_classes else 0)) + n_out * 12 + 300 * 1024 * (T + 1)
         if n_body > limit:
             raise CodecError(f"payload body of {n_body} bytes is impossible for {n} elements")
         body = pipe.zstd.decode(payload[HEADER_SIZE:], n_body)
@@ -329,8 +340,9 @@ class ChunkDecoder:
         self._quant = [pipe.quantizer_for(bool(f & FRAME_MERGE)) for f in flags]
         self.n_frames = T
         self.expected_digest = digest
-        self._parts = pipe.entropy.parse(rd, self.keys, self.size, sym_bytes)
-        self._class_parts = pipe.entropy.parse(rd, self.keys, self.size, 2) if q.has_classes else None
+        fs = self.frame_shape
+        self._parts = pipe.entropy.parse(rd, self.keys, self.size, sym_bytes, ver, fs)
+        self._class_parts = pipe.entropy.parse(rd, self.keys, self.size, 2, ver, fs) if q.has_classes else None
         self.outlier_idx = np.empty(0, np.int64)
         self.outlier_val = np.empty(0, pipe.dtype)
         if n_out:
