@@ -60,7 +60,7 @@ def cmd_compress(args: argparse.Namespace) -> int:
     comm = get_comm()
     opts = CompressOptions(
         predictor=args.model if args.model else args.predictor, window=args.window, threshold=args.threshold,
-        warmup=args.warmup, mode=args.mode, bounds=_bounds(args.bound), entropy=not args.no_entropy,
+        warmup=args.warmup, mode=args.mode, bounds=_bounds(args.bound), entropy=not args.no_entropy, coder=args.coder,
         quantizer=args.quantizer, zstd_level=args.zstd_level, chunk_frames=args.chunk_frames, loop=args.loop,
         device=args.device, embed_model=not args.no_embed_model, force=args.force, progress=not args.quiet)
     s = compress(args.input, args.output, opts, comm)
@@ -120,7 +120,9 @@ def cmd_info(args: argparse.Namespace) -> int:
         + (f"; engine {pred['engine']} (portable integer inference)" if pred.get("engine") else "")
         + ("; float model of format v1 (decoding needs TensorFlow)" if pred["id"] == "prednet"
            and not pred.get("engine") else ""),
-        f"codec:      quantizer {i['codec']['quantizer']}, entropy {'on' if i['codec']['entropy'] else 'off'}, "
+        f"codec:      quantizer {i['codec']['quantizer']}, coder {i['codec'].get('coder', 'fast')}"
+        + (f", rank remap {'on' if i['codec']['entropy'] else 'off'}" if i['codec'].get('coder', 'fast') == 'fast'
+           else "") + ", "
         f"zstd level {i['codec']['zstd_level']}",
         f"size:       {i['input_bytes'] / 1e6:.3f} MB -> {i['archive_bytes'] / 1e6:.3f} MB, ratio {ratio:.2f}"
         f"{_model_note(i['model_bytes'], i['input_bytes'] / max(i['archive_bytes'] - i['model_bytes'], 1))}; "
@@ -165,7 +167,11 @@ def register(sub) -> None:
                    help="error-bound mode (default abs)")
     p.add_argument("--bound", "-b", nargs="+", metavar="B", help="bound value(s); 0 = lossless (default); "
                    "absrel takes two: ABS REL")
-    p.add_argument("--no-entropy", "-n", action="store_true", help="turn the frequency-ranked remap off")
+    p.add_argument("--coder", choices=["context", "fast"], default="context",
+                   help="entropy coder: context = rANS with contexts from the coded neighbours (default; "
+                        "smaller), fast = TEZip's frequency ranking + zstd (faster to encode)")
+    p.add_argument("--no-entropy", "-n", action="store_true",
+                   help="fast coder: turn the frequency-ranked remap off")
     p.add_argument("--quantizer", choices=["linear", "merge", "auto"], default=None,
                    help="linear scaling (best on video), TEZip's interval merging (wins on smooth fields at "
                         "loose bounds), or auto: per frame, the one that packs smaller (2-3x slower to encode). "

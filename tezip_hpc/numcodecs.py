@@ -58,19 +58,21 @@ class Tezip(_CodecBase):
 
     mode: abs | rel | absrel | pwrel; bound: a number ((abs, rel) for absrel), 0 = lossless.
     predictor: previous | linear | zero; window: frames per keyframe interval;
-    zstd_level: 1..22."""
+    zstd_level: 1..22; coder: context (default) | fast."""
 
     codec_id = "tezip"
 
     def __init__(self, mode: str = "abs", bound=0.0, predictor: str = "previous", window: int = 16,
-                 zstd_level: int = 3) -> None:
+                 zstd_level: int = 3, coder: str = "context") -> None:
         bounds = tuple(float(b) for b in bound) if isinstance(bound, (tuple, list)) else (float(bound),)
         if predictor not in baseline_names():
             raise ConfigError(f"tezip codec: predictor {predictor!r} is not one of {', '.join(baseline_names())} "
                               f"(learned predictors need the archive format: tezip-hpc compress)")
         if not isinstance(window, int) or window < 1:
             raise ConfigError(f"tezip codec: window must be a positive integer, got {window!r}")
-        CodecConfig(mode=mode, bounds=bounds, value_range=(0.0, 1.0), zstd_level=int(zstd_level)).validate()
+        CodecConfig(mode=mode, bounds=bounds, value_range=(0.0, 1.0), zstd_level=int(zstd_level),
+                    coder=coder).validate()
+        self.coder = coder
         self.mode, self.bound, self.predictor = mode, bounds if mode == "absrel" else bounds[0], predictor
         self.window, self.zstd_level = int(window), int(zstd_level)
 
@@ -78,7 +80,8 @@ class Tezip(_CodecBase):
     def get_config(self) -> dict:
         return {"id": self.codec_id, "mode": self.mode,
                 "bound": list(self.bound) if isinstance(self.bound, tuple) else self.bound,
-                "predictor": self.predictor, "window": self.window, "zstd_level": self.zstd_level}
+                "predictor": self.predictor, "window": self.window, "zstd_level": self.zstd_level,
+                "coder": self.coder}
 
     @classmethod
     def from_config(cls, config: dict) -> "Tezip":
@@ -94,7 +97,7 @@ class Tezip(_CodecBase):
         bounds = self.bound if isinstance(self.bound, tuple) else (self.bound,)
         quant = "auto" if a.dtype.kind == "f" else "linear"
         return CodecConfig(dtype=a.dtype.name, mode=self.mode, bounds=bounds, value_range=_value_range(a),
-                           quantizer=quant, zstd_level=self.zstd_level).validate()
+                           quantizer=quant, zstd_level=self.zstd_level, coder=self.coder).validate()
 
     def encode(self, buf) -> bytes:
         a = np.asarray(buf)
@@ -181,6 +184,7 @@ def _make_zarr_codec():
         predictor: str = "previous"
         window: int = 16
         zstd_level: int = 3
+        coder: str = "context"
         is_fixed_size = False
 
         def __post_init__(self) -> None:
@@ -188,7 +192,7 @@ def _make_zarr_codec():
             self._codec()  # validate now, not at the first write
 
         def _codec(self) -> Tezip:
-            return Tezip(self.mode, self.bound, self.predictor, self.window, self.zstd_level)
+            return Tezip(self.mode, self.bound, self.predictor, self.window, self.zstd_level, self.coder)
 
         @classmethod
         def from_dict(cls, data: dict) -> "TezipZarr":

@@ -32,6 +32,7 @@ class CompressOptions:
     mode: str = "abs"
     bounds: tuple[float, ...] = (0.0,)
     entropy: bool = True
+    coder: str = "context"              # "context" (rANS with neighbour contexts) or "fast" (rank + zstd)
     quantizer: str | None = None        # None: "auto" for float data, "linear" for integers
     zstd_level: int = 3
     chunk_frames: int = 32
@@ -57,7 +58,7 @@ class CompressOptions:
     def codec_config(self, dtype, value_range: tuple[float, float]) -> CodecConfig:
         """The codec configuration these options give for data of ``dtype`` (validated)."""
         return CodecConfig(dtype=np.dtype(dtype).name, mode=self.mode, bounds=tuple(self.bounds),
-                           quantizer=self.quantizer or "linear", entropy=self.entropy,
+                           quantizer=self.quantizer or "linear", entropy=self.entropy, coder=self.coder,
                            zstd_level=self.zstd_level, value_range=value_range).validate()
 
     def policy(self, n_frames: int) -> dict:
