@@ -67,8 +67,9 @@ def _cell(x, y, nbytes, **extra) -> dict:
 def blosc2_ratio(x: np.ndarray) -> float:
     import blosc2
 
-    c = blosc2.compress2(x.tobytes(), typesize=x.dtype.itemsize,
-                         cparams={"codec": blosc2.Codec.ZSTD, "clevel": 9, "filters": [blosc2.Filter.SHUFFLE]})
+    c = blosc2.compress2(x.tobytes(), cparams=blosc2.CParams(codec=blosc2.Codec.ZSTD, clevel=9, typesize=x.dtype.itemsize,
+                                                             filters=[blosc2.Filter.SHUFFLE]))
+    assert blosc2.decompress2(c) == x.tobytes()
     return x.nbytes / len(c)
 
 
