@@ -272,3 +272,30 @@ def cost_bits(hist, freq):
             if c:
                 b += c * (SCALE - np.log2(freq[k, t]))
     return b
+
+
+@_jit
+def channel_delta(u, C, bits, out):
+    """Symbols -> per pixel, channels after the first as zigzagged differences to the
+    channel before, modulo 2**bits (u and out unsigned of that width)."""
+    mask = np.uint64((1 << bits) - 1) if bits < 64 else np.uint64(0xFFFFFFFFFFFFFFFF)
+    top = np.uint64(bits - 1)
+    for p in range(u.size // C):
+        i = p * C
+        prev = scalar.unzigzag(np.int64(u[i]))
+        out[i] = u[i]
+        for c in range(1, C):
+            cur = scalar.unzigzag(np.int64(u[i + c]))
+            d = np.uint64(cur - prev) & mask  # two's complement difference, modulo 2**bits
+            sign = (d >> top) & np.uint64(1)  # zigzag in `bits`: (d << 1) ^ -(sign)
+            out[i + c] = ((d << np.uint64(1)) ^ (np.uint64(0) - sign)) & mask
+            prev = cur
+
+
+@_jit
+def undo_channel_delta(q, C):
+    """Inverse of channel_delta on decoded codes, in place (wrapping in the code type)."""
+    for p in range(q.size // C):
+        i = p * C
+        for c in range(1, C):
+            q[i + c] += q[i + c - 1]

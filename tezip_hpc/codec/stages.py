@@ -349,11 +349,8 @@ class Entropy(Stage):
             return None
         from . import context
 
-        u = self.be.to_host(u)
-        est = context.estimate(u, frame_shape)
-        if frame_shape[2] > 1:  # the partition may code channel differences: the better of both
-            est = min(est, context.estimate(context.channel_delta(u, frame_shape[2]), frame_shape))
-        return est
+        # the partition may code channel differences: the better of both
+        return context.estimate(self.be.to_host(u), frame_shape, channels=True)
 
     def encode(self, frames: list, keys, per_frame: int, out: list, frame_shape=None) -> None:
         """frames: [(planar symbols, largest symbol)] per frame; appends byte blocks. With the
