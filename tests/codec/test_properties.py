@@ -26,11 +26,13 @@ PWREL = st.one_of(st.just(0.0), st.sampled_from([1e-7, 1e-3, 0.01, 0.5, 0.999, 1
 
 
 @st.composite
-def stacks(draw, dtypes=DTYPES):
+def stacks(draw, dtypes=DTYPES, large: bool = False):
+    """large: frames of 32..72 rows and 32..40 columns, so that partitions reach the context
+    coder's minimum (smaller ones keep the plain layout)."""
     dtype = np.dtype(draw(st.sampled_from(dtypes)))
     T = draw(st.integers(1, 4))
-    H = draw(st.integers(1, 7))
-    W = draw(st.integers(1, 7))
+    H = draw(st.integers(32, 72) if large else st.integers(1, 7))
+    W = draw(st.integers(32, 40) if large else st.integers(1, 7))
     C = draw(st.sampled_from([None, 1, 2, 3, 4]))
     shape = (T, H, W) if C is None else (T, H, W, C)
     if dtype.kind == "f":
@@ -132,6 +134,24 @@ def test_bound_zero_is_bit_exact(data, x, mode):
                       spatial_pred=data.draw(st.sampled_from(["none", "row", "lorenzo", "auto"])))
     out = _roundtrip(x, p, keys, cfg)
     assert out.tobytes() == x.tobytes()
+
+
+@given(data=st.data(), x=stacks(large=True), mode=st.sampled_from(["abs", "rel", "pwrel"]),
+       quantizer=st.sampled_from(["linear", "auto"]))
+def test_context_coder_bound_holds_on_frames_large_enough_for_it(data, x, mode, quantizer):
+    """The default (context) coder on partitions of >= 1024 elements: every element within
+    the bound, lossless bit-exact, the encoder's reconstruction equal to the decoder's."""
+    b = data.draw(PWREL if mode == "pwrel" else BOUNDS if mode == "abs" else st.sampled_from([0.0, 1e-4, 1e-2, 0.3]))
+    p, keys = data.draw(predictions(x))
+    vr = value_range(x)
+    cfg = CodecConfig(dtype=x.dtype.name, mode=mode, bounds=(b,), value_range=vr,
+                      quantizer=quantizer if mode != "pwrel" else "linear")
+    assert cfg.coder == "context"
+    out = _roundtrip(x, p, keys, cfg)
+    if cfg.lossless:
+        assert out.tobytes() == x.tobytes()
+    else:
+        assert_within_bound(x, out, mode, (b,), vr)
 
 
 @given(x=stacks(dtypes=["float32", "float64"]), e=st.sampled_from([5e-324, 1.4e-45, 1e-40, 1.2e-7, 6e-8, 2.2e-16]))
