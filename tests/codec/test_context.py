@@ -85,7 +85,7 @@ def test_context_partitions_are_used_and_beat_the_fast_coder_on_varying_activity
         sizes[coder] = len(payload)
         if coder == "context":
             dec = pipe.decoder(payload, x.shape[1:])
-            assert all(isinstance(p, context.ContextPartition) for p in dec._parts)
+            assert all(isinstance(p, context.ContextPartition) for _, p in dec._parts)
     assert sizes["context"] < 0.95 * sizes["fast"], sizes
 
 
@@ -97,7 +97,7 @@ def test_channel_deltas_are_chosen_for_correlated_channels_and_round_trip():
     payload, out = _roundtrip(x, cfg)
     assert out.tobytes() == x.tobytes()
     dec = Pipeline(cfg).decoder(payload, x.shape[1:])
-    assert any(p.channel_delta for p in dec._parts if isinstance(p, context.ContextPartition))
+    assert any(p.channel_delta for _, p in dec._parts if isinstance(p, context.ContextPartition))
     u = np.array([0, 1, 2, 65535, 65534, 3, 7, 7, 7], np.uint16)
     q = context.channel_delta(u, 3).view(np.int16)
     q = ((q.view(np.uint16) >> np.uint16(1)).view(np.int16) ^ -(q.view(np.uint16) & np.uint16(1)).view(np.int16))
@@ -158,7 +158,7 @@ def test_noise_falls_back_to_plain_symbols_when_contexts_do_not_pay():
         payload = pipe.encode(x, None, np.ones(3, bool))
         assert pipe.decode(payload, x.shape[1:]).tobytes() == x.tobytes()
         sizes[coder] = len(payload)
-        assert not any(isinstance(p, context.ContextPartition) for p in pipe.decoder(payload, x.shape[1:])._parts)
+        assert not any(isinstance(p, context.ContextPartition) for _, p in pipe.decoder(payload, x.shape[1:])._parts)
     assert sizes["context"] == sizes["fast"] < x.nbytes * 1.1
 
 

@@ -382,7 +382,7 @@ class ChunkDecoder:
             self.outlier_val = rd.array(pipe.dtype, n_out)
         rd.done()
         self._part_of = np.empty(T, np.int64)
-        for k, part in enumerate(self._parts):
+        for k, (_, part) in enumerate(self._parts):
             self._part_of[part.t0:part.t1] = k
         self._out_bounds = np.searchsorted(self.outlier_idx, np.arange(T + 1) * self.size)
         self._t = 0

@@ -310,11 +310,11 @@ def plan_partitions(keys, per_frame: int, limit: int) -> list[tuple[int, int]]:
     return parts
 
 
-_DESC = struct.Struct("<BBI")  # mode (0 plain, 1 ranked), width in bytes, rank table length
+_DESC = struct.Struct("<BBI")  # mode (0 plain, 1 ranked, 2 context), width / flag, table length / contexts
 
 
 class Partition:
-    """A decoded partition descriptor: where its data lies in the body."""
+    """A decoded rank-coder partition descriptor: where its data lies in the body."""
 
     __slots__ = ("t0", "t1", "width", "table", "data")
 
@@ -322,14 +322,113 @@ class Partition:
         self.t0, self.t1, self.width, self.table, self.data = t0, t1, width, table, data
 
 
-class Entropy(Stage):
-    """Partitioned entropy encoding, one of two coders per partition:
+class RankCoder:
+    """TEZip's coder (``fast``; modes 0/1): a frequency-ranked remap of the symbols (its
+    table stored) when that narrows the symbol width, the narrowest integer width, and a
+    byte-plane shuffle of multi-byte symbols; zstd after it does the entropy coding.
 
-    * ``context`` (default): static-table rANS with neighbour-activity contexts, one
-      stream per frame (context.py); zstd after it only frames the body.
-    * ``fast`` (TEZip's): a frequency-ranked remap of the symbols (its table stored) when
-      that narrows the symbol width, the narrowest integer width, and a byte-plane shuffle
-      of multi-byte symbols; zstd does the entropy coding."""
+    The coder protocol (RankCoder, ContextCoder): ``encode(frames, t0, t1, m, per_frame,
+    frame_shape, out) -> bool`` appends a partition (descriptor included) or returns False
+    to let the next coder take it; ``parse(reader, mode, width, n, t0, t1, per_frame,
+    sym_bytes, frame_shape)`` reads one; ``decode(part, t, per_frame, kind, frame_shape,
+    code_dtype)`` gives frame t's codes (inverse spatial included)."""
+
+    modes = (0, 1)
+
+    def __init__(self, cfg: CodecConfig, backend) -> None:
+        self.cfg, self.be = cfg, backend
+
+    def plan(self, frames, t0: int, t1: int, m: int, remap: bool):
+        """-> (width, lut, table): the narrowed width and the rank remap if it narrows."""
+        be = self.be
+        width, lut, table = width_of(m), None, None
+        if remap and width > 1 and m < REMAP_MAX:
+            counts = be.to_host(be.histogram(frames[t0][0], m + 1))
+            for t in range(t0 + 1, t1):
+                counts = counts + be.to_host(be.histogram(frames[t][0], m + 1))
+            syms = np.flatnonzero(counts)
+            if width_of(len(syms) - 1) < width:
+                order = np.argsort(-counts[syms], kind="stable")
+                table = syms[order].astype(np.uint32)
+                lut = np.zeros(m + 1, np.uint32)
+                lut[table] = np.arange(len(table), dtype=np.uint32)
+                width = width_of(len(table) - 1)
+        return width, lut, table
+
+    def encode(self, frames, t0, t1, m, per_frame, frame_shape, out, plan=None) -> bool:
+        width, lut, table = plan or self.plan(frames, t0, t1, m, self.cfg.entropy)
+        n = (t1 - t0) * per_frame
+        data = np.empty(n * width, np.uint8)
+        for t in range(t0, t1):
+            self.be.emit(frames[t][0], None if lut is None else self.be.asarray(lut), width, self.cfg.shuffle,
+                         data, (t - t0) * per_frame, n)
+        out.append(_DESC.pack(0 if table is None else 1, width, 0 if table is None else len(table)))
+        if table is not None:
+            out.append(table.tobytes())
+        out.append(data)
+        return True
+
+    def parse(self, reader, mode, width, ntab, t0, t1, per_frame, sym_bytes, frame_shape) -> Partition:
+        n = (t1 - t0) * per_frame
+        if width not in UINT_OF_WIDTH or width > sym_bytes or (mode == 0 and ntab):
+            raise CodecError(f"corrupted payload: bad partition descriptor ({mode}, {width}, {ntab})")
+        if mode == 1 and not 1 <= ntab <= min(REMAP_MAX, n):
+            raise CodecError(f"corrupted payload: rank table of {ntab} symbols for {n} elements")
+        table = self.be.asarray(reader.array(np.uint32, ntab)) if mode == 1 else None
+        return Partition(t0, t1, width, table, reader.array(np.uint8, n * width))
+
+    def decode(self, part: Partition, t, per_frame, kind, frame_shape, code_dtype):
+        n = (part.t1 - part.t0) * per_frame
+        q, bad = self.be.unpack(part.data, (t - part.t0) * per_frame, n, part.width, self.cfg.shuffle,
+                                part.table, kind, frame_shape, code_dtype)
+        if bad:
+            raise CodecError(f"corrupted payload: {bad} symbols outside the rank table")
+        return q
+
+
+class ContextCoder:
+    """The context coder (``context``; mode 2, payload version 3): static-table rANS with
+    neighbour-activity contexts, band streams per frame (context.py, _ans.py). It takes a
+    partition of at least context.MIN_ELEMENTS elements when that is smaller than the rank
+    coder's narrowed symbols (so never worse than plain), else leaves it to the rank coder.
+    It runs on the host for every backend."""
+
+    modes = (2,)
+
+    def __init__(self, cfg: CodecConfig, backend, fallback: RankCoder) -> None:
+        self.cfg, self.be, self.fallback = cfg, backend, fallback
+
+    def estimate(self, u, frame_shape) -> int:
+        # the partition may code channel differences: the better of both
+        return _context().estimate(self.be.to_host(u), frame_shape, channels=True)
+
+    def encode(self, frames, t0, t1, m, per_frame, frame_shape, out) -> bool:
+        n = (t1 - t0) * per_frame
+        if frame_shape is None or n < _context().MIN_ELEMENTS:
+            return False
+        plan = self.fallback.plan(frames, t0, t1, m, True)
+        block: list = []
+        flag = _context().encode_partition([self.be.to_host(frames[t][0]) for t in range(t0, t1)], frame_shape,
+                                           block)
+        if sum(len(b) for b in block) >= n * plan[0]:  # plain (ranked) symbols are no larger
+            return self.fallback.encode(frames, t0, t1, m, per_frame, frame_shape, out, plan)
+        out.append(_DESC.pack(2, flag, _context().NCTX))
+        out.extend(block)
+        return True
+
+    def parse(self, reader, mode, width, nctx, t0, t1, per_frame, sym_bytes, frame_shape):
+        if frame_shape is None:
+            raise CodecError("corrupted payload: context partition without a frame shape")
+        return _context().parse_partition(reader, t0, t1, frame_shape, nctx, width)
+
+    def decode(self, part, t, per_frame, kind, frame_shape, code_dtype):
+        return self.be.asarray(_context().decode_frame(part, t, frame_shape, kind, code_dtype))
+
+
+class Entropy(Stage):
+    """Partitioned entropy encoding: per partition (consecutive frames of one kind), the
+    configured coder (``context``, the default, or ``fast``: RankCoder), the context coder
+    falling back to the rank coder where it does not pay. zstd follows."""
 
     name = "entropy"
     consumes = "symbols"
@@ -337,7 +436,9 @@ class Entropy(Stage):
 
     def __init__(self, cfg: CodecConfig, backend) -> None:
         self.cfg, self.be = cfg, backend
-        self.context = cfg.coder == "context"
+        self.rank = RankCoder(cfg, backend)
+        self.context = ContextCoder(cfg, backend, self.rank) if cfg.coder == "context" else None
+        self.coders = [c for c in (self.context, self.rank) if c is not None]
 
     def config(self) -> dict:
         return {"id": self.name, "coder": self.cfg.coder, "remap": self.cfg.entropy,
@@ -345,79 +446,36 @@ class Entropy(Stage):
 
     def estimate(self, u, frame_shape) -> int | None:
         """Bytes the context coder would give one frame's symbols (None for the fast coder)."""
-        if not self.context:
-            return None
-        from . import context
-
-        # the partition may code channel differences: the better of both
-        return context.estimate(self.be.to_host(u), frame_shape, channels=True)
+        return None if self.context is None else self.context.estimate(u, frame_shape)
 
     def encode(self, frames: list, keys, per_frame: int, out: list, frame_shape=None) -> None:
-        """frames: [(planar symbols, largest symbol)] per frame; appends byte blocks. With the
-        context coder, partitions of at least context.MIN_ELEMENTS elements are context coded
-        (mode 2) unless that is larger than the plain (rank-remapped) narrowed symbols."""
-        be = self.be
+        """frames: [(planar symbols, largest symbol)] per frame; appends byte blocks."""
         for t0, t1 in plan_partitions(keys, per_frame, self.cfg.partition):
             m = max(frames[t][1] for t in range(t0, t1))
-            width, lut, table = width_of(m), None, None
-            if (self.cfg.entropy or self.context) and width > 1 and m < REMAP_MAX:
-                counts = be.to_host(be.histogram(frames[t0][0], m + 1))
-                for t in range(t0 + 1, t1):
-                    counts = counts + be.to_host(be.histogram(frames[t][0], m + 1))
-                syms = np.flatnonzero(counts)
-                if width_of(len(syms) - 1) < width:
-                    order = np.argsort(-counts[syms], kind="stable")
-                    table = syms[order].astype(np.uint32)
-                    lut = np.zeros(m + 1, np.uint32)
-                    lut[table] = np.arange(len(table), dtype=np.uint32)
-                    width = width_of(len(table) - 1)
-            n = (t1 - t0) * per_frame
-            if self.context and frame_shape is not None and n >= _context().MIN_ELEMENTS:
-                block: list = []
-                flag = _context().encode_partition([be.to_host(frames[t][0]) for t in range(t0, t1)], frame_shape,
-                                                   block)
-                if sum(len(b) for b in block) < n * width:  # else: plain (ranked) symbols, never worse
-                    out.append(_DESC.pack(2, flag, _context().NCTX))
-                    out.extend(block)
-                    continue
-            data = np.empty(n * width, np.uint8)
-            for t in range(t0, t1):
-                be.emit(frames[t][0], None if lut is None else be.asarray(lut), width, self.cfg.shuffle, data,
-                        (t - t0) * per_frame, n)
-            out.append(_DESC.pack(0 if table is None else 1, width, 0 if table is None else len(table)))
-            if table is not None:
-                out.append(table.tobytes())
-            out.append(data)
+            for coder in self.coders:
+                if coder.encode(frames, t0, t1, m, per_frame, frame_shape, out):
+                    break
 
     def parse(self, reader: "Reader", keys, per_frame: int, sym_bytes: int, version: int = 3,
               frame_shape=None) -> list:
         """Read the partition descriptors of one stream (data stays in the body); context
-        partitions (mode 2) exist from payload version 3."""
+        partitions (mode 2) exist from payload version 3, whatever the configured coder."""
+        coder_of = {0: self.rank, 1: self.rank}
+        if version >= 3:
+            coder_of[2] = self.context or ContextCoder(self.cfg, self.be, self.rank)
         parts: list = []
         for t0, t1 in plan_partitions(keys, per_frame, self.cfg.partition):
-            n = (t1 - t0) * per_frame
             mode, width, ntab = reader.unpack(_DESC)
-            if mode == 2 and version >= 3 and frame_shape is not None:
-                parts.append(_context().parse_partition(reader, t0, t1, frame_shape, ntab, width))
-                continue
-            if mode not in (0, 1) or width not in UINT_OF_WIDTH or width > sym_bytes or (mode == 0 and ntab):
+            if mode not in coder_of:
                 raise CodecError(f"corrupted payload: bad partition descriptor ({mode}, {width}, {ntab})")
-            if mode == 1 and not 1 <= ntab <= min(REMAP_MAX, n):
-                raise CodecError(f"corrupted payload: rank table of {ntab} symbols for {n} elements")
-            table = self.be.asarray(reader.array(np.uint32, ntab)) if mode == 1 else None
-            parts.append(Partition(t0, t1, width, table, reader.array(np.uint8, n * width)))
+            coder = coder_of[mode]
+            parts.append((coder, coder.parse(reader, mode, width, ntab, t0, t1, per_frame, sym_bytes, frame_shape)))
         return parts
 
-    def decode(self, part: Partition, t: int, per_frame: int, kind: int, frame_shape, code_dtype):
-        """Symbols of frame t from its partition -> codes (inverse spatial included)."""
-        if not isinstance(part, Partition):
-            return self.be.asarray(_context().decode_frame(part, t, frame_shape, kind, code_dtype))
-        n = (part.t1 - part.t0) * per_frame
-        q, bad = self.be.unpack(part.data, (t - part.t0) * per_frame, n, part.width, self.cfg.shuffle,
-                                part.table, kind, frame_shape, code_dtype)
-        if bad:
-            raise CodecError(f"corrupted payload: {bad} symbols outside the rank table")
-        return q
+    def decode(self, part, t: int, per_frame: int, kind: int, frame_shape, code_dtype):
+        """Symbols of frame t from its (coder, partition) -> codes (inverse spatial included)."""
+        coder, p = part
+        return coder.decode(p, t, per_frame, kind, frame_shape, code_dtype)
 
 
 def _context():
