@@ -69,3 +69,26 @@ def test_parallel_read_back_on_other_ranks(mpi_tmp_path):
     with h5py.File(path, "r", driver="mpio", comm=comm) as f:
         other = (comm.rank + 1) % comm.size
         assert f[f"p{other}"][()].tobytes() == _payload(other)
+
+
+def test_rank_dependent_attribute_values_are_written_as_rank_0s(mpi_tmp_path):
+    """An attribute whose value differs between ranks (the `created` time read on either side
+    of a second) is written as rank 0's on every rank, so the metadata checksum holds."""
+    from mpi4py import MPI
+
+    import h5py
+
+    from tezip_hpc.archive.format import ArchiveWriter, meta_digest
+
+    comm = MPI.COMM_WORLD
+    path = mpi_tmp_path / "attrs.h5"
+    w = ArchiveWriter(path, comm, force=True)
+    w.write_attrs({"created": f"2026-12-02T00:00:0{comm.rank}Z", "note": f"rank {comm.rank}", "n": comm.rank})
+    w.write_index([], np.zeros(0, bool), None)
+    w.finish()
+    comm.Barrier()
+    if comm.rank == 0:
+        with h5py.File(path, "r") as f:
+            assert f.attrs["created"] == b"2026-12-02T00:00:00Z" and f.attrs["note"] == b"rank 0" and f.attrs["n"] == 0
+            assert meta_digest(f.attrs) == f.attrs["meta_sha256"].decode()
+    comm.Barrier()

@@ -110,6 +110,11 @@ class ArchiveWriter:
 
     # ------------------------------------------------------------------ metadata (collective)
     def write_attrs(self, attrs: dict) -> None:
+        """Collective. Rank 0's values are written by every rank: attribute writes must carry
+        the same bytes on all ranks (a rank-dependent value, such as the `created` time read
+        on either side of a second, left the ranks' caches, and so meta_sha256, disagreeing)."""
+        if self.size > 1:
+            attrs = self.comm.bcast(attrs, root=0)
         if self.f is None:
             return
         for k, v in attrs.items():
