@@ -72,7 +72,7 @@ def _tokenize(u, frame_shape, hist):
         ctx = np.empty(n, np.uint8)
         raw = np.empty(n * 2 + 2, np.uint32)  # at most 63 raw bits per symbol
         nraw = _ans.tokenize(ub, y1 - y0, W, C, CTAB, tok, ctx, hist, raw, 0, _plane(y1 - y0, W, C))
-        out.append((tok, ctx, raw[:nraw]))
+        out.append((tok, ctx, raw[:nraw].copy()))  # a copy: the scratch is 8 bytes per symbol
     return out
 
 
