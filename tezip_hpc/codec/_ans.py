@@ -17,6 +17,9 @@ import numpy as np
 from numba import njit
 
 from . import _scalar as scalar
+from ._cpu import _jit, drop_stale_cache  # the CPU kernels' numba options, one home
+
+drop_stale_cache(__file__)  # the kernels inline _scalar.unzigzag
 
 SPLIT = 16
 NTOK = 136
@@ -26,9 +29,6 @@ RANS_L = 1 << 16            # state in [2**16, 2**32); words of 16 bits
 EMAX = 48                   # neighbour activity is capped here before its context lookup
 HALF = 16                   # contexts of channels after the first start here
 CW = 4                      # weight of the previous channel's token in their activity
-
-_jit = njit(cache=True, nogil=True, error_model="numpy", _nrt=False)
-
 
 def max_token(code_bits: int) -> int:
     """The largest token a zigzagged code of `code_bits` bits can have."""
@@ -260,18 +260,6 @@ def tables(freq, cum, slot):
         elif s != TOTAL:
             return False
     return True
-
-
-@_jit
-def cost_bits(hist, freq):
-    """Exact-enough code length in bits of counts `hist` under `freq` (float64 estimate)."""
-    b = 0.0
-    for k in range(hist.shape[0]):
-        for t in range(NTOK):
-            c = hist[k, t]
-            if c:
-                b += c * (SCALE - np.log2(freq[k, t]))
-    return b
 
 
 @_jit

@@ -12,17 +12,19 @@ from numba import njit
 from . import _scalar as scalar
 
 
-def _drop_stale_cache() -> None:
-    """numba's cache stamps only this file; the kernels also inline _scalar.py. Drop the
-    cached kernels when either source changed (matters for development checkouts)."""
-    here = Path(__file__).parent
+def drop_stale_cache(module_file: str) -> None:
+    """numba's cache stamps only the kernels' own file; they also inline _scalar.py. Drop a
+    module's cached kernels when either source changed (matters for development checkouts).
+    Called by every kernel module that inlines _scalar.py (_cpu.py, _ans.py)."""
+    here = Path(module_file).parent
+    name = Path(module_file).stem
     cache = here / "__pycache__"
     try:
-        digest = hashlib.sha256((here / "_scalar.py").read_bytes() + Path(__file__).read_bytes()).hexdigest()
-        stamp = cache / "_cpu.kernels.sha256"
+        digest = hashlib.sha256((here / "_scalar.py").read_bytes() + Path(module_file).read_bytes()).hexdigest()
+        stamp = cache / f"{name}.kernels.sha256"
         if stamp.exists() and stamp.read_text() == digest:
             return
-        for f in cache.glob("_cpu.*.nb[ic]"):
+        for f in cache.glob(f"{name}.*.nb[ic]"):
             f.unlink()
         cache.mkdir(exist_ok=True)
         stamp.write_text(digest)
@@ -30,7 +32,7 @@ def _drop_stale_cache() -> None:
         pass  # read-only install: sources cannot change under it either
 
 
-_drop_stale_cache()
+drop_stale_cache(__file__)
 
 # error_model="numpy": float division by zero gives inf/nan as on the GPU, never an exception.
 # _nrt=False: no reference counting of array arguments. The kernels allocate nothing, and

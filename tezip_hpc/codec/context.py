@@ -33,14 +33,13 @@ _FRAME = struct.Struct("<II")
 
 
 class ContextPartition:
-    """A parsed context-coded partition: tables plus one (words, raw) pair per frame."""
+    """A parsed context-coded partition: the packed slot table (all decoding reads of the
+    frequencies) plus one (words, raw words, band state) triple per frame."""
 
-    __slots__ = ("t0", "t1", "freq", "cum", "slot", "streams", "channel_delta")
-    mode = 2
+    __slots__ = ("t0", "t1", "slot", "streams", "channel_delta")
 
-    def __init__(self, t0, t1, freq, cum, slot, streams, channel_delta=False) -> None:
-        self.t0, self.t1, self.freq, self.cum, self.slot, self.streams = t0, t1, freq, cum, slot, streams
-        self.channel_delta = channel_delta
+    def __init__(self, t0, t1, slot, streams, channel_delta=False) -> None:
+        self.t0, self.t1, self.slot, self.streams, self.channel_delta = t0, t1, slot, streams, channel_delta
 
 
 BANDS, BAND_ROWS = 16, 32  # up to 16 independent streams per frame, of at least 32 rows
@@ -155,7 +154,7 @@ def parse_partition(reader, t0: int, t1: int, frame_shape, nctx: int, flag: int 
             nw_tot += nw
             nr_tot += nr
         streams.append((np.concatenate(words).astype(np.uint16), np.concatenate(raws).astype(np.uint32), st))
-    return ContextPartition(t0, t1, freq, cum, slot, streams, bool(flag))
+    return ContextPartition(t0, t1, slot, streams, bool(flag))
 
 
 def decode_frame(part: ContextPartition, t: int, frame_shape, kind: int, code_dtype) -> np.ndarray:

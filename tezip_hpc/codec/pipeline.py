@@ -123,12 +123,11 @@ class Pipeline:
         the narrowed symbols of every 4th row (all rows of frames under 16 rows), plus the
         outliers. A quarter of the rows keeps the choice cheap (measured: the choices, and so
         the ratios, equal those of whole frames on the benchmark clips and fields). With the
-        context coder: that coder's ideal code length of the whole frame."""
-        import zstandard
-
+        context coder: that coder's ideal code length (sampled rows, see context.estimate)."""
         ctx = self.entropy.estimate(u, frame_shape)
         if ctx is not None:
             return ctx + n_outliers * (8 + self.dtype.itemsize)
+        import zstandard
 
         if self._zstd1 is None:
             self._zstd1 = zstandard.ZstdCompressor(level=1)

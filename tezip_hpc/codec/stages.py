@@ -406,12 +406,14 @@ class ContextCoder:
         n = (t1 - t0) * per_frame
         if frame_shape is None or n < _context().MIN_ELEMENTS:
             return False
-        plan = self.fallback.plan(frames, t0, t1, m, True)
         block: list = []
         flag = _context().encode_partition([self.be.to_host(frames[t][0]) for t in range(t0, t1)], frame_shape,
                                            block)
-        if sum(len(b) for b in block) >= n * plan[0]:  # plain (ranked) symbols are no larger
-            return self.fallback.encode(frames, t0, t1, m, per_frame, frame_shape, out, plan)
+        size = sum(len(b) for b in block)
+        if size >= n:  # under a byte per symbol it beats any plain width: no histogram pass needed
+            plan = self.fallback.plan(frames, t0, t1, m, True)
+            if size >= n * plan[0]:  # plain (ranked) symbols are no larger
+                return self.fallback.encode(frames, t0, t1, m, per_frame, frame_shape, out, plan)
         out.append(_DESC.pack(2, flag, _context().NCTX))
         out.extend(block)
         return True
@@ -460,9 +462,8 @@ class Entropy(Stage):
               frame_shape=None) -> list:
         """Read the partition descriptors of one stream (data stays in the body); context
         partitions (mode 2) exist from payload version 3, whatever the configured coder."""
-        coder_of = {0: self.rank, 1: self.rank}
-        if version >= 3:
-            coder_of[2] = self.context or ContextCoder(self.cfg, self.be, self.rank)
+        coders = [self.rank] + ([self.context or ContextCoder(self.cfg, self.be, self.rank)] if version >= 3 else [])
+        coder_of = {mode: c for c in coders for mode in c.modes}
         parts: list = []
         for t0, t1 in plan_partitions(keys, per_frame, self.cfg.partition):
             mode, width, ntab = reader.unpack(_DESC)
