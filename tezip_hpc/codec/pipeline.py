@@ -12,7 +12,9 @@ chunk is packed. Layout (little-endian)::
     | zstd frame of the body: frame flags (T bytes: bit 0 keyframe, bit 1 quantized by
       interval merging, bit 2 Lorenzo deltas on a predicted frame: version 2, bit 3 a
       predicted frame coded intra: version 3),
-      code stream, class stream (pwrel), outlier index gaps and values
+      code stream, class stream (pwrel), outlier index gaps and values,
+      side stream (version 4, header flag 4: per frame a u32 length, then the bytes; what
+      the predictor needs to repeat its prediction, e.g. a tile-choice map)
 
 Each stream is packed per partition by the Entropy stage: a descriptor, then either a rank
 table and the narrowed symbols (fast coder), or context tables and one rANS stream per
@@ -34,12 +36,20 @@ from .stages import (ORDER, SPATIAL_KIND, STAGES, UINT_OF_WIDTH, Entropy, Quanti
 
 MAGIC = b"TZC1"
 # 2: per-frame spatial choice (frame flag bit 2); 3: context-coded partitions (descriptor
-# mode 2). Versions 1 and 2 still decode.
-PAYLOAD_VERSION = 3
-READABLE_PAYLOAD_VERSIONS = (1, 2, 3)
+# mode 2); 4: per-frame side bytes (header flag 4). A payload is written with the lowest
+# version that holds it (3 without side bytes), so a chunk without them reads as before.
+PAYLOAD_VERSION = 4
+SIDE_FREE_VERSION = 3
+READABLE_PAYLOAD_VERSIONS = (1, 2, 3, 4)
 _HEAD = struct.Struct("<4sBBHIIIIQQ8s32s")
 HEADER_SIZE = _HEAD.size
-FLAG_FLOAT, FLAG_CLASSES = 1, 2
+FLAG_FLOAT, FLAG_CLASSES, FLAG_SIDE = 1, 2, 4
+MAX_SIDE_BYTES = 1 << 26  # per frame: far above any tile map
+
+
+def side_limit(frame_size: int) -> int:
+    """The most side bytes one frame of ``frame_size`` elements may carry."""
+    return min(MAX_SIDE_BYTES, frame_size + 1024)
 FRAME_KEY, FRAME_MERGE, FRAME_LORENZO, FRAME_INTRA = 1, 2, 4, 8  # per-frame flag bits
 
 
@@ -207,14 +217,49 @@ class ChunkEncoder:
         self._digest = hashlib.sha256()
         self._n_pred = 0
         self._last: tuple[bool, bool] = (False, False)
+        self.side: list[bytes] = []
+
+    def _trial(self, frame, pred):
+        p = self.p
+        quant = next((q for q in p.quantizers if q.quantizer == "linear"), p.quantizers[0])
+        x = p.be.asarray(np.ascontiguousarray(np.asarray(frame, p.dtype)).ravel())
+        q = quant.encode(x, p.residual.prediction(pred, self.size), self.frame_shape)
+        kinds = [p.spatial.kind(False)]
+        if p.spatial.choose and quant.quantizer == "linear":
+            kinds.append(SPATIAL_KIND["lorenzo"])
+        return q, [p.spatial.encode(q.codes, self.frame_shape, k) for k in kinds]
+
+    def trial_symbols(self, frame, pred) -> list[np.ndarray]:
+        """The symbols (H, W, C order, host) this frame would give with prediction ``pred``, in
+        each spatial form a predicted frame may take (no deltas; Lorenzo deltas when the
+        configuration chooses them): what a predictor's per-tile cost estimate reads."""
+        return [self.p.be.to_host(u) for u, _ in self._trial(frame, pred)[1]]
+
+    def trial_cost(self, frame, pred) -> int:
+        """Estimated bytes of this frame with prediction ``pred`` (the smaller spatial form),
+        by the same estimate the encoder's own per-frame choices use."""
+        q, forms = self._trial(frame, pred)
+        n_out = int(self.p.be.to_host(q.mask).sum()) if q.mask is not None else 0
+        return min(self._fallback_capped(u, m, self.p.estimate(u, m, n_out, self.frame_shape)) for u, m in forms)
+
+    def _fallback_capped(self, u, m: int, est: int) -> int:
+        """The context coder falls back to ranked one-byte symbols where that is smaller (noise
+        of at most 256 distinct values): cap its estimate by that fallback's size."""
+        if self.p.config.coder != "context" or m >= 1 << 16:
+            return est
+        host = self.p.be.to_host(u)
+        if np.count_nonzero(np.bincount(host.astype(np.int64, copy=False), minlength=1)) <= 256:
+            return min(est, host.size + 1024)
+        return est
 
     @property
     def n_frames(self) -> int:
         return len(self.keys)
 
-    def add(self, frame, pred=None) -> np.ndarray:
-        """Quantize one frame; pred None makes it a keyframe. Returns the reconstruction
-        (what the decoder will produce), shaped like the frame."""
+    def add(self, frame, pred=None, side: bytes = b"") -> np.ndarray:
+        """Quantize one frame; pred None makes it a keyframe. ``side``: bytes the decoder
+        needs to repeat the prediction (stored with the frame, covered by the digest).
+        Returns the reconstruction (what the decoder will produce), shaped like the frame."""
         p = self.p
         be = p.be
         frame = np.asarray(frame)
@@ -225,6 +270,11 @@ class ChunkEncoder:
         host_x = np.ascontiguousarray(frame).ravel()
         x = be.asarray(host_x)
         key = pred is None
+        side = bytes(side)
+        if side and key:
+            raise ConfigError("a keyframe has no prediction, so no side bytes")
+        if len(side) > side_limit(self.size):
+            raise ConfigError(f"{len(side)} side bytes for one frame (at most {side_limit(self.size)})")
         praw = p.residual.prediction(pred, self.size)
         best = None
         # one candidate, or several ("auto" quantizer; "auto" spatial on lossy predicted
@@ -256,6 +306,8 @@ class ChunkEncoder:
         _, quant, q, sym, lorenzo, intra = best
         if not key:
             # intra frames: the digest still covers the prediction the decoder is given
+            if side:
+                self._digest.update(side)
             self._digest.update(be.to_host(praw if intra else q.pred))
             if quant.quantizer == "linear":
                 self._n_pred += 1
@@ -271,6 +323,7 @@ class ChunkEncoder:
                 self.outlier_idx.append(idx + self.n_frames * self.size)
                 self.outlier_val.append(host_x[idx])
         self.keys.append(key)
+        self.side.append(side)
         return be.to_host(q.recon).reshape(frame.shape)
 
     def digest(self) -> bytes:
@@ -298,8 +351,14 @@ class ChunkEncoder:
             gaps = np.diff(idx, prepend=np.int64(-1)) - 1
             body.append(_pack_u64(gaps, p.config.shuffle))
             body.append(vals.astype(p.dtype).tobytes())
+        version = SIDE_FREE_VERSION
+        if any(self.side):
+            flags |= FLAG_SIDE
+            version = PAYLOAD_VERSION
+            body.append(np.array([len(s) for s in self.side], "<u4").tobytes())
+            body.extend(self.side)
         raw = b"".join(body)
-        head = _HEAD.pack(MAGIC, PAYLOAD_VERSION, flags, 0, T, H, W, C, n_out, len(raw), p.tag, self.digest())
+        head = _HEAD.pack(MAGIC, version, flags, 0, T, H, W, C, n_out, len(raw), p.tag, self.digest())
         return head + p.zstd.encode(raw)
 
 
@@ -341,8 +400,10 @@ class ChunkDecoder:
         if T < 1 or (max_frames is not None and T > max_frames):
             raise CodecError(f"payload holds {T} frames, expected 1..{max_frames}")
         q = pipe.quantize
-        if bool(flags & FLAG_FLOAT) != pipe.config.is_float or flags & ~(FLAG_FLOAT | FLAG_CLASSES):
+        if bool(flags & FLAG_FLOAT) != pipe.config.is_float or flags & ~(FLAG_FLOAT | FLAG_CLASSES | FLAG_SIDE):
             raise CodecError(f"payload flags {flags:#x} do not match the codec configuration")
+        if flags & FLAG_SIDE and ver < 4:
+            raise CodecError(f"corrupted payload: version {ver} has no side stream")
         if bool(flags & FLAG_CLASSES) != q.has_classes:
             raise CodecError("payload class stream does not match the error-bound mode")
         n = T * self.size
@@ -351,8 +412,11 @@ class ChunkDecoder:
         sym_bytes = q.code_dtype.itemsize
         # + n: a context-coded symbol may take a byte more than its plain width on adversarial data
         limit = T + n * (sym_bytes + 1 + (3 if q.has_classes else 0)) + n_out * 12 + 300 * 1024 * (T + 1)
+        if flags & FLAG_SIDE:
+            limit += T * (4 + side_limit(self.size))
         if n_body > limit:
             raise CodecError(f"payload body of {n_body} bytes is impossible for {n} elements")
+        has_side = bool(flags & FLAG_SIDE)
         body = pipe.zstd.decode(payload[HEADER_SIZE:], n_body)
         rd = Reader(body)
         flags = rd.array(np.uint8, T)
@@ -379,6 +443,12 @@ class ChunkDecoder:
                 raise CodecError("corrupted payload: outlier index out of range")
             self.outlier_idx = idx
             self.outlier_val = rd.array(pipe.dtype, n_out)
+        self._side: list[bytes] = [b""] * T
+        if has_side:
+            lens = rd.array(np.dtype("<u4"), T).astype(np.int64)
+            if (lens[self.keys] != 0).any() or lens.max() > side_limit(self.size):
+                raise CodecError("corrupted payload: side stream lengths")
+            self._side = [rd.take(int(m)).tobytes() for m in lens]
         rd.done()
         self._part_of = np.empty(T, np.int64)
         for k, (_, part) in enumerate(self._parts):
@@ -386,6 +456,10 @@ class ChunkDecoder:
         self._out_bounds = np.searchsorted(self.outlier_idx, np.arange(T + 1) * self.size)
         self._t = 0
         self._digest = hashlib.sha256()
+
+    def side(self, t: int) -> bytes:
+        """The side bytes stored with frame t (b"" if none)."""
+        return self._side[t]
 
     def next(self, pred=None) -> np.ndarray:
         """Reconstruct the next frame (pred must be None exactly for keyframes)."""
@@ -408,6 +482,8 @@ class ChunkDecoder:
         recon, p_eff = q.decode(codes, cls, p.residual.prediction(None, self.size) if intra else praw,
                                 self.frame_shape)
         if not key:
+            if self._side[t]:
+                self._digest.update(self._side[t])
             self._digest.update(be.to_host(praw if intra else p_eff))
         recon = be.to_host(recon)
         a, b = self._out_bounds[t], self._out_bounds[t + 1]
