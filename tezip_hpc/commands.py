@@ -62,7 +62,7 @@ def cmd_compress(args: argparse.Namespace) -> int:
         predictor=args.model if args.model else args.predictor, window=args.window, threshold=args.threshold,
         warmup=args.warmup, mode=args.mode, bounds=_bounds(args.bound), entropy=not args.no_entropy, coder=args.coder,
         quantizer=args.quantizer, zstd_level=args.zstd_level, chunk_frames=args.chunk_frames, loop=args.loop,
-        device=args.device, embed_model=not args.no_embed_model, force=args.force, progress=not args.quiet)
+        tiles=args.tiles, motion_search=args.motion_search, device=args.device, embed_model=not args.no_embed_model, force=args.force, progress=not args.quiet)
     s = compress(args.input, args.output, opts, comm)
     if comm.rank == 0 and not args.quiet:
         print(f"compressed {s.frames} frames ({s.input_bytes / 1e6:.2f} MB) into {args.output} "
@@ -120,6 +120,9 @@ def cmd_info(args: argparse.Namespace) -> int:
         + (f"; engine {pred['engine']} (portable integer inference)" if pred.get("engine") else "")
         + ("; float model of format v1 (decoding needs TensorFlow)" if pred["id"] == "prednet"
            and not pred.get("engine") else ""),
+        *([f"tiles:      {t['size']} px, per-tile choice of {', '.join(t['slots'])}"
+           + (f" (motion search +-{t['search']} px)" if t.get("search") else "")]
+          if isinstance(t := (pred.get("config") or {}).get("tiles"), dict) else []),
         f"codec:      quantizer {i['codec']['quantizer']}, coder {i['codec'].get('coder', 'fast')}"
         + (f", rank remap {'on' if i['codec']['entropy'] else 'off'}" if i['codec'].get('coder', 'fast') == 'fast'
            else "") + ", "
@@ -163,6 +166,13 @@ def register(sub) -> None:
                    help="dynamic windows: a new keyframe when the running mean squared prediction error "
                         "(0..1 scale) passes T; each rank works on its own shard")
     p.add_argument("--warmup", "-p", type=int, default=0, metavar="P", help="store the first P frames as keyframes")
+    p.add_argument("--tiles", type=int, default=None, metavar="PX",
+                   help="per-tile predictor choice: each PX x PX tile of a predicted frame takes the candidate "
+                        "(PredNet, previous frame, a blend of the two, linear extrapolation, zero, or the previous "
+                        "frame moved by a motion vector) whose residual codes smallest; the map is stored. "
+                        "0 = off. Default: 16 with PredNet, off with the baselines")
+    p.add_argument("--motion-search", type=int, default=None, metavar="R",
+                   help="motion search radius of the tile choice in px (default 4; 0: no motion candidate)")
     p.add_argument("--mode", "-m", choices=["abs", "rel", "absrel", "pwrel"], default="abs",
                    help="error-bound mode (default abs)")
     p.add_argument("--bound", "-b", nargs="+", metavar="B", help="bound value(s); 0 = lossless (default); "

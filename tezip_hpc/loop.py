@@ -26,22 +26,23 @@ def encode_chunk(src, start: int, count: int, keys, pipe: Pipeline, predictor, v
     shape = src.frame_shape
     session = predictor.start(shape, vrange)
     enc = pipe.encoder(shape)
+    tiled = hasattr(session, "choose")  # per-tile choice: the prediction needs the frame, and leaves a map
     window: list[float] = []
     out_keys: list[bool] = []
     for k, x in enumerate(read_frames(src, start, start + count)):
         # DWP (keys None): the chunk's first frame and the warm-up frames are keyframes
         key = bool(keys[k]) if keys is not None else (k == 0 or start + k < opts.warmup)
-        p = None
+        p, side = None, b""
         if not key:
-            p = session.predict()
+            p, side = session.choose(x, enc.trial_symbols, enc.trial_cost) if tiled else (session.predict(), b"")
             if opts.threshold is not None:
                 err = normalise(p, vrange) - normalise(x, vrange)
                 window.append(float(np.mean(err * err)))
                 if sum(window) / len(window) > opts.threshold:
                     key, p = True, None
         if key:
-            window = []
-        recon = enc.add(x, p)
+            window, side = [], b""
+        recon = enc.add(x, p, side)
         session.observe(p.reshape(shape) if (opts.loop == "open" and p is not None) else recon)
         out_keys.append(key)
     return enc.finish(), out_keys, enc.digest().hex()
@@ -62,8 +63,16 @@ def decode_chunk(reader, i: int, pipe: Pipeline, predictor, vrange, loop: str, s
         if not np.array_equal(dec.keys, reader.keyframes[e.first_frame:e.first_frame + e.n_frames]):
             raise IntegrityError(f"{reader.path}: {where} keyframes disagree with the index")
         session = predictor.start(shape, vrange)
+        tiled = hasattr(session, "follow")
         for k in range(dec.n_frames):
-            p = None if dec.keys[k] else session.predict()
+            if dec.keys[k]:
+                p = None
+            elif tiled:
+                p = session.follow(dec.side(k))
+            elif dec.side(k):
+                raise CodecError("the payload carries a tile map, but the archive's predictor makes no tile choice")
+            else:
+                p = session.predict()
             x = dec.next(p)
             session.observe(p.reshape(shape) if (loop == "open" and p is not None) else x)
             t = e.first_frame + k

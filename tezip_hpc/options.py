@@ -37,6 +37,9 @@ class CompressOptions:
     zstd_level: int = 3
     chunk_frames: int = 32
     loop: str = "closed"
+    tiles: int | None = None            # per-tile predictor choice: tile size in px, 0 off; None: the
+                                        # default (on for PredNet, off for the baselines)
+    motion_search: int | None = None    # motion search radius of the tile choice (None: the default)
     device: str = "auto"
     embed_model: bool = True
     force: bool = False
@@ -53,7 +56,19 @@ class CompressOptions:
         never won on integer video and doubled the ratio of smooth float fields)."""
         window = self.window if self.window is not None or self.is_dwp else DEFAULT_WINDOW
         quantizer = self.quantizer or ("auto" if np.dtype(dtype).kind == "f" else "linear")
-        return replace(self, window=window, quantizer=quantizer, bounds=tuple(self.bounds))
+        return replace(self, window=window, quantizer=quantizer, bounds=tuple(self.bounds), tiles=self.tile_size())
+
+    def tile_size(self) -> int:
+        """The tile size of the per-tile predictor choice, 0 when off: by default on for a
+        learned predictor (measured: it turns PredNet from worse than the previous frame into
+        better, docs/BENCHMARKS.md section 9) and off for the baselines (their archives and
+        speed stay as they were; ``--tiles`` turns it on for them too)."""
+        if self.tiles is not None:
+            return int(self.tiles)
+        from .predict.registry import baseline_names
+        from .predict.tiles import TILE_DEFAULT
+
+        return 0 if self.predictor in baseline_names() else TILE_DEFAULT
 
     def codec_config(self, dtype, value_range: tuple[float, float]) -> CodecConfig:
         """The codec configuration these options give for data of ``dtype`` (validated)."""

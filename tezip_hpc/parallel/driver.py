@@ -86,7 +86,7 @@ def compress(input_spec, output: str, opts: CompressOptions, comm=None) -> Summa
             if opts.loop not in ("closed", "open"):
                 raise ConfigError(f"--loop must be closed or open, got {opts.loop}")
             opts.codec_config(src.dtype, (0.0, 1.0))  # every codec option checked before any work
-            return load_for_job(opts.predictor)
+            return load_for_job(opts.predictor, tiles=opts.tiles, motion_search=opts.motion_search)
 
         predictor = agree(comm, validate)
         need_range = opts.mode in ("rel", "absrel") or src.dtype != np.uint8

@@ -116,10 +116,16 @@ def load_predictor(spec: str | None = None, allow_float: bool = False) -> Predic
     return from_model_file(_LOADED[key], str(path), allow_float)
 
 
-def load_for_job(spec: str | None, allow_float: bool = False) -> Predictor:
-    """load_predictor, then this rank's share of the node's cores for PredNet inference."""
+def load_for_job(spec: str | None, allow_float: bool = False, tiles: int = 0,
+                 motion_search: int | None = None) -> Predictor:
+    """load_predictor, then this rank's share of the node's cores for PredNet inference;
+    ``tiles`` > 0 wraps it in the per-tile choice (predict.tiles) with that tile size."""
     pred = load_predictor(spec, allow_float=allow_float)
     share_cores(pred)
+    if tiles:
+        from .tiles import SEARCH_DEFAULT, TileChoicePredictor
+
+        pred = TileChoicePredictor(pred, tiles, SEARCH_DEFAULT if motion_search is None else motion_search)
     return pred
 
 
@@ -177,6 +183,13 @@ def for_archive(reader, model: str | None) -> Predictor:
     if pred.sha256() != want:
         raise ModelError(f"{reader.path} was compressed with predictor {pid} sha256 {want[:16]}..., but the "
                          f"given one is {pred.id} sha256 {pred.sha256()[:16]}...: decoding needs the same model")
+    tiles = (info["config"] or {}).get("tiles")
+    if tiles is not None:
+        from .tiles import TileChoicePredictor
+
+        if not isinstance(tiles, dict):
+            raise ModelError(f"{reader.path}: the tile-choice configuration is not a mapping (corrupted?)")
+        pred = TileChoicePredictor.from_config(pred, tiles)
     engine = info.get("engine") or ""
     if pid == "prednet" and not v1:
         from .fixedpoint import engine_id
