@@ -134,6 +134,23 @@ def _interrupt_and_resume(cmd, tmp_path, trainset, sig, reference: bool):
     return st
 
 
+def test_rate_loss_trains_for_bits_and_the_log_reports_them(trainset, tmp_path):
+    """--loss rate: the training loss is the residuals' code length (bits per element); it
+    falls, and every epoch reports validation bits per element whatever the loss."""
+    from tezip_hpc.predict.prednet import rate_step
+
+    lines = []
+    args = TrainArgs(epochs=3, batch_size=4, lr=3e-3, nt=4, crop="16x16", stack_sizes=[4, 8], val_samples=16,
+                     seed=1, loss="rate:0.01", residual=True)
+    hist = train(str(trainset), str(tmp_path / "r.tzm"), args, log=lines.append, log_every=0.0)["history"]
+    assert hist[-1]["train_loss"] < hist[0]["train_loss"]
+    assert all(h["val_bits"] is not None and 0.0 <= h["val_bits"] < 9.0 for h in hist)
+    assert sum("bits/element" in m for m in lines) == 3
+    assert rate_step("rate") == 1 / 255 and rate_step("mse") is None
+    with pytest.raises(ConfigError, match="rate:STEP"):
+        rate_step("rate:2")
+
+
 def test_sigterm_serial_checkpoints_and_resume_is_exact(trainset, tmp_path):
     _interrupt_and_resume([sys.executable, "-m", "tezip_hpc"], tmp_path, trainset, signal.SIGTERM, True)
 

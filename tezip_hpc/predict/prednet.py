@@ -307,14 +307,52 @@ def build_model(cfg: dict, seed: int | None = None):
     return model
 
 
+RATE_STEP = 1.0 / 255.0  # the rate loss's default quantization step on the 0..1 scale: one 8-bit level
+
+
+def rate_step(loss: str) -> float | None:
+    """The quantization step of a ``rate`` / ``rate:STEP`` loss (None for any other loss)."""
+    if not isinstance(loss, str) or not (loss == "rate" or loss.startswith("rate:")):
+        return None
+    if loss == "rate":
+        return RATE_STEP
+    try:
+        step = float(loss.split(":", 1)[1])
+    except ValueError:
+        step = -1.0
+    if not 0.0 < step < 1.0:
+        raise ConfigError(f"--loss rate:STEP takes a step in (0, 1) of the value range, got {loss!r}")
+    return step
+
+
+def code_bits(d, step: float):
+    """A differentiable code length (bits per element) of residuals ``d`` under a quantization
+    step: log2(1 + |d| / step), the cost of a Laplace-distributed code, ~0 for an exact zero.
+    Its slope is steepest at 0, so unlike MSE it rewards leaving residuals exactly zero."""
+    tf = tf_setup()
+    return tf.math.log(1.0 + tf.abs(d) / float(step)) / float(np.log(2.0))
+
+
+def sequence_bits(model, x, step: float = RATE_STEP, extrap_start: int | None = None):
+    """Mean code_bits of the predictions of frames 1..T-1 (what the training log reports)."""
+    tf = tf_setup()
+    pred = model(x, output="prediction", extrap_start=extrap_start)
+    return tf.reduce_mean(code_bits(pred[:, 1:] - x[:, 1:], step))
+
+
 def sequence_loss(model, x, layer_weights, extrap_start: int | None = None):
     """Training loss on a batch (B, T, H, W, C). A list of ``layer_weights``: the paper's loss, the
     per-layer mean of the error units weighted by layer (L0: [1,0,0,0]; Lall: [1,0.1,..]) and by
     time (1/(T-1), t=0 weighted 0). 'mae' or 'mse': the mean absolute / squared error of the
     predictions of frames 1..T-1 (the paper's extrapolation fine-tuning uses 'mae'; with
-    ``extrap_start`` a layer-weight list means 'mae', as the error units are zero there)."""
+    ``extrap_start`` a layer-weight list means 'mae', as the error units are zero there).
+    'rate' / 'rate:STEP': the mean code length of the predictions' residuals (code_bits), the
+    rate-aware loss."""
     tf = tf_setup()
     nt = x.shape[1]
+    step = rate_step(layer_weights) if isinstance(layer_weights, str) else None
+    if step is not None:
+        return sequence_bits(model, x, step, extrap_start)
     if extrap_start is not None or isinstance(layer_weights, str):
         pred = model(x, output="prediction", extrap_start=extrap_start)
         d = pred[:, 1:] - x[:, 1:]

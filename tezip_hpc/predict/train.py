@@ -28,8 +28,8 @@ from ..errors import ConfigError, InputError, ModelError, StackError, TezipError
 from ..launch import local_size, threads_per_rank
 from .artifact import ModelFile
 from .data import TrainingSet, _parse_hw
-from .prednet import (DEFAULT_STACK, KIND, LAYER_LOSS, build_model, make_config, model_to_file, multiple,
-                      sequence_loss, tf_setup)
+from .prednet import (DEFAULT_STACK, KIND, LAYER_LOSS, RATE_STEP, build_model, make_config, model_to_file,
+                      multiple, sequence_bits, sequence_loss, tf_setup)
 
 CKPT_KIND = "prednet-checkpoint"
 
@@ -49,7 +49,7 @@ class TrainArgs:
     r_stack_sizes: list | None = None  # R units per layer, pixel layer first; default: the stack sizes
     residual: bool = False  # pixel prediction = last frame + learned correction (an extension)
     filt: int = 3
-    loss: str = "L0"  # L0 | Lall | comma-separated layer weights | mse | mae (of the frame predictions)
+    loss: str = "L0"  # L0 | Lall | comma-separated layer weights | mse | mae | rate[:STEP] (of the frame predictions)
     extrap: int | None = None  # extrapolation fine-tuning: own predictions fed back from step k
     warmup_epochs: float = 1.0
     lr_drop_epoch: int | None = None  # default: half the epochs (the paper: 1e-3, then 1e-4)
@@ -66,6 +66,10 @@ class TrainArgs:
 def _layer_weights(loss: str, nl: int) -> list[float] | str:
     if loss in ("mse", "mae"):
         return loss
+    from .prednet import rate_step
+
+    if rate_step(loss) is not None:
+        return loss
     if loss in LAYER_LOSS:
         w = LAYER_LOSS[loss]
         w = (w + [w[-1]] * nl)[:nl]
@@ -73,8 +77,8 @@ def _layer_weights(loss: str, nl: int) -> list[float] | str:
         try:
             w = [float(v) for v in str(loss).split(",")]
         except ValueError:
-            raise ConfigError(f"--loss must be L0, Lall, mse, mae or comma-separated layer weights, "
-                              f"got {loss!r}") from None
+            raise ConfigError(f"--loss must be L0, Lall, mse, mae, rate[:STEP] or comma-separated layer "
+                              f"weights, got {loss!r}") from None
         if len(w) != nl:
             raise ConfigError(f"--loss gives {len(w)} layer weights for a {nl}-layer PredNet")
     return [float(v) for v in w]
@@ -390,18 +394,23 @@ def train(data: str, out: str, args: TrainArgs | None = None, *, resume: bool = 
         @tf.function(input_signature=[tf.TensorSpec((None, nt, crop[0], crop[1], C), tf.float32)],
                      autograph=False)
         def val_step(x):
-            return sequence_loss(model, x, layer_w, extrap) * tf.cast(tf.shape(x)[0], tf.float32)
+            b = tf.cast(tf.shape(x)[0], tf.float32)
+            return tf.stack([sequence_loss(model, x, layer_w, extrap) * b, sequence_bits(model, x, RATE_STEP, extrap) * b])
+
+        val_bits: list = [None]  # the last validation's bits per element (rate proxy at one 8-bit level)
 
         def validate() -> float | None:
             if len(val_windows) == 0:
                 return None
             mine = val_windows[dist.rank::dist.size]  # Horovod: shard the validation windows by rank
             y0, x0 = (H - crop[0]) // 2, (W - crop[1]) // 2
-            total = 0.0
+            total, bits = 0.0, 0.0
             for k in range(0, len(mine), B):
                 xb = np.stack([ts.read(int(s), nt, y0, x0, crop[0], crop[1]) for s in mine[k:k + B]])
-                total += float(val_step(xb))
-            tot, n = dist.sum([total, float(len(mine))])
+                v = val_step(xb).numpy()
+                total, bits = total + float(v[0]), bits + float(v[1])
+            tot, bt, n = dist.sum([total, bits, float(len(mine))])
+            val_bits[0] = float(bt / n) if n else None
             return float(tot / n) if n else None
 
         def save(epoch: int, step: int, global_step: int, elapsed: float, loss_sum: float = 0.0,
@@ -481,13 +490,15 @@ def train(data: str, out: str, args: TrainArgs | None = None, *, resume: bool = 
                 break
             val_loss = validate()
             state["history"].append({"epoch": epoch + 1, "train_loss": round(train_loss, 7),
-                                     "val_loss": None if val_loss is None else round(val_loss, 7)})
+                                     "val_loss": None if val_loss is None else round(val_loss, 7),
+                                     "val_bits": None if val_bits[0] is None else round(val_bits[0], 5)})
             rate = done_samples / max(1e-9, time.time() - t_start)
             save(epoch + 1, 0, gstep, elapsed)
             eta = (total_steps - gstep) * B * dist.size / rate
             vl = "n/a" if val_loss is None else f"{val_loss:.5f}"
+            vb = "" if val_bits[0] is None else f" | val {val_bits[0]:.3f} bits/element"
             say(f"[train] epoch {epoch + 1}/{args.epochs} done in {_fmt_time(time.time() - t_epoch)} | "
-                f"train loss {train_loss:.5f} | val loss {vl} | {rate:.2f} samples/s | "
+                f"train loss {train_loss:.5f} | val loss {vl}{vb} | {rate:.2f} samples/s | "
                 f"ETA {_fmt_time(eta)} | checkpoint {ckpt_file}")
             epoch += 1
         wall = time.time() - t_start
