@@ -61,6 +61,7 @@ class TrainArgs:
     rewarm: int | None = None  # ... from this many recent frames; default max(2, nt // 8)
     snap: float = 4 / 255  # inference: predictions this close (fraction of the range) to the last frame snap to it
     weight_bits: int = 8  # the exported integer model's weights
+    max_seconds: float | None = None  # time box: stop (every rank at one step), then export as if done
 
 
 def _layer_weights(loss: str, nl: int) -> list[float] | str:
@@ -375,8 +376,9 @@ def train(data: str, out: str, args: TrainArgs | None = None, *, resume: bool = 
         x_spec = tf.TensorSpec((B, nt, crop[0], crop[1], C), tf.float32)
         extrap = args.extrap
 
-        @tf.function(input_signature=[x_spec, tf.TensorSpec((), tf.float32)], autograph=False)
-        def train_step(x, stop):
+        @tf.function(input_signature=[x_spec, tf.TensorSpec((), tf.float32), tf.TensorSpec((), tf.float32)],
+                     autograph=False)
+        def train_step(x, stop, timeup):
             with tf.GradientTape() as tape:
                 loss = sequence_loss(model, x, layer_w, extrap)
             if dist.hvd is not None:
@@ -386,7 +388,7 @@ def train(data: str, out: str, args: TrainArgs | None = None, *, resume: bool = 
                 tape = dist.hvd.DistributedGradientTape(tape, groups=1)  # Horovod:
             grads = tape.gradient(loss, [v.value for v in model.trainable_variables])
             opt.apply_gradients(zip(grads, model.trainable_variables))
-            stats = tf.stack([loss, stop])
+            stats = tf.stack([loss, stop, timeup])
             if dist.hvd is not None:
                 stats = dist.hvd.allreduce(stats, op=dist.hvd.Sum)  # Horovod: summed loss, any rank's stop
             return stats
@@ -448,7 +450,9 @@ def train(data: str, out: str, args: TrainArgs | None = None, *, resume: bool = 
         train_loss = val_loss = None
         total_steps = args.epochs * steps_per_epoch
         epoch = epoch0
-        while epoch < args.epochs and stopped is None:
+        timed_out = False
+        deadline = None if args.max_seconds is None else max(0.0, float(args.max_seconds) - elapsed0)
+        while epoch < args.epochs and stopped is None and not timed_out:
             plan = _Plan(windows, ts.frame_shape, crop, args, dist.size, steps_per_epoch, epoch)
             t_epoch = time.time()
             step = step0 if epoch == epoch0 else 0
@@ -460,7 +464,9 @@ def train(data: str, out: str, args: TrainArgs | None = None, *, resume: bool = 
                 t_step = time.time()
                 xb = _read_batch(ts, plan, plan.indices(step, dist.rank), nt, crop)
                 opt.learning_rate = _learning_rate(args, dist.size, gstep, steps_per_epoch)
-                stats = train_step(tf.constant(xb), tf.constant(1.0 if flag.signum else 0.0)).numpy()
+                late = deadline is not None and time.time() - t_start >= deadline
+                stats = train_step(tf.constant(xb), tf.constant(1.0 if flag.signum else 0.0),
+                                   tf.constant(1.0 if late else 0.0)).numpy()
                 if gstep > int(state["global_step"]):  # steady rate: data + step, not the first (tracing)
                     step_time += time.time() - t_step
                     step_samples += B * dist.size
@@ -472,11 +478,16 @@ def train(data: str, out: str, args: TrainArgs | None = None, *, resume: bool = 
                 if stats[1] > 0:  # some rank was asked to stop: every rank stops at this same step
                     stopped = flag.signum or -1
                     break
+                if stats[2] > 0:  # some rank's time box ran out: every rank ends at this same step
+                    timed_out = True
+                    break
                 now = time.time()
                 if now - last_log >= log_every:
                     last_log = now
                     rate = done_samples / (now - t_start)
                     eta = (total_steps - gstep) * B * dist.size / max(rate, 1e-9)
+                    if deadline is not None:  # time-boxed: the box ends it first
+                        eta = min(eta, deadline - (now - t_start))
                     say(f"[train] epoch {epoch + 1}/{args.epochs} step {step}/{steps_per_epoch} | {rate:.2f} "
                         f"samples/s | loss {loss_sum / loss_n:.5f} | "
                         f"lr {float(opt.learning_rate.numpy()):.2e} | ETA {_fmt_time(eta)}")
@@ -488,6 +499,11 @@ def train(data: str, out: str, args: TrainArgs | None = None, *, resume: bool = 
                 say(f"[train] stopped by {name} at epoch {epoch + 1} step {step}/{steps_per_epoch}; "
                     f"checkpoint {ckpt_file} written: continue with --resume")
                 break
+            if timed_out:
+                save(epoch, step, gstep, elapsed, loss_sum, loss_n)
+                say(f"[train] time box of {_fmt_time(float(args.max_seconds))} reached at epoch {epoch + 1} step "
+                    f"{step}/{steps_per_epoch} (loss {train_loss:.5f}); exporting this model")
+                break
             val_loss = validate()
             state["history"].append({"epoch": epoch + 1, "train_loss": round(train_loss, 7),
                                      "val_loss": None if val_loss is None else round(val_loss, 7),
@@ -495,6 +511,8 @@ def train(data: str, out: str, args: TrainArgs | None = None, *, resume: bool = 
             rate = done_samples / max(1e-9, time.time() - t_start)
             save(epoch + 1, 0, gstep, elapsed)
             eta = (total_steps - gstep) * B * dist.size / rate
+            if deadline is not None:
+                eta = min(eta, deadline - (time.time() - t_start))
             vl = "n/a" if val_loss is None else f"{val_loss:.5f}"
             vb = "" if val_bits[0] is None else f" | val {val_bits[0]:.3f} bits/element"
             say(f"[train] epoch {epoch + 1}/{args.epochs} done in {_fmt_time(time.time() - t_epoch)} | "
@@ -508,6 +526,7 @@ def train(data: str, out: str, args: TrainArgs | None = None, *, resume: bool = 
                    "samples_per_s": done_samples / wall if wall > 0 else 0.0, "ranks": dist.size,
                    "step_samples_per_s": step_samples / step_time if step_time > 0 else 0.0,
                    "interrupted": stopped is not None, "signal": stopped, "history": state["history"],
+                   "timed_out": timed_out,
                    # this rank's in-memory weights (identical on every rank) and optimizer step
                    "weights_sha256": model_to_file(model, normalisation).weights_sha256(),
                    "optimizer_iterations": int(opt.iterations.numpy())}
