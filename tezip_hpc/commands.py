@@ -62,7 +62,8 @@ def cmd_compress(args: argparse.Namespace) -> int:
         predictor=args.model if args.model else args.predictor, window=args.window, threshold=args.threshold,
         warmup=args.warmup, mode=args.mode, bounds=_bounds(args.bound), entropy=not args.no_entropy, coder=args.coder,
         quantizer=args.quantizer, zstd_level=args.zstd_level, chunk_frames=args.chunk_frames, loop=args.loop,
-        tiles=args.tiles, motion_search=args.motion_search, device=args.device, embed_model=not args.no_embed_model, force=args.force, progress=not args.quiet)
+        tiles=args.tiles, motion_search=args.motion_search, fit=args.fit, fit_seconds=args.fit_seconds,
+        device=args.device, embed_model=not args.no_embed_model, force=args.force, progress=not args.quiet)
     s = compress(args.input, args.output, opts, comm)
     if comm.rank == 0 and not args.quiet:
         print(f"compressed {s.frames} frames ({s.input_bytes / 1e6:.2f} MB) into {args.output} "
@@ -171,6 +172,13 @@ def register(sub) -> None:
                         "(PredNet, previous frame, a blend of the two, linear extrapolation, zero, or the previous "
                         "frame moved by a motion vector) whose residual codes smallest; the map is stored. "
                         "0 = off. Default: 16 with PredNet, off with the baselines")
+    p.add_argument("--fit", metavar="FRACTION|FRAMES",
+                   help="learn the predictor from this input first: train a PredNet (from scratch, or from "
+                        "--model MODEL.float) on its first frames (10%%, 0.1 or a frame count) with Horovod "
+                        "over the job's ranks and the rate-aware loss at this bound, then compress with it, "
+                        "embedded. Stopped by a signal, it keeps a checkpoint; the same command resumes")
+    p.add_argument("--fit-seconds", type=float, default=600.0, metavar="S",
+                   help="the fit's time box in seconds of training (default 600)")
     p.add_argument("--motion-search", type=int, default=None, metavar="R",
                    help="motion search radius of the tile choice in px (default 4; 0: no motion candidate)")
     p.add_argument("--mode", "-m", choices=["abs", "rel", "absrel", "pwrel"], default="abs",

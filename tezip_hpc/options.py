@@ -40,6 +40,8 @@ class CompressOptions:
     tiles: int | None = None            # per-tile predictor choice: tile size in px, 0 off; None: the
                                         # default (on for PredNet, off for the baselines)
     motion_search: int | None = None    # motion search radius of the tile choice (None: the default)
+    fit: str | None = None              # learn the predictor from the input first: "10%", "0.1" or frames
+    fit_seconds: float = 600.0          # the fit's time box (training steps)
     device: str = "auto"
     embed_model: bool = True
     force: bool = False

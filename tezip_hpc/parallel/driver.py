@@ -72,6 +72,46 @@ def _value_range(src, dtype, need: bool, comm) -> tuple[float, float]:
     return lo, hi
 
 
+def _check_fit(opts: CompressOptions, T: int):
+    """--fit's options, checked before any work: -> (sample frames, the float model to start from)."""
+    from ..predict.fit import fit_frames
+    from ..predict.registry import baseline_names
+
+    if opts.predictor in baseline_names():
+        raise ConfigError(f"--fit trains a PredNet; --predictor {opts.predictor} has nothing to learn")
+    if not 0 < float(opts.fit_seconds) <= 7 * 86400:
+        raise ConfigError(f"--fit-seconds must be in (0, 604800], got {opts.fit_seconds}")
+    init = None
+    if opts.predictor not in (None, "prednet"):
+        from ..predict.artifact import ModelFile
+
+        mf = ModelFile.load(opts.predictor)
+        if mf.kind != "prednet":
+            raise ConfigError(f"--fit --model {opts.predictor}: fine-tuning starts from a float model (the "
+                              f"MODEL.float that `tezip-hpc train` writes), not a {mf.kind!r}")
+        init = opts.predictor
+    return fit_frames(opts.fit, T), init
+
+
+def _fit_predictor(src, vrange, opts: CompressOptions, checked, output: str, comm):
+    """Train on the input's first frames (every rank, Horovod), then the predictor it gives."""
+    from ..predict.fit import FitPlan, quant_step, run_fit, stage_sample
+    from ..predict.train import _launcher_size
+
+    frames, init = checked
+    if comm.size != _launcher_size():
+        raise ConfigError(f"--fit trains with Horovod over the whole job ({_launcher_size()} ranks); this call "
+                          f"has {comm.size}: compress with every rank of the job")
+    fp = FitPlan(frames, float(opts.fit_seconds), quant_step(src.dtype, opts.mode, opts.bounds, vrange))
+    say = (lambda m: print(m, flush=True)) if (opts.progress and comm.rank == 0) else (lambda m: None)
+    # rank 0 writes the sample once into the fit's folder beside the archive; the others wait
+    resume = comm.bcast(agree(comm, lambda: stage_sample(src, vrange, fp, output) if comm.rank == 0 else None))
+    say(f"[fit] training on frames 0..{frames - 1} of {src.n_frames} for at most {fp.seconds:.0f} s with "
+        f"{comm.size} rank(s), rate loss at step {fp.step:.3g}" + ("; resuming its checkpoint" if resume else ""))
+    model = agree(comm, run_fit, fp, output, src.frame_shape, init, resume, say)
+    return agree(comm, load_for_job, model, tiles=opts.tiles or 0, motion_search=opts.motion_search)
+
+
 def compress(input_spec, output: str, opts: CompressOptions, comm=None) -> Summary:
     """Compress INPUT into the archive OUTPUT. Every rank calls it; returns on every rank."""
     comm = get_comm(comm)
@@ -86,6 +126,8 @@ def compress(input_spec, output: str, opts: CompressOptions, comm=None) -> Summa
             if opts.loop not in ("closed", "open"):
                 raise ConfigError(f"--loop must be closed or open, got {opts.loop}")
             opts.codec_config(src.dtype, (0.0, 1.0))  # every codec option checked before any work
+            if opts.fit is not None:
+                return _check_fit(opts, T)
             return load_for_job(opts.predictor, tiles=opts.tiles, motion_search=opts.motion_search)
 
         predictor = agree(comm, validate)
@@ -107,6 +149,8 @@ def compress(input_spec, output: str, opts: CompressOptions, comm=None) -> Summa
         src.close()
         raise
     try:
+        if opts.fit is not None:  # learn the predictor from the input's first frames, then compress with it
+            predictor = _fit_predictor(src, vrange, opts, predictor, output, comm)
         ident = predictor.identity()
         attrs = archive_attrs(src, cfg, pipe.stage_configs(), opts.policy(T), ident, engine_attrs(ident), vrange,
                               mpi_ranks=comm.size, backend=backend)
@@ -154,6 +198,10 @@ def compress(input_spec, output: str, opts: CompressOptions, comm=None) -> Summa
         raise
     finally:
         src.close()
+    if opts.fit is not None and comm.rank == 0:
+        from ..predict.fit import cleanup
+
+        cleanup(output)  # the archive is complete and embeds the model: the fit's work files go
     size = os.path.getsize(output) if comm.rank == 0 else 0
     size = comm.bcast(size, root=0)
     return Summary(src.nbytes, size, time.perf_counter() - t0, T, len(all_entries),

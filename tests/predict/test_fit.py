@@ -1,0 +1,107 @@
+"""`compress --fit`: a real (tiny, time-boxed) TensorFlow training on the input's first frames,
+then compression with the exported integer model, embedded: the archive decodes with no
+training and no TensorFlow step, within its bound; a fit stopped by SIGTERM keeps its
+checkpoint and the same command resumes it; bad --fit options are one line."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+
+from .helpers import blobs
+
+ENV = {"TF_CPP_MIN_LOG_LEVEL": "3", "PYTHONUNBUFFERED": "1"}
+
+
+def _cmd(*args):
+    return [sys.executable, "-m", "tezip_hpc", *map(str, args)]
+
+
+@pytest.fixture(scope="module")
+def clip(tmp_path_factory):
+    d = tmp_path_factory.mktemp("fit")
+    x = blobs(48, 32, 32, seed=4)
+    np.save(d / "x.npy", x)
+    return d / "x.npy", x
+
+
+def test_fit_trains_on_the_input_and_embeds_the_model(clip, tmp_path):
+    src, x = clip
+    out = tmp_path / "a.h5"
+    res = subprocess.run(_cmd("compress", src, "-o", out, "--fit", "50%", "--fit-seconds", "6", "--mode", "abs",
+                              "--bound", "2"), capture_output=True, text=True, env=dict(os.environ, **ENV),
+                         timeout=600)
+    assert res.returncode == 0, res.stderr[-3000:]
+    assert "[fit] training on frames 0..23 of 48" in res.stdout
+    assert "time box" in res.stdout and "exported" in res.stdout
+    assert not (tmp_path / ".a.h5.fit").exists()  # work files removed with the archive complete
+    import tezip_hpc
+    from tezip_hpc.parallel.driver import info
+
+    i = info(str(out))
+    assert i["predictor"]["id"] == "prednet" and i["model_embedded"]
+    assert i["predictor"]["config"]["tiles"]["size"] == 16
+    assert i["predictor"]["config"]["arch"]["stack_sizes"] == [1, 16, 32]
+    y = tezip_hpc.decompress(out)
+    assert np.abs(y.astype(int) - x.astype(int)).max() <= 2
+
+
+def test_a_fit_stopped_by_sigterm_resumes_with_the_same_command(clip, tmp_path):
+    src, x = clip
+    out = tmp_path / "b.h5"
+    cmd = _cmd("compress", src, "-o", out, "--fit", "24", "--fit-seconds", "40")
+    ckpt = tmp_path / ".b.h5.fit" / "model.tzm.ckpt"
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env=dict(os.environ, **ENV))
+    try:
+        t0 = time.time()
+        while not ckpt.exists():
+            assert proc.poll() is None, proc.communicate()[1][-2000:]
+            assert time.time() - t0 < 300, "no checkpoint appeared"
+            time.sleep(0.05)
+        proc.send_signal(signal.SIGTERM)
+        stdout, stderr = proc.communicate(timeout=300)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode != 0
+    assert "checkpoint is kept" in stderr and "\n" not in stderr.strip(), stderr[-2000:]
+    assert not out.exists() and ckpt.exists()
+    res = subprocess.run(cmd, capture_output=True, text=True, env=dict(os.environ, **ENV), timeout=600)
+    assert res.returncode == 0, res.stderr[-3000:]
+    assert "resuming" in res.stdout
+    import tezip_hpc
+
+    assert np.array_equal(tezip_hpc.decompress(out), x)  # lossless by default
+    assert not ckpt.parent.exists()
+
+
+@pytest.mark.parametrize("args,msg", [
+    (["--fit", "200%"], "the fit needs"),
+    (["--fit", "ten"], "--fit takes a fraction"),
+    (["--fit", "10%", "--predictor", "previous"], "nothing to learn"),
+    (["--fit", "50%", "--fit-seconds", "0"], "--fit-seconds"),
+])
+def test_bad_fit_options_are_one_line_errors(clip, tmp_path, args, msg):
+    src, _ = clip
+    res = subprocess.run(_cmd("compress", src, "-o", tmp_path / "c.h5", *args), capture_output=True, text=True,
+                         env=dict(os.environ, **ENV), timeout=300)
+    assert res.returncode != 0 and msg in res.stderr, res.stderr[-2000:]
+    assert "Traceback" not in res.stderr and len(res.stderr.strip().splitlines()) == 1
+    assert not (tmp_path / "c.h5").exists() and not (tmp_path / ".c.h5.fit").exists()
+
+
+def test_quantization_step_follows_the_bound():
+    from tezip_hpc.predict.fit import fit_frames, quant_step
+
+    assert quant_step("uint8", "abs", (2.0,), (0.0, 255.0)) == pytest.approx(5 / 255)
+    assert quant_step("uint8", "abs", (0.0,), (0.0, 255.0)) == pytest.approx(1 / 255)
+    assert quant_step("float32", "rel", (1e-3,), (-2.0, 2.0)) == pytest.approx(2e-3)
+    assert quant_step("float32", "absrel", (1e-3, 1e-2), (0.0, 1.0)) == pytest.approx(2e-3)
+    assert fit_frames("10%", 200) == 20 and fit_frames("0.25", 100) == 25 and fit_frames("30", 100) == 30

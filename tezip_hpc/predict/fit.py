@@ -1,0 +1,138 @@
+"""`compress --fit`: learn the predictor from the input itself before compressing it.
+
+The job trains a PredNet on the first part of the series (a fraction or a frame count),
+with Horovod across the job's own ranks, for at most ``--fit-seconds``, with the rate-aware
+loss at the job's own quantization step, exports the integer model and compresses with it
+(embedded, with the per-tile choice, so frames where it does not pay fall back to the
+previous frame). The decoder needs only the embedded model, never the training.
+
+Work files live in one folder beside the archive, ``.NAME.fit`` (the rule: :func:`fit_dir`):
+the training set, the checkpoint and the models. It is removed when the archive is
+complete; a job stopped during the fit (SIGTERM, SIGUSR1) keeps its checkpoint there, and the
+same command run again resumes the training from it.
+"""
+
+from __future__ import annotations
+
+import math
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import ConfigError, ModelError
+
+FIT_SECONDS = 600.0
+FIT_NT = 10
+
+
+@dataclass(frozen=True)
+class FitPlan:
+    frames: int        # frames 0..frames-1 are the training sample
+    seconds: float     # the training's time box
+    step: float        # the quantization step on the 0..1 scale (the rate loss's unit)
+
+
+def fit_frames(spec: str, n_frames: int) -> int:
+    """``10%`` or ``0.1`` (a fraction) or ``200`` (frames) -> the sample's frame count."""
+    text = str(spec).strip()
+    try:
+        if text.endswith("%"):
+            n = math.ceil(float(text[:-1]) / 100.0 * n_frames)
+        elif "." in text or "e" in text.lower():
+            f = float(text)
+            if not 0.0 < f <= 1.0:
+                raise ValueError
+            n = math.ceil(f * n_frames)
+        else:
+            n = int(text)
+    except ValueError:
+        raise ConfigError(f"--fit takes a fraction (10%, 0.1) or a frame count, got {spec!r}") from None
+    need = FIT_NT + 2
+    if n < need or n > n_frames:
+        raise ConfigError(f"--fit {spec}: {n} frames of {n_frames}; the fit needs {need}..{n_frames} frames "
+                          f"(windows of {FIT_NT})")
+    return n
+
+
+def quant_step(dtype, mode: str, bounds, value_range) -> float:
+    """The job's quantization step on the 0..1 scale of its value range (the rate loss's unit)."""
+    lo, hi = float(value_range[0]), float(value_range[1])
+    span = hi - lo if hi > lo else 1.0
+    bounds = [float(v) for v in bounds] or [0.0]
+    if mode == "rel":
+        b = bounds[0] * span
+    elif mode == "absrel":
+        b = min(bounds[0], bounds[-1] * span)
+    else:
+        b = bounds[0]
+    integer = np.dtype(dtype).kind in "iu"
+    if mode == "pwrel" or b == 0:
+        step = 1.0 if integer else span * 1e-4
+    else:
+        step = (2 * math.floor(b) + 1) if integer else 2 * b
+    return float(min(max(step / span, 1e-6), 0.5))
+
+
+def fit_dir(output: str) -> Path:
+    """The fit's work folder for an archive: ``.NAME.fit`` beside it (kept for a resume)."""
+    out = Path(output)
+    return out.resolve().parent / f".{out.name}.fit"
+
+
+def fit_args(plan: FitPlan, frame_shape, init: str | None) -> "object":
+    from .train import TrainArgs
+
+    H, W, C = frame_shape
+    side = min(H, W, 64)
+    crop = max(8, side // 8 * 8)
+    return TrainArgs(epochs=100000, batch_size=4, lr=1e-3, nt=FIT_NT, crop=f"{crop}x{crop}", samples_per_epoch=64,
+                     val_samples=16, stack_sizes=None if init else [16, 32], residual=True,
+                     loss=f"rate:{plan.step:.6g}", lr_drop_epoch=100000, init=init, snap=0.0,
+                     max_seconds=plan.seconds, seed=0)
+
+
+def stage_sample(src, vrange, plan: FitPlan, output: str) -> bool:
+    """Write the training sample (frames 0..plan.frames-1 of ``src``, read 8 at a time) as the
+    fit's training set, once; True if a checkpoint of an earlier, stopped fit is there to resume.
+    One process (rank 0) calls it; the folder must be visible to every rank."""
+    from .data import prepare
+    from .train import checkpoint_path
+
+    work = fit_dir(output)
+    work.mkdir(exist_ok=True)
+    trainset = work / "train.h5"
+    if trainset.exists():
+        return checkpoint_path(work / "model.tzm").exists()
+    sample = work / "sample.npy"
+    arr = np.lib.format.open_memmap(sample, mode="w+", dtype=src.dtype, shape=(plan.frames,) + tuple(src.frame_shape))
+    for s in range(0, plan.frames, 8):
+        arr[s:min(s + 8, plan.frames)] = src.read(s, min(s + 8, plan.frames))
+    arr.flush()
+    del arr
+    part = work / "train.h5.part"
+    prepare([str(sample)], str(part), val_fraction=0.1, value_range=tuple(vrange), log=lambda m: None)
+    part.rename(trainset)
+    sample.unlink()
+    return False
+
+
+def run_fit(plan: FitPlan, output: str, frame_shape, init: str | None, resume: bool, log) -> str:
+    """Every rank: train on the staged sample (Horovod over the job's ranks when launched so),
+    export the integer model; returns its path. A signal stops it with its checkpoint kept."""
+    from .train import train
+
+    work = fit_dir(output)
+    model = work / "model.tzm"
+    summary = train(str(work / "train.h5"), str(model), fit_args(plan, frame_shape, init), resume=resume, log=log,
+                    log_every=30.0)
+    if summary.get("interrupted"):
+        raise ModelError(f"--fit was stopped by a signal: its checkpoint is kept in {work}; run the same command "
+                         f"again to resume the fit")
+    return str(model)
+
+
+def cleanup(output: str) -> None:
+    """Remove the fit's work folder (after the archive is complete)."""
+    shutil.rmtree(fit_dir(output), ignore_errors=True)
