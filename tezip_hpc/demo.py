@@ -75,7 +75,9 @@ def run(args: argparse.Namespace) -> int:
                 label = "lossless" if b == 0 else f"abs {b:g}"
                 print(f"  {pred:10s} {label:>9s} {s.data_ratio:7.2f} {x.nbytes / 1e6 / (t1 - t0):7.1f} MB/s "
                       f"{x.nbytes / 1e6 / (t2 - t1):8.1f} MB/s {maxerr:10.0f}  {'yes' if ok else 'NO'}")
-    print("  ratio: input bytes / archive bytes, not counting the PredNet model each prednet archive embeds\n"
+    print("  prednet: the embedded PredNet with the per-tile choice (16 px tiles: PredNet, previous frame,\n"
+          "  their blend, linear, zero or motion-compensated previous, whichever codes smallest)\n"
+          "  ratio: input bytes / archive bytes, not counting the PredNet model each prednet archive embeds\n"
           "  (a fixed ~0.8 MB, so that one file decodes anywhere; --no-embed-model leaves it out).\n"
           "  PredNet runs as exact integer arithmetic (the same bytes on any CPU or GPU), a few frames/s on\n"
           "  a CPU, which is why clusters give each rank a GPU.")
