@@ -219,9 +219,9 @@ class ChunkEncoder:
         self._last: tuple[bool, bool] = (False, False)
         self.side: list[bytes] = []
 
-    def _trial(self, frame, pred):
+    def _trial(self, frame, pred, quant=None):
         p = self.p
-        quant = next((q for q in p.quantizers if q.quantizer == "linear"), p.quantizers[0])
+        quant = quant or next((q for q in p.quantizers if q.quantizer == "linear"), p.quantizers[0])
         x = p.be.asarray(np.ascontiguousarray(np.asarray(frame, p.dtype)).ravel())
         q = quant.encode(x, p.residual.prediction(pred, self.size), self.frame_shape)
         kinds = [p.spatial.kind(False)]
@@ -232,15 +232,22 @@ class ChunkEncoder:
     def trial_symbols(self, frame, pred) -> list[np.ndarray]:
         """The symbols (H, W, C order, host) this frame would give with prediction ``pred``, in
         each spatial form a predicted frame may take (no deltas; Lorenzo deltas when the
-        configuration chooses them): what a predictor's per-tile cost estimate reads."""
+        configuration chooses them), linearly quantized: what a predictor's per-tile cost
+        estimate reads (elementwise, so a tile's symbols do not depend on the other tiles)."""
         return [self.p.be.to_host(u) for u, _ in self._trial(frame, pred)[1]]
 
     def trial_cost(self, frame, pred) -> int:
-        """Estimated bytes of this frame with prediction ``pred`` (the smaller spatial form),
-        by the same estimate the encoder's own per-frame choices use."""
-        q, forms = self._trial(frame, pred)
-        n_out = int(self.p.be.to_host(q.mask).sum()) if q.mask is not None else 0
-        return min(self._fallback_capped(u, m, self.p.estimate(u, m, n_out, self.frame_shape)) for u, m in forms)
+        """Estimated bytes of this frame with prediction ``pred``: the smallest over every
+        quantizer and spatial form the encoder may choose for it, by the same estimate the
+        encoder's own per-frame choices use."""
+        best = None
+        for quant in self.p.quantizers:
+            q, forms = self._trial(frame, pred, quant)
+            n_out = int(self.p.be.to_host(q.mask).sum()) if q.mask is not None else 0
+            for u, m in forms:
+                c = self._fallback_capped(u, m, self.p.estimate(u, m, n_out, self.frame_shape))
+                best = c if best is None or c < best else best
+        return best
 
     def _fallback_capped(self, u, m: int, est: int) -> int:
         """The context coder falls back to ranked one-byte symbols where that is smaller (noise
