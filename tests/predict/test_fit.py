@@ -47,7 +47,7 @@ def test_fit_trains_on_the_input_and_embeds_the_model(clip, tmp_path):
     i = info(str(out))
     assert i["predictor"]["id"] == "prednet" and i["model_embedded"]
     assert i["predictor"]["config"]["tiles"]["size"] == 16
-    assert i["predictor"]["config"]["arch"]["stack_sizes"] == [1, 16, 32]
+    assert i["predictor"]["config"]["arch"]["stack_sizes"] == [1, 8, 16]
     y = tezip_hpc.decompress(out)
     assert np.abs(y.astype(int) - x.astype(int)).max() <= 2
 
