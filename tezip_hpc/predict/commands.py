@@ -188,6 +188,9 @@ def register(sub) -> None:
     t.add_argument("--no-flip", dest="flip", action="store_false", default=S,
                    help="no random horizontal flips")
     t.add_argument("--seed", type=int, default=S, help="seed of weights and sample order (default 0)")
+    t.add_argument("--max-seconds", type=float, default=S, metavar="S",
+                   help="time box: after S seconds of training every rank stops at the same step and the model "
+                        "is exported as if the last epoch had ended (fits a Slurm time limit)")
     t.add_argument("--threads", type=int, default=None,
                    help="TensorFlow threads per rank (default: TF's choice serially, cores/ranks under MPI)")
     t.add_argument("--log-every", type=float, default=30.0, metavar="SECONDS", help="progress line interval")
