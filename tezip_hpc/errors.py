@@ -48,6 +48,10 @@ class ModelError(TezipError):
     exit_code = 7
 
 
+class FitStopped(ModelError):
+    """compress --fit stopped by a signal: its checkpoint is kept for the same command to resume."""
+
+
 class StackError(TezipError):
     """A required piece of the software stack (MPI, parallel HDF5, Horovod) is missing."""
 

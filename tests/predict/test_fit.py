@@ -87,6 +87,7 @@ def test_a_fit_stopped_by_sigterm_resumes_with_the_same_command(clip, tmp_path):
     (["--fit", "ten"], "--fit takes a fraction"),
     (["--fit", "10%", "--predictor", "previous"], "nothing to learn"),
     (["--fit", "50%", "--fit-seconds", "0"], "--fit-seconds"),
+    (["--fit", "inf%"], "--fit takes a fraction"),
 ])
 def test_bad_fit_options_are_one_line_errors(clip, tmp_path, args, msg):
     src, _ = clip
@@ -105,3 +106,23 @@ def test_quantization_step_follows_the_bound():
     assert quant_step("float32", "rel", (1e-3,), (-2.0, 2.0)) == pytest.approx(2e-3)
     assert quant_step("float32", "absrel", (1e-3, 1e-2), (0.0, 1.0)) == pytest.approx(2e-3)
     assert fit_frames("10%", 200) == 20 and fit_frames("0.25", 100) == 25 and fit_frames("30", 100) == 30
+
+
+def test_a_changed_input_or_fit_is_staged_afresh_never_resumed(tmp_path):
+    """The fit's folder remembers what it was staged from: the same job resumes its checkpoint,
+    another input or other fit options start over."""
+    from tezip_hpc.io.sources import ArraySource
+    from tezip_hpc.predict.fit import FitPlan, fit_dir, stage_sample
+
+    out = str(tmp_path / "a.h5")
+    a, b = ArraySource(blobs(30, 16, 16, seed=1)[..., None]), ArraySource(blobs(30, 16, 16, seed=2)[..., None])
+    plan = FitPlan(20, 60.0, 1 / 255)
+    assert stage_sample(a, (0.0, 255.0), plan, out) is False
+    (fit_dir(out) / "model.tzm.ckpt").write_bytes(b"checkpoint")
+    assert stage_sample(a, (0.0, 255.0), plan, out) is True              # same job: resume
+    assert stage_sample(a, (0.0, 255.0), FitPlan(24, 60.0, 1 / 255), out) is False  # other sample: afresh
+    assert not (fit_dir(out) / "model.tzm.ckpt").exists()
+    (fit_dir(out) / "model.tzm.ckpt").write_bytes(b"checkpoint")
+    a2 = ArraySource(blobs(31, 16, 16, seed=1)[..., None], name="other")
+    assert stage_sample(a2, (0.0, 255.0), FitPlan(24, 60.0, 1 / 255), out) is False  # other input: afresh
+    assert stage_sample(b, (0.0, 10.0), FitPlan(24, 60.0, 1 / 255), out) is False

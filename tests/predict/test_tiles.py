@@ -211,6 +211,15 @@ def test_rgb_and_float_frames_round_trip_under_their_bounds():
     assert np.abs(sink.out[..., 0].astype(np.float64) - f).max() <= 1e-3 * (hi - lo)
 
 
+def test_without_the_motion_candidate_the_choice_still_round_trips():
+    x = clips()["cut"]
+    pred = TileChoicePredictor(baseline("previous"), 16, 0)
+    payload, y = roundtrip(x, pred, _config("abs", 1.0))
+    assert np.abs(y[..., 0].astype(int) - x).max() <= 1
+    dec = Pipeline(_config("abs", 1.0)).decoder(payload, x.shape[1:] + (1,))
+    assert all(MOTION not in dec.side(k) for k in range(1, len(x)))
+
+
 def test_archives_record_the_tiles_and_decode_through_the_api(tmp_path):
     import tezip_hpc
 

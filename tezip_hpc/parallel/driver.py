@@ -26,7 +26,7 @@ import numpy as np
 
 from ..archive.format import ArchiveReader, ArchiveWriter, ChunkEntry, archive_attrs, describe, sha256_hex
 from ..codec.pipeline import Pipeline
-from ..errors import ConfigError
+from ..errors import ConfigError, FitStopped, ModelError
 from ..io.sinks import open_sink
 from ..io.sources import FrameSource, open_source, split_h5_spec
 from ..loop import READ_BATCH, decode_chunk, encode_chunk
@@ -72,7 +72,7 @@ def _value_range(src, dtype, need: bool, comm) -> tuple[float, float]:
     return lo, hi
 
 
-def _check_fit(opts: CompressOptions, T: int):
+def _check_fit(opts: CompressOptions, T: int, frame_shape):
     """--fit's options, checked before any work: -> (sample frames, the float model to start from)."""
     from ..predict.fit import fit_frames
     from ..predict.registry import baseline_names
@@ -81,6 +81,8 @@ def _check_fit(opts: CompressOptions, T: int):
         raise ConfigError(f"--fit trains a PredNet; --predictor {opts.predictor} has nothing to learn")
     if not 0 < float(opts.fit_seconds) <= 7 * 86400:
         raise ConfigError(f"--fit-seconds must be in (0, 604800], got {opts.fit_seconds}")
+    if min(frame_shape[:2]) < 8:
+        raise ConfigError(f"--fit needs frames of at least 8x8 pixels, got {frame_shape[1]}x{frame_shape[0]}")
     init = None
     if opts.predictor not in (None, "prednet"):
         from ..predict.artifact import ModelFile
@@ -95,7 +97,7 @@ def _check_fit(opts: CompressOptions, T: int):
 
 def _fit_predictor(src, vrange, opts: CompressOptions, checked, output: str, comm):
     """Train on the input's first frames (every rank, Horovod), then the predictor it gives."""
-    from ..predict.fit import FitPlan, quant_step, run_fit, stage_sample
+    from ..predict.fit import FitPlan, fit_dir, quant_step, run_fit, stage_sample
     from ..predict.train import _launcher_size
 
     frames, init = checked
@@ -106,10 +108,25 @@ def _fit_predictor(src, vrange, opts: CompressOptions, checked, output: str, com
     say = (lambda m: print(m, flush=True)) if (opts.progress and comm.rank == 0) else (lambda m: None)
     # rank 0 writes the sample once into the fit's folder beside the archive; the others wait
     resume = comm.bcast(agree(comm, lambda: stage_sample(src, vrange, fp, output) if comm.rank == 0 else None))
+
+    def visible():  # every rank must see rank 0's folder (a node-local path on a multi-node job would not)
+        if not (fit_dir(output) / "train.h5").exists():
+            raise ConfigError(f"--fit: rank {comm.rank} cannot see {fit_dir(output)}: write the archive to a "
+                              f"file system every node shares")
+
+    agree(comm, visible)
     say(f"[fit] training on frames 0..{frames - 1} of {src.n_frames} for at most {fp.seconds:.0f} s with "
         f"{comm.size} rank(s), rate loss at step {fp.step:.3g}" + ("; resuming its checkpoint" if resume else ""))
     model = agree(comm, run_fit, fp, output, src.frame_shape, init, resume, say)
-    return agree(comm, load_for_job, model, tiles=opts.tiles or 0, motion_search=opts.motion_search)
+    predictor = agree(comm, load_for_job, model, tiles=opts.tiles or 0, motion_search=opts.motion_search)
+
+    def same_model():
+        shas = comm.allgather(predictor.sha256())
+        if len(set(shas)) != 1:
+            raise ModelError(f"--fit: the ranks read different models from {model} (a stale copy on a node?)")
+
+    agree(comm, same_model)
+    return predictor
 
 
 def compress(input_spec, output: str, opts: CompressOptions, comm=None) -> Summary:
@@ -127,7 +144,7 @@ def compress(input_spec, output: str, opts: CompressOptions, comm=None) -> Summa
                 raise ConfigError(f"--loop must be closed or open, got {opts.loop}")
             opts.codec_config(src.dtype, (0.0, 1.0))  # every codec option checked before any work
             if opts.fit is not None:
-                return _check_fit(opts, T)
+                return _check_fit(opts, T, src.frame_shape)
             return load_for_job(opts.predictor, tiles=opts.tiles, motion_search=opts.motion_search)
 
         predictor = agree(comm, validate)
@@ -195,6 +212,11 @@ def compress(input_spec, output: str, opts: CompressOptions, comm=None) -> Summa
         progress.update(T, final=True)
     except BaseException as exc:
         writer.abort(close=not getattr(exc, "hdf5_unclean", False))
+        keep = isinstance(exc, (FitStopped, KeyboardInterrupt, SystemExit))  # stopped: resumable
+        if opts.fit is not None and comm.rank == 0 and not keep:
+            from ..predict.fit import cleanup
+
+            cleanup(output)  # a failed fit leaves nothing behind; a stopped one keeps its checkpoint
         raise
     finally:
         src.close()

@@ -14,14 +14,15 @@ same command run again resumes the training from it.
 
 from __future__ import annotations
 
+import json
 import math
 import shutil
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
 
-from ..errors import ConfigError, ModelError
+from ..errors import ConfigError, FitStopped
 
 FIT_SECONDS = 600.0
 FIT_NT = 10
@@ -50,7 +51,7 @@ def fit_frames(spec: str, n_frames: int) -> int:
             n = math.ceil(f * n_frames)
         else:
             n = int(text)
-    except ValueError:
+    except (ValueError, OverflowError):
         raise ConfigError(f"--fit takes a fraction (10%, 0.1) or a frame count, got {spec!r}") from None
     need = FIT_NT + 2
     if n < need or n > n_frames:
@@ -87,10 +88,7 @@ def fit_dir(output: str) -> Path:
 def fit_args(plan: FitPlan, frame_shape, init: str | None) -> "object":
     from .train import TrainArgs
 
-    H, W, C = frame_shape
-    side = min(H, W, 64)
-    crop = max(8, side // 8 * 8)
-    return TrainArgs(epochs=100000, batch_size=4, lr=1e-3, nt=FIT_NT, crop=f"{crop}x{crop}", samples_per_epoch=64,
+    return TrainArgs(epochs=100000, batch_size=4, lr=1e-3, nt=FIT_NT, crop=None, samples_per_epoch=64,
                      val_samples=16, stack_sizes=None if init else list(FIT_STACK), residual=True,
                      loss=f"rate:{plan.step:.6g}", lr_drop_epoch=100000, init=init, snap=0.0,
                      max_seconds=plan.seconds, seed=0)
@@ -104,10 +102,19 @@ def stage_sample(src, vrange, plan: FitPlan, output: str) -> bool:
     from .train import checkpoint_path
 
     work = fit_dir(output)
-    work.mkdir(exist_ok=True)
     trainset = work / "train.h5"
+    stamp = work / "fit.json"
+    want = {"input": str(src.spec), "n_frames": int(src.n_frames), "frame_shape": list(src.frame_shape),
+            "dtype": np.dtype(src.dtype).name, "value_range": [float(v) for v in vrange], **asdict(plan)}
     if trainset.exists():
-        return checkpoint_path(work / "model.tzm").exists()
+        try:
+            same = json.loads(stamp.read_text()) == want
+        except (OSError, ValueError):
+            same = False
+        if same:
+            return checkpoint_path(work / "model.tzm").exists()
+        shutil.rmtree(work)  # another input or other fit options: start afresh, never resume a stranger
+    work.mkdir(exist_ok=True)
     sample = work / "sample.npy"
     arr = np.lib.format.open_memmap(sample, mode="w+", dtype=src.dtype, shape=(plan.frames,) + tuple(src.frame_shape))
     for s in range(0, plan.frames, 8):
@@ -118,6 +125,7 @@ def stage_sample(src, vrange, plan: FitPlan, output: str) -> bool:
     prepare([str(sample)], str(part), val_fraction=0.1, value_range=tuple(vrange), log=lambda m: None)
     part.rename(trainset)
     sample.unlink()
+    stamp.write_text(json.dumps(want))
     return False
 
 
@@ -131,7 +139,7 @@ def run_fit(plan: FitPlan, output: str, frame_shape, init: str | None, resume: b
     summary = train(str(work / "train.h5"), str(model), fit_args(plan, frame_shape, init), resume=resume, log=log,
                     log_every=30.0)
     if summary.get("interrupted"):
-        raise ModelError(f"--fit was stopped by a signal: its checkpoint is kept in {work}; run the same command "
+        raise FitStopped(f"--fit was stopped by a signal: its checkpoint is kept in {work}; run the same command "
                          f"again to resume the fit")
     return str(model)
 

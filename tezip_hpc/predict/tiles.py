@@ -40,6 +40,7 @@ MAX_SEARCH = 32
 # token of ~2 bits plus one raw bit per doubling (a Laplace residual's cost, roughly)
 _COST = np.array([8] + [16 * (2 + b) for b in range(64)], np.int64)
 _MOTION_PENALTY = 16 * 8  # the vector's bits in the map
+_NEVER = np.int64(1 << 40)  # the cost of a slot not offered (sums over a million tiles stay in int64)
 
 _jit = njit(cache=True, nogil=True)
 
@@ -263,8 +264,7 @@ class TileSession(Session):
             else:
                 forms = symbols(x, cands[k])
             if costs is None:
-                costs = np.full((len(forms), self.n_slots, self.nty, self.ntx), np.iinfo(np.int64).max // 4,
-                                np.int64)
+                costs = np.full((len(forms), self.n_slots, self.nty, self.ntx), _NEVER, np.int64)
             if forms is None:
                 continue
             for f, u in enumerate(forms):
@@ -280,7 +280,9 @@ class TileSession(Session):
         if frame_cost is None or (tmap == tmap.flat[0]).all():
             return pred, side
         whole = costs[form].sum(axis=(1, 2))
-        singles = dict.fromkeys([int(np.argmin(whole)), PREVIOUS, ZERO] + ([LEARNED] if self.inner else []))
+        offered = [k for k in range(self.n_slots) if k != MOTION]  # motion is per tile by nature
+        cheapest = offered[int(np.argmin(whole[offered]))]
+        singles = dict.fromkeys([cheapest, PREVIOUS, ZERO] + ([LEARNED] if self.inner else []))
         best_cost, best = frame_cost(x, pred) + len(side), (pred, side)
         for k in singles:
             if k == MOTION:

@@ -61,7 +61,7 @@ class TrainArgs:
     rewarm: int | None = None  # ... from this many recent frames; default max(2, nt // 8)
     snap: float = 4 / 255  # inference: predictions this close (fraction of the range) to the last frame snap to it
     weight_bits: int = 8  # the exported integer model's weights
-    max_seconds: float | None = None  # time box: stop (every rank at one step), then export as if done
+    max_seconds: float | None = None  # time box of this invocation: stop (every rank at one step), export as if done
 
 
 def _layer_weights(loss: str, nl: int) -> list[float] | str:
@@ -265,12 +265,13 @@ def train(data: str, out: str, args: TrainArgs | None = None, *, resume: bool = 
             raise ModelError(f"{ckpt_file}: not a training checkpoint")
         saved = TrainArgs(**ck.extra["args"])
         for name in sorted(explicit or ()):
-            if name != "epochs" and getattr(args, name) != getattr(saved, name):
+            if name not in ("epochs", "max_seconds") and getattr(args, name) != getattr(saved, name):
                 raise ConfigError(f"--resume continues the run as it was: --{name.replace('_', '-')} "
                                   f"{getattr(args, name)} differs from the checkpoint's "
                                   f"{getattr(saved, name)}")
         if "epochs" in (explicit or ()):
             saved.epochs = args.epochs
+        saved.max_seconds = args.max_seconds  # the time box is this invocation's, like its threads
         args = saved
         state.update(ck.extra["state"])
     if args.lr_drop_epoch is None:  # fixed at the start of a run: extending --epochs keeps the schedule
@@ -451,7 +452,7 @@ def train(data: str, out: str, args: TrainArgs | None = None, *, resume: bool = 
         total_steps = args.epochs * steps_per_epoch
         epoch = epoch0
         timed_out = False
-        deadline = None if args.max_seconds is None else max(0.0, float(args.max_seconds) - elapsed0)
+        deadline = None if args.max_seconds is None else max(0.0, float(args.max_seconds))  # this invocation's
         while epoch < args.epochs and stopped is None and not timed_out:
             plan = _Plan(windows, ts.frame_shape, crop, args, dist.size, steps_per_epoch, epoch)
             t_epoch = time.time()
