@@ -219,32 +219,44 @@ class ChunkEncoder:
         self._last: tuple[bool, bool] = (False, False)
         self.side: list[bytes] = []
 
-    def _trial(self, frame, pred, quant=None):
+    def _forms(self, quant) -> list[tuple[int, bool]]:
+        """The (spatial kind, intra) forms the encoder will weigh for the next predicted frame
+        under ``quant``: those of add(), the spatial choice of the last trial frame included."""
+        last = None if self._n_pred % 4 == 0 else self._last
+        return [(kind, intra) for kind, _, intra in self.p.spatial_choices(False, quant, last)]
+
+    def _trial(self, frame, pred, quant, with_intra: bool):
         p = self.p
-        quant = quant or next((q for q in p.quantizers if q.quantizer == "linear"), p.quantizers[0])
         x = p.be.asarray(np.ascontiguousarray(np.asarray(frame, p.dtype)).ravel())
-        q = quant.encode(x, p.residual.prediction(pred, self.size), self.frame_shape)
-        kinds = [p.spatial.kind(False)]
-        if p.spatial.choose and quant.quantizer == "linear":
-            kinds.append(SPATIAL_KIND["lorenzo"])
-        return q, [p.spatial.encode(q.codes, self.frame_shape, k) for k in kinds]
+        out = []
+        qs: dict = {}
+        forms = [f for f in self._forms(quant) if with_intra or not f[1]]
+        for kind, intra in forms or [(p.spatial.kind(False), False)]:  # (intra kept: cost its plain form)
+            if intra not in qs:
+                qs[intra] = quant.encode(x, p.residual.prediction(None if intra else pred, self.size),
+                                         self.frame_shape)
+            q = qs[intra]
+            out.append((q, p.spatial.encode(q.codes, self.frame_shape, kind)))
+        return out
+
+    def _linear(self):
+        return next((q for q in self.p.quantizers if q.quantizer == "linear"), self.p.quantizers[0])
 
     def trial_symbols(self, frame, pred) -> list[np.ndarray]:
         """The symbols (H, W, C order, host) this frame would give with prediction ``pred``, in
-        each spatial form a predicted frame may take (no deltas; Lorenzo deltas when the
-        configuration chooses them), linearly quantized: what a predictor's per-tile cost
-        estimate reads (elementwise, so a tile's symbols do not depend on the other tiles)."""
-        return [self.p.be.to_host(u) for u, _ in self._trial(frame, pred)[1]]
+        each spatial form the encoder will weigh for it (intra coding aside), linearly
+        quantized: what a predictor's per-tile cost estimate reads (elementwise, so a tile's
+        symbols do not depend on the other tiles)."""
+        return [self.p.be.to_host(u) for _, (u, _) in self._trial(frame, pred, self._linear(), False)]
 
     def trial_cost(self, frame, pred) -> int:
-        """Estimated bytes of this frame with prediction ``pred``: the smallest over every
-        quantizer and spatial form the encoder may choose for it, by the same estimate the
-        encoder's own per-frame choices use."""
+        """Estimated bytes of this frame with prediction ``pred``: the smallest over the
+        quantizers and spatial forms the encoder will weigh for it (its cached spatial choice
+        and intra coding included), by the estimate the encoder's own choices use."""
         best = None
         for quant in self.p.quantizers:
-            q, forms = self._trial(frame, pred, quant)
-            n_out = int(self.p.be.to_host(q.mask).sum()) if q.mask is not None else 0
-            for u, m in forms:
+            for q, (u, m) in self._trial(frame, pred, quant, True):
+                n_out = int(self.p.be.to_host(q.mask).sum()) if q.mask is not None else 0
                 c = self._fallback_capped(u, m, self.p.estimate(u, m, n_out, self.frame_shape))
                 best = c if best is None or c < best else best
         return best

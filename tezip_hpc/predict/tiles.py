@@ -277,15 +277,16 @@ class TileSession(Session):
         form = int(np.argmin(best.sum(axis=(1, 2))))  # ties: the first form
         tmap = np.argmin(costs[form], axis=0).astype(np.uint8)  # ties: the lower slot
         pred, side = self._compose(cands, tmap, vec), self._side(tmap, vec)
-        if frame_cost is None or (tmap == tmap.flat[0]).all():
+        if frame_cost is None:
             return pred, side
         whole = costs[form].sum(axis=(1, 2))
         offered = [k for k in range(self.n_slots) if k != MOTION]  # motion is per tile by nature
         cheapest = offered[int(np.argmin(whole[offered]))]
         singles = dict.fromkeys([cheapest, PREVIOUS, ZERO] + ([LEARNED] if self.inner else []))
         best_cost, best = frame_cost(x, pred) + len(side), (pred, side)
+        uniform_k = int(tmap.flat[0]) if (tmap == tmap.flat[0]).all() else None
         for k in singles:
-            if k == MOTION:
+            if k == MOTION or k == uniform_k:  # (a uniform map is that single candidate already)
                 continue
             c = frame_cost(x, cands[k])
             if c < best_cost:
