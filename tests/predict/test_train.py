@@ -151,6 +151,21 @@ def test_rate_loss_trains_for_bits_and_the_log_reports_them(trainset, tmp_path):
         rate_step("rate:2")
 
 
+def test_the_time_box_ends_training_and_exports_and_a_resume_gets_a_new_box(trainset, tmp_path):
+    """--max-seconds: the run stops at a step boundary, keeps its checkpoint and exports the
+    model as if done; --resume continues from there with its own, new time box."""
+    out = tmp_path / "t.tzm"
+    args = TrainArgs(epochs=1000, batch_size=2, lr=3e-3, nt=4, crop="16x16", stack_sizes=[4, 8], val_samples=8,
+                     seed=1, samples_per_epoch=16, max_seconds=3.0)
+    lines = []
+    s1 = train(str(trainset), str(out), args, log=lines.append, log_every=0.0)
+    assert s1["timed_out"] and not s1["interrupted"] and 0 < s1["global_step"] < 1000 * 8
+    assert ModelFile.load(out).kind == "prednet-int" and any("time box" in m for m in lines)
+    s2 = train(str(trainset), str(out), TrainArgs(max_seconds=2.0), resume=True, explicit={"max_seconds"},
+               log=lines.append, log_every=0.0)
+    assert s2["timed_out"] and s2["global_step"] > s1["global_step"]
+
+
 def test_sigterm_serial_checkpoints_and_resume_is_exact(trainset, tmp_path):
     _interrupt_and_resume([sys.executable, "-m", "tezip_hpc"], tmp_path, trainset, signal.SIGTERM, True)
 
