@@ -421,7 +421,8 @@ class ChunkDecoder:
         q = pipe.quantize
         if bool(flags & FLAG_FLOAT) != pipe.config.is_float or flags & ~(FLAG_FLOAT | FLAG_CLASSES | FLAG_SIDE):
             raise CodecError(f"payload flags {flags:#x} do not match the codec configuration")
-        if flags & FLAG_SIDE and ver < 4:
+        has_side = bool(flags & FLAG_SIDE)
+        if has_side and ver < 4:
             raise CodecError(f"corrupted payload: version {ver} has no side stream")
         if bool(flags & FLAG_CLASSES) != q.has_classes:
             raise CodecError("payload class stream does not match the error-bound mode")
@@ -431,11 +432,10 @@ class ChunkDecoder:
         sym_bytes = q.code_dtype.itemsize
         # + n: a context-coded symbol may take a byte more than its plain width on adversarial data
         limit = T + n * (sym_bytes + 1 + (3 if q.has_classes else 0)) + n_out * 12 + 300 * 1024 * (T + 1)
-        if flags & FLAG_SIDE:
+        if has_side:
             limit += T * (4 + side_limit(self.size))
         if n_body > limit:
             raise CodecError(f"payload body of {n_body} bytes is impossible for {n} elements")
-        has_side = bool(flags & FLAG_SIDE)
         body = pipe.zstd.decode(payload[HEADER_SIZE:], n_body)
         rd = Reader(body)
         flags = rd.array(np.uint8, T)

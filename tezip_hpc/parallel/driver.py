@@ -98,12 +98,13 @@ def _check_fit(opts: CompressOptions, T: int, frame_shape):
 def _fit_predictor(src, vrange, opts: CompressOptions, checked, output: str, comm):
     """Train on the input's first frames (every rank, Horovod), then the predictor it gives."""
     from ..predict.fit import FitPlan, fit_dir, quant_step, run_fit, stage_sample
-    from ..predict.train import _launcher_size
+    from ..launch import detect_launch
 
     frames, init = checked
-    if comm.size != _launcher_size():
-        raise ConfigError(f"--fit trains with Horovod over the whole job ({_launcher_size()} ranks); this call "
-                          f"has {comm.size}: compress with every rank of the job")
+    job = detect_launch().size
+    if comm.size != job:
+        raise ConfigError(f"--fit trains with Horovod over the whole job ({job} ranks); this call has "
+                          f"{comm.size}: compress with every rank of the job")
     fp = FitPlan(frames, float(opts.fit_seconds), quant_step(src.dtype, opts.mode, opts.bounds, vrange))
     say = (lambda m: print(m, flush=True)) if (opts.progress and comm.rank == 0) else (lambda m: None)
     # rank 0 writes the sample once into the fit's folder beside the archive; the others wait
@@ -117,7 +118,7 @@ def _fit_predictor(src, vrange, opts: CompressOptions, checked, output: str, com
     agree(comm, visible)
     say(f"[fit] training on frames 0..{frames - 1} of {src.n_frames} for at most {fp.seconds:.0f} s with "
         f"{comm.size} rank(s), rate loss at step {fp.step:.3g}" + ("; resuming its checkpoint" if resume else ""))
-    model = agree(comm, run_fit, fp, output, src.frame_shape, init, resume, say)
+    model = agree(comm, run_fit, fp, output, init, resume, say)
     predictor = agree(comm, load_for_job, model, tiles=opts.tiles or 0, motion_search=opts.motion_search)
 
     def same_model():

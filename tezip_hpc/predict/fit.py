@@ -85,7 +85,7 @@ def fit_dir(output: str) -> Path:
     return out.resolve().parent / f".{out.name}.fit"
 
 
-def fit_args(plan: FitPlan, frame_shape, init: str | None) -> "object":
+def fit_args(plan: FitPlan, init: str | None) -> "object":
     from .train import TrainArgs
 
     return TrainArgs(epochs=100000, batch_size=4, lr=1e-3, nt=FIT_NT, crop=None, samples_per_epoch=64,
@@ -129,14 +129,14 @@ def stage_sample(src, vrange, plan: FitPlan, output: str) -> bool:
     return False
 
 
-def run_fit(plan: FitPlan, output: str, frame_shape, init: str | None, resume: bool, log) -> str:
+def run_fit(plan: FitPlan, output: str, init: str | None, resume: bool, log) -> str:
     """Every rank: train on the staged sample (Horovod over the job's ranks when launched so),
     export the integer model; returns its path. A signal stops it with its checkpoint kept."""
     from .train import train
 
     work = fit_dir(output)
     model = work / "model.tzm"
-    summary = train(str(work / "train.h5"), str(model), fit_args(plan, frame_shape, init), resume=resume, log=log,
+    summary = train(str(work / "train.h5"), str(model), fit_args(plan, init), resume=resume, log=log,
                     log_every=30.0)
     if summary.get("interrupted"):
         raise FitStopped(f"--fit was stopped by a signal: its checkpoint is kept in {work}; run the same command "
