@@ -9,7 +9,9 @@ series with it (embedded, with the per-tile choice). Same data, same run:
 Ratio = input bytes / archive bytes (model included). "held-out" counts only the chunks after
 the training frames (plus the model, once): what the fit buys on data it never saw.
 
-    python benchmarks/fit.py [--seconds 300] [--only gray ks] [--bounds 1e-3 1e-2]
+    fit:init        (with --init FLOAT) the same fit, fine-tuning a float model instead of from scratch
+
+    python benchmarks/fit.py [--seconds 300] [--only gray ks] [--bounds 1e-3 1e-2] [--init MODEL.float]
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ def datasets(only: list[str]) -> dict:
     sets = {
         "Gray-Scott 192x192 (numpy), 300 frames": lambda: data.gray_scott(frames=300, n=192),
         "Kuramoto-Sivashinsky 128x128 (py-pde), 400 frames": lambda: data.ks_field(frames=400),
+        "advection-diffusion 128x128 (py-pde), 300 frames": lambda: data.advection_diffusion(frames=300),
     }
     return {k: v for k, v in sets.items() if not only or any(o.lower() in k.lower() for o in only)}
 
@@ -65,6 +68,7 @@ def main() -> int:
     ap.add_argument("--seconds", type=float, default=300.0)
     ap.add_argument("--only", nargs="*", default=[])
     ap.add_argument("--bounds", nargs="*", type=float, default=[1e-3, 1e-2])
+    ap.add_argument("--init", default=None, help="also fit from this float model (fine-tuning)")
     ap.add_argument("--json", default=str(data.CACHE / "fit.json"))
     a = ap.parse_args()
     results: dict = {"date": time.strftime("%Y-%m-%d"), "fit_seconds": a.seconds, "cells": []}
@@ -76,17 +80,26 @@ def main() -> int:
             first = -(-len(x) // 10)
             print(f"\n{name}: {x.shape} {x.dtype}, {x.nbytes / 1e6:.1f} MB; fit on frames 0..{first - 1}", flush=True)
             print(f"{'bound':>9} | {'previous':>9} {'prev+tiles':>10} {'fit':>9} | {'fit/prev':>8} | held-out: "
-                  f"{'previous':>9} {'fit':>9} {'fit/prev':>8} | fit wall s", flush=True)
+                  f"{'previous':>9} {'prev+tiles':>10} {'fit':>9} {'fit/prev':>8} | fit wall s", flush=True)
             for b in a.bounds:
                 cell = {"data": name, "shape": list(x.shape), "bound": b,
                         "previous": run(x, b, work, first, predictor="previous"),
                         "previous+tiles": run(x, b, work, first, predictor="previous", tiles=16),
                         "fit": run(x, b, work, first, fit="10%", fit_seconds=a.seconds, progress=False)}
+                if a.init:
+                    cell["fit:init"] = run(x, b, work, first, fit="10%", fit_seconds=a.seconds, progress=False,
+                                           predictor=a.init)
                 results["cells"].append(cell)
                 p, t, f = cell["previous"], cell["previous+tiles"], cell["fit"]
                 print(f"rel {b:5.0e} | {p['ratio']:9.2f} {t['ratio']:10.2f} {f['ratio']:9.2f} | "
-                      f"{f['ratio'] / p['ratio']:8.3f} | {p['held_out_ratio']:19.2f} {f['held_out_ratio']:9.2f} "
+                      f"{f['ratio'] / p['ratio']:8.3f} | {p['held_out_ratio']:19.2f} {t['held_out_ratio']:10.2f} "
+                      f"{f['held_out_ratio']:9.2f} "
                       f"{f['held_out_ratio'] / p['held_out_ratio']:8.3f} | {f['wall_s']:.0f}", flush=True)
+                if a.init:
+                    g = cell["fit:init"]
+                    print(f"  fit from {Path(a.init).name}: {g['ratio']:.2f} ({g['ratio'] / p['ratio']:.3f}x previous), "
+                          f"held-out {g['held_out_ratio']:.2f} ({g['held_out_ratio'] / p['held_out_ratio']:.3f}x)",
+                          flush=True)
     data.write_json(a.json, results)
     return 0
 
