@@ -146,9 +146,32 @@ def test_rate_loss_trains_for_bits_and_the_log_reports_them(trainset, tmp_path):
     assert hist[-1]["train_loss"] < hist[0]["train_loss"]
     assert all(h["val_bits"] is not None and 0.0 <= h["val_bits"] < 9.0 for h in hist)
     assert sum("bits/element" in m for m in lines) == 3
+    # next to the model's bits, the previous frame's on the same windows (the baseline to beat)
+    assert all("(previous frame " in m for m in lines if "bits/element" in m)
+    assert len({h["val_bits_previous"] for h in hist}) == 1 and hist[0]["val_bits_previous"] > 0
     assert rate_step("rate") == 1 / 255 and rate_step("mse") is None
     with pytest.raises(ConfigError, match="rate:STEP"):
         rate_step("rate:2")
+
+
+def test_the_rate_loss_is_free_within_half_a_quantization_step():
+    """A residual within half a step of zero codes as an exact zero, so it costs nothing; beyond,
+    the Laplace code length log2(1 + (|d| - step/2) / step)."""
+    from tezip_hpc.predict.prednet import code_bits, previous_bits, rate_spec
+
+    d = np.array([0.0, 0.004, -0.005, 0.01, -0.03, 0.5], np.float32)
+    bits = np.asarray(code_bits(d, 0.01))
+    assert (bits[:3] == 0).all()
+    np.testing.assert_allclose(bits[3:], np.log2(1 + (np.abs(d[3:]) - 0.005) / 0.01), rtol=1e-5)
+    np.testing.assert_allclose(np.asarray(code_bits(d, 0.01, 0.0)), np.log2(1 + np.abs(d) / 0.01), rtol=1e-5)
+    assert rate_spec("rate") == (1 / 255, 0.5) and rate_spec("rate:0.02:0") == (0.02, 0.0)
+    assert rate_spec("mse") is None
+    for bad in ("rate:0.02:0.7", "rate:0.02:x", "rate:0.1:0:1"):
+        with pytest.raises(ConfigError, match="rate:STEP"):
+            rate_spec(bad)
+    x = np.zeros((1, 3, 2, 2, 1), np.float32)
+    x[0, 1], x[0, 2] = 0.004, 0.034  # steps of 0.004 (free) and 0.03 (2.5 steps past the dead zone)
+    assert float(previous_bits(x, 0.01)) == pytest.approx(np.log2(1 + 2.5) / 2, rel=1e-5)
 
 
 def test_the_time_box_ends_training_and_exports_and_a_resume_gets_a_new_box(trainset, tmp_path):

@@ -169,8 +169,10 @@ def register(sub) -> None:
     t.add_argument("--filt", type=int, default=S, help="filter size of every convolution (default 3)")
     t.add_argument("--loss", default=S,
                    help="error-unit loss weights per layer: L0 (default, the paper's), Lall, w0,w1,..; or mse / "
-                   "mae of the frame predictions; or rate[:STEP], rate-aware: the code length log2(1 + |residual| "
-                   "/ STEP) of the predictions (STEP on the 0..1 scale, default 1/255), which rewards exact zeros")
+                   "mae of the frame predictions; or rate[:STEP[:DEAD]], rate-aware: the code length log2(1 + "
+                   "max(|residual| - DEAD*STEP, 0) / STEP) of the predictions (STEP: the quantization step on the "
+                   "0..1 scale, default 1/255; DEAD: the dead zone in steps, default 0.5, as residuals within half "
+                   "a step code as zero), which rewards exact zeros")
     t.add_argument("--extrap", type=int, default=S, metavar="K",
                    help="extrapolation fine-tuning: feed the model's own predictions from step K on")
     t.add_argument("--init", default=S, metavar="MODEL", help="start from this model's weights")

@@ -308,36 +308,55 @@ def build_model(cfg: dict, seed: int | None = None):
 
 
 RATE_STEP = 1.0 / 255.0  # the rate loss's default quantization step on the 0..1 scale: one 8-bit level
+RATE_DEAD = 0.5  # its default dead zone, in steps: what the quantizer codes as zero
+
+
+def rate_spec(loss: str) -> tuple[float, float] | None:
+    """(step, dead zone in steps) of a ``rate[:STEP[:DEAD]]`` loss; None for any other loss."""
+    if not isinstance(loss, str) or not (loss == "rate" or loss.startswith("rate:")):
+        return None
+    parts = loss.split(":")[1:]
+    try:
+        step = float(parts[0]) if parts else RATE_STEP
+        dead = float(parts[1]) if len(parts) > 1 else RATE_DEAD
+    except ValueError:
+        step = -1.0
+    if len(parts) > 2 or not 0.0 < step < 1.0:
+        raise ConfigError(f"--loss rate:STEP takes a step in (0, 1) of the value range, got {loss!r}")
+    if not 0.0 <= dead <= 0.5:
+        raise ConfigError(f"--loss rate:STEP:DEAD takes a dead zone in [0, 0.5] steps, got {loss!r}")
+    return step, dead
 
 
 def rate_step(loss: str) -> float | None:
     """The quantization step of a ``rate`` / ``rate:STEP`` loss (None for any other loss)."""
-    if not isinstance(loss, str) or not (loss == "rate" or loss.startswith("rate:")):
-        return None
-    if loss == "rate":
-        return RATE_STEP
-    try:
-        step = float(loss.split(":", 1)[1])
-    except ValueError:
-        step = -1.0
-    if not 0.0 < step < 1.0:
-        raise ConfigError(f"--loss rate:STEP takes a step in (0, 1) of the value range, got {loss!r}")
-    return step
+    spec = rate_spec(loss)
+    return None if spec is None else spec[0]
 
 
-def code_bits(d, step: float):
+def code_bits(d, step: float, dead: float = RATE_DEAD):
     """A differentiable code length (bits per element) of residuals ``d`` under a quantization
-    step: log2(1 + |d| / step), the cost of a Laplace-distributed code, ~0 for an exact zero.
-    Its slope is steepest at 0, so unlike MSE it rewards leaving residuals exactly zero."""
+    step: log2(1 + max(|d| - dead*step, 0) / step), the cost of a Laplace-distributed code.
+    The quantizer codes a residual within half a step of zero as an exact zero, so with the
+    default dead zone (half a step) an error there costs nothing: a correction of a fraction of
+    a level is free where it rounds away. Beyond it the slope is steepest, so unlike MSE it
+    rewards many exact zeros over small errors everywhere. ``dead=0``: log2(1 + |d|/step)."""
     tf = tf_setup()
-    return tf.math.log(1.0 + tf.abs(d) / float(step)) / float(np.log(2.0))
+    return tf.math.log(1.0 + tf.nn.relu(tf.abs(d) - float(dead) * float(step)) / float(step)) / float(np.log(2.0))
 
 
-def sequence_bits(model, x, step: float = RATE_STEP, extrap_start: int | None = None):
+def sequence_bits(model, x, step: float = RATE_STEP, extrap_start: int | None = None, dead: float = RATE_DEAD):
     """Mean code_bits of the predictions of frames 1..T-1 (what the training log reports)."""
     tf = tf_setup()
     pred = model(x, output="prediction", extrap_start=extrap_start)
-    return tf.reduce_mean(code_bits(pred[:, 1:] - x[:, 1:], step))
+    return tf.reduce_mean(code_bits(pred[:, 1:] - x[:, 1:], step, dead))
+
+
+def previous_bits(x, step: float = RATE_STEP):
+    """Mean code_bits of the previous frame as the prediction of frames 1..T-1: the reference
+    the training log shows next to the model's own bits."""
+    tf = tf_setup()
+    return tf.reduce_mean(code_bits(x[:, :-1] - x[:, 1:], step))
 
 
 def sequence_loss(model, x, layer_weights, extrap_start: int | None = None):
@@ -346,13 +365,13 @@ def sequence_loss(model, x, layer_weights, extrap_start: int | None = None):
     time (1/(T-1), t=0 weighted 0). 'mae' or 'mse': the mean absolute / squared error of the
     predictions of frames 1..T-1 (the paper's extrapolation fine-tuning uses 'mae'; with
     ``extrap_start`` a layer-weight list means 'mae', as the error units are zero there).
-    'rate' / 'rate:STEP': the mean code length of the predictions' residuals (code_bits), the
-    rate-aware loss."""
+    'rate' / 'rate:STEP[:DEAD]': the mean code length of the predictions' residuals (code_bits),
+    the rate-aware loss."""
     tf = tf_setup()
     nt = x.shape[1]
-    step = rate_step(layer_weights) if isinstance(layer_weights, str) else None
-    if step is not None:
-        return sequence_bits(model, x, step, extrap_start)
+    spec = rate_spec(layer_weights) if isinstance(layer_weights, str) else None
+    if spec is not None:
+        return sequence_bits(model, x, spec[0], extrap_start, spec[1])
     if extrap_start is not None or isinstance(layer_weights, str):
         pred = model(x, output="prediction", extrap_start=extrap_start)
         d = pred[:, 1:] - x[:, 1:]

@@ -29,7 +29,7 @@ from ..launch import local_size, threads_per_rank
 from .artifact import ModelFile
 from .data import TrainingSet, _parse_hw
 from .prednet import (DEFAULT_STACK, KIND, LAYER_LOSS, RATE_STEP, build_model, make_config, model_to_file,
-                      multiple, sequence_bits, sequence_loss, tf_setup)
+                      multiple, previous_bits, sequence_bits, sequence_loss, tf_setup)
 
 CKPT_KIND = "prednet-checkpoint"
 
@@ -398,22 +398,25 @@ def train(data: str, out: str, args: TrainArgs | None = None, *, resume: bool = 
                      autograph=False)
         def val_step(x):
             b = tf.cast(tf.shape(x)[0], tf.float32)
-            return tf.stack([sequence_loss(model, x, layer_w, extrap) * b, sequence_bits(model, x, RATE_STEP, extrap) * b])
+            return tf.stack([sequence_loss(model, x, layer_w, extrap) * b, sequence_bits(model, x, RATE_STEP, extrap) * b,
+                             previous_bits(x, RATE_STEP) * b])
 
-        val_bits: list = [None]  # the last validation's bits per element (rate proxy at one 8-bit level)
+        # the last validation's bits per element (rate proxy at one 8-bit level): the model's, and
+        # the previous frame's on the same windows (the baseline a learned predictor must beat)
+        val_bits: list = [None, None]
 
         def validate() -> float | None:
             if len(val_windows) == 0:
                 return None
             mine = val_windows[dist.rank::dist.size]  # Horovod: shard the validation windows by rank
             y0, x0 = (H - crop[0]) // 2, (W - crop[1]) // 2
-            total, bits = 0.0, 0.0
+            total, bits, prev = 0.0, 0.0, 0.0
             for k in range(0, len(mine), B):
                 xb = np.stack([ts.read(int(s), nt, y0, x0, crop[0], crop[1]) for s in mine[k:k + B]])
                 v = val_step(xb).numpy()
-                total, bits = total + float(v[0]), bits + float(v[1])
-            tot, bt, n = dist.sum([total, bits, float(len(mine))])
-            val_bits[0] = float(bt / n) if n else None
+                total, bits, prev = total + float(v[0]), bits + float(v[1]), prev + float(v[2])
+            tot, bt, pv, n = dist.sum([total, bits, prev, float(len(mine))])
+            val_bits[:] = [float(bt / n), float(pv / n)] if n else [None, None]
             return float(tot / n) if n else None
 
         def save(epoch: int, step: int, global_step: int, elapsed: float, loss_sum: float = 0.0,
@@ -508,14 +511,16 @@ def train(data: str, out: str, args: TrainArgs | None = None, *, resume: bool = 
             val_loss = validate()
             state["history"].append({"epoch": epoch + 1, "train_loss": round(train_loss, 7),
                                      "val_loss": None if val_loss is None else round(val_loss, 7),
-                                     "val_bits": None if val_bits[0] is None else round(val_bits[0], 5)})
+                                     "val_bits": None if val_bits[0] is None else round(val_bits[0], 5),
+                                     "val_bits_previous": None if val_bits[1] is None else round(val_bits[1], 5)})
             rate = done_samples / max(1e-9, time.time() - t_start)
             save(epoch + 1, 0, gstep, elapsed)
             eta = (total_steps - gstep) * B * dist.size / rate
             if deadline is not None:
                 eta = min(eta, deadline - (time.time() - t_start))
             vl = "n/a" if val_loss is None else f"{val_loss:.5f}"
-            vb = "" if val_bits[0] is None else f" | val {val_bits[0]:.3f} bits/element"
+            vb = "" if val_bits[0] is None else \
+                f" | val {val_bits[0]:.3f} bits/element (previous frame {val_bits[1]:.3f})"
             say(f"[train] epoch {epoch + 1}/{args.epochs} done in {_fmt_time(time.time() - t_epoch)} | "
                 f"train loss {train_loss:.5f} | val loss {vl}{vb} | {rate:.2f} samples/s | "
                 f"ETA {_fmt_time(eta)} | checkpoint {ckpt_file}")
