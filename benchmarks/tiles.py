@@ -12,7 +12,8 @@ it has one; "@100MB" extrapolates the ratio without the model to a 100 MB input 
 (payload scales with frames, the model does not). Bits per element and PSNR of the decoded
 output are reported for the tiled PredNet archives (decoded and checked against the bound).
 
-    python benchmarks/tiles.py [--frames 32] [--only vtest tree] [--tiles 16] [--bounds 0 2] [--json PATH]
+    python benchmarks/tiles.py [--frames 32] [--only vtest tree] [--tiles 16] [--bounds 0 2] [--model M] [--json PATH]
+    python benchmarks/tiles.py --pair --frames 240 --only vtest      # >= 100 MB end to end: previous and pn+tiles only
 """
 
 from __future__ import annotations
@@ -54,18 +55,19 @@ def psnr(x: np.ndarray, y: np.ndarray) -> float:
 
 
 def run(x: np.ndarray, mode: str, bound: float, predictor: str, tiles: int | None, work: Path,
-        check: bool) -> dict:
+        check: bool, model: str | None = None) -> dict:
     import tezip_hpc
 
     out = work / "a.h5"
     t0 = time.perf_counter()
-    s = tezip_hpc.compress(x, out, mode=mode, bound=bound, predictor=predictor, tiles=tiles, force=True)
+    s = tezip_hpc.compress(x, out, mode=mode, bound=bound, predictor=predictor, tiles=tiles,
+                           model=model if predictor == "prednet" else None, force=True)
     enc = time.perf_counter() - t0
-    model = int(s.extra.get("model_bytes", 0))
-    r = {"ratio": s.archive_bytes and x.nbytes / s.archive_bytes, "bytes": s.archive_bytes, "model_bytes": model,
-         "payload_ratio": x.nbytes / max(s.archive_bytes - model, 1), "enc_MBps": x.nbytes / 1e6 / enc,
-         "bits_per_element": 8.0 * (s.archive_bytes - model) / x.size}
-    r["ratio_100MB"] = 100e6 / (100e6 / r["payload_ratio"] + model)
+    mb = int(s.extra.get("model_bytes", 0))
+    r = {"ratio": s.archive_bytes and x.nbytes / s.archive_bytes, "bytes": s.archive_bytes, "model_bytes": mb,
+         "payload_ratio": x.nbytes / max(s.archive_bytes - mb, 1), "enc_MBps": x.nbytes / 1e6 / enc,
+         "bits_per_element": 8.0 * (s.archive_bytes - mb) / x.size}
+    r["ratio_100MB"] = 100e6 / (100e6 / r["payload_ratio"] + mb)
     if check:
         t0 = time.perf_counter()
         y = tezip_hpc.decompress(out).reshape(x.shape)
@@ -83,10 +85,13 @@ def main() -> int:
     ap.add_argument("--only", nargs="*", default=[])
     ap.add_argument("--tiles", type=int, default=16)
     ap.add_argument("--bounds", nargs="*", type=float, default=None, help="abs bounds of the video cells")
+    ap.add_argument("--model", default=None, help="a PredNet model file instead of the embedded default")
+    ap.add_argument("--pair", action="store_true", help="only previous and prednet+tiles (large inputs)")
     ap.add_argument("--json", default=str(data.CACHE / "tiles.json"))
     a = ap.parse_args()
     # PredNet inference bounds this run: the engine keeps its threads (ratios do not depend on them)
-    results: dict = {"date": time.strftime("%Y-%m-%d"), "frames": a.frames, "tiles": a.tiles, "cells": []}
+    results: dict = {"date": time.strftime("%Y-%m-%d"), "frames": a.frames, "tiles": a.tiles,
+                     "model": a.model or "embedded default", "cells": []}
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
         for name, load in datasets(a.frames, a.only).items():
@@ -100,14 +105,17 @@ def main() -> int:
             for mode, b in bounds:
                 cell = {"data": name, "shape": list(x.shape), "mode": mode, "bound": b}
                 cell["previous"] = run(x, mode, b, "previous", None, work, False)
-                cell["prednet"] = run(x, mode, b, "prednet", 0, work, False)
-                cell["prednet+tiles"] = run(x, mode, b, "prednet", a.tiles, work, True)
-                cell["previous+tiles"] = run(x, mode, b, "previous", a.tiles, work, False)
+                cell["prednet+tiles"] = run(x, mode, b, "prednet", a.tiles, work, True, a.model)
+                if not a.pair:
+                    cell["prednet"] = run(x, mode, b, "prednet", 0, work, False, a.model)
+                    cell["previous+tiles"] = run(x, mode, b, "previous", a.tiles, work, False)
                 results["cells"].append(cell)
                 t, p = cell["prednet+tiles"], cell["previous"]
                 lab = "lossless" if b == 0 else f"{mode} {b:g}"
-                print(f"{lab:>10} | {p['ratio']:9.2f} {cell['prednet']['ratio']:9.2f} {t['ratio']:9.2f} "
-                      f"{cell['previous+tiles']['ratio']:10.2f} | {t['ratio'] / p['ratio']:10.3f} "
+                pn, pt = (f"{cell[k]['ratio']:{w}.2f}" if k in cell else " " * (w - 1) + "-"
+                          for k, w in (("prednet", 9), ("previous+tiles", 10)))
+                print(f"{lab:>10} | {p['ratio']:9.2f} {pn} {t['ratio']:9.2f} "
+                      f"{pt} | {t['ratio'] / p['ratio']:10.3f} "
                       f"{t['ratio_100MB'] / p['ratio_100MB']:7.3f} | {t['bits_per_element']:7.3f} "
                       f"{t['psnr']:6.1f} | {t['enc_MBps']:8.2f}", flush=True)
     data.write_json(a.json, results)
