@@ -39,6 +39,13 @@ test-mpi: install
 test-slow: install
 	@bash scripts/run-tests.sh slow
 
+bench:
+	@bash scripts/install.sh --bench
+	@$(PY) benchmarks/codec.py
+	@$(PY) benchmarks/peers.py
+	@$(PY) benchmarks/tiles.py --frames 16 --only vtest tree carphone
+	@$(PY) benchmarks/fit.py --only advection gray
+
 lint:
 	@shellcheck scripts/*.sh .ci/run jobs/*.sh jobs/*.sbatch
 

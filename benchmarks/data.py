@@ -83,6 +83,7 @@ def advection_diffusion(frames: int = 300, n: int = 128) -> np.ndarray:
         eq.solve(state, t_range=frames * dt_rec, dt=0.05, solver="runge-kutta", adaptive=False,
                  tracker=[storage.tracker(list(dt_rec * np.arange(frames)))])
     data = np.stack([np.asarray(d, np.float32) for d in storage.data])[:frames]
+    assert len(data) == frames, f"py-pde recorded {len(data)} of {frames} frames"
     CACHE.mkdir(exist_ok=True)
     np.save(path, data)
     return data

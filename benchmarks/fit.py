@@ -5,11 +5,10 @@ series with it (embedded, with the per-tile choice). Same data, same run:
     previous        the previous reconstructed frame
     previous+tiles  per-tile choice without a learned candidate
     fit             --fit 10% (--fit-seconds S), the model embedded
+    fit:init        (with --init FLOAT) the same fit, fine-tuning a float model instead of from scratch
 
 Ratio = input bytes / archive bytes (model included). "held-out" counts only the chunks after
 the training frames (plus the model, once): what the fit buys on data it never saw.
-
-    fit:init        (with --init FLOAT) the same fit, fine-tuning a float model instead of from scratch
 
     python benchmarks/fit.py [--seconds 300] [--only gray ks] [--bounds 1e-3 1e-2] [--init MODEL.float]
 """

@@ -166,8 +166,9 @@ def test_the_rate_loss_is_free_within_half_a_quantization_step():
     np.testing.assert_allclose(np.asarray(code_bits(d, 0.01, 0.0)), np.log2(1 + np.abs(d) / 0.01), rtol=1e-5)
     assert rate_spec("rate") == (1 / 255, 0.5) and rate_spec("rate:0.02:0") == (0.02, 0.0)
     assert rate_spec("mse") is None
-    for bad in ("rate:0.02:0.7", "rate:0.02:x", "rate:0.1:0:1"):
-        with pytest.raises(ConfigError, match="rate:STEP"):
+    for bad, msg in (("rate:0.02:0.7", "dead zone"), ("rate:0.02:x", "dead zone"), ("rate:0.1:0:1", "rate:STEP:DEAD"),
+                     ("rate:", "a step in")):
+        with pytest.raises(ConfigError, match=msg):
             rate_spec(bad)
     x = np.zeros((1, 3, 2, 2, 1), np.float32)
     x[0, 1], x[0, 2] = 0.004, 0.034  # steps of 0.004 (free) and 0.03 (2.5 steps past the dead zone)

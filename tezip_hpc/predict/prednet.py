@@ -316,15 +316,21 @@ def rate_spec(loss: str) -> tuple[float, float] | None:
     if not isinstance(loss, str) or not (loss == "rate" or loss.startswith("rate:")):
         return None
     parts = loss.split(":")[1:]
+    if len(parts) > 2:
+        raise ConfigError(f"--loss takes rate, rate:STEP or rate:STEP:DEAD, got {loss!r}")
+    step, dead = RATE_STEP, RATE_DEAD
     try:
         step = float(parts[0]) if parts else RATE_STEP
-        dead = float(parts[1]) if len(parts) > 1 else RATE_DEAD
     except ValueError:
         step = -1.0
-    if len(parts) > 2 or not 0.0 < step < 1.0:
+    if not 0.0 < step < 1.0:
         raise ConfigError(f"--loss rate:STEP takes a step in (0, 1) of the value range, got {loss!r}")
+    try:
+        dead = float(parts[1]) if len(parts) > 1 else RATE_DEAD
+    except ValueError:
+        dead = -1.0
     if not 0.0 <= dead <= 0.5:
-        raise ConfigError(f"--loss rate:STEP:DEAD takes a dead zone in [0, 0.5] steps, got {loss!r}")
+        raise ConfigError(f"--loss rate:STEP:DEAD takes a dead zone DEAD in [0, 0.5] steps, got {loss!r}")
     return step, dead
 
 

@@ -49,7 +49,7 @@ class TrainArgs:
     r_stack_sizes: list | None = None  # R units per layer, pixel layer first; default: the stack sizes
     residual: bool = False  # pixel prediction = last frame + learned correction (an extension)
     filt: int = 3
-    loss: str = "L0"  # L0 | Lall | comma-separated layer weights | mse | mae | rate[:STEP] (of the frame predictions)
+    loss: str = "L0"  # L0 | Lall | comma-separated layer weights | mse | mae | rate[:STEP[:DEAD]] (of predictions)
     extrap: int | None = None  # extrapolation fine-tuning: own predictions fed back from step k
     warmup_epochs: float = 1.0
     lr_drop_epoch: int | None = None  # default: half the epochs (the paper: 1e-3, then 1e-4)
@@ -78,7 +78,7 @@ def _layer_weights(loss: str, nl: int) -> list[float] | str:
         try:
             w = [float(v) for v in str(loss).split(",")]
         except ValueError:
-            raise ConfigError(f"--loss must be L0, Lall, mse, mae, rate[:STEP] or comma-separated layer "
+            raise ConfigError(f"--loss must be L0, Lall, mse, mae, rate[:STEP[:DEAD]] or comma-separated layer "
                               f"weights, got {loss!r}") from None
         if len(w) != nl:
             raise ConfigError(f"--loss gives {len(w)} layer weights for a {nl}-layer PredNet")
