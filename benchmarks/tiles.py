@@ -61,8 +61,7 @@ def run(x: np.ndarray, mode: str, bound: float, predictor: str, tiles: int | Non
 
     out = work / "a.h5"
     t0 = time.perf_counter()
-    s = tezip_hpc.compress(x, out, mode=mode, bound=bound, predictor=predictor, tiles=tiles,
-                           model=model if predictor == "prednet" else None, force=True)
+    s = tezip_hpc.compress(x, out, mode=mode, bound=bound, predictor=predictor, tiles=tiles, model=model, force=True)
     enc = time.perf_counter() - t0
     mb = int(s.extra.get("model_bytes", 0))
     r = {"ratio": s.archive_bytes and x.nbytes / s.archive_bytes, "bytes": s.archive_bytes, "model_bytes": mb,

@@ -318,7 +318,6 @@ def rate_spec(loss: str) -> tuple[float, float] | None:
     parts = loss.split(":")[1:]
     if len(parts) > 2:
         raise ConfigError(f"--loss takes rate, rate:STEP or rate:STEP:DEAD, got {loss!r}")
-    step, dead = RATE_STEP, RATE_DEAD
     try:
         step = float(parts[0]) if parts else RATE_STEP
     except ValueError:
