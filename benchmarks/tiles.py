@@ -66,7 +66,8 @@ def run(x: np.ndarray, mode: str, bound: float, predictor: str, tiles: int | Non
     mb = int(s.extra.get("model_bytes", 0))
     r = {"ratio": s.archive_bytes and x.nbytes / s.archive_bytes, "bytes": s.archive_bytes, "model_bytes": mb,
          "payload_ratio": x.nbytes / max(s.archive_bytes - mb, 1), "enc_MBps": x.nbytes / 1e6 / enc,
-         "bits_per_element": 8.0 * (s.archive_bytes - mb) / x.size}
+         "bits_per_element": 8.0 * (s.archive_bytes - mb) / x.size,
+         "learned_chunks": int(s.extra.get("learned_chunks", 0))}
     r["ratio_100MB"] = 100e6 / (100e6 / r["payload_ratio"] + mb)
     if check:
         t0 = time.perf_counter()

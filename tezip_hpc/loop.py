@@ -64,6 +64,8 @@ def decode_chunk(reader, i: int, pipe: Pipeline, predictor, vrange, loop: str, s
             raise IntegrityError(f"{reader.path}: {where} keyframes disagree with the index")
         session = predictor.start(shape, vrange)
         tiled = hasattr(session, "follow")
+        if tiled:  # a chunk whose maps never name the learned candidate decodes without running it
+            session.expect([dec.side(k) for k in range(dec.n_frames)])
         for k in range(dec.n_frames):
             if dec.keys[k]:
                 p = None

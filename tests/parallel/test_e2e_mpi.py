@@ -193,7 +193,9 @@ def test_prednet_archives_are_identical_whatever_n(mpi_tmp_path):
 
         tiny_int_model_file(seed=3).save(tmp / "tiny.tzm")
     src = _shared_input(tmp, _frames(13, C=1))
-    opts = CompressOptions(predictor=str(tmp / "tiny.tzm"), bounds=(1.0,), window=3, chunk_frames=3, progress=False)
+    # tiles 0: every chunk is PredNet's (with tiles, chunks where it does not pay are classical)
+    opts = CompressOptions(predictor=str(tmp / "tiny.tzm"), bounds=(1.0,), window=3, chunk_frames=3, tiles=0,
+                           progress=False)
     compress(src, str(tmp / "pn.h5"), opts, comm)
     if comm.rank == 0:
         compress(src, str(tmp / "p1.h5"), opts, MPI.COMM_SELF)
@@ -203,6 +205,43 @@ def test_prednet_archives_are_identical_whatever_n(mpi_tmp_path):
         assert _chunk_payloads(tmp / "pn.h5") == _chunk_payloads(tmp / "p1.h5")
         decompress(str(tmp / "pn.h5"), str(tmp / "pn_1.npy"), progress=False, comm=MPI.COMM_SELF)
         assert np.load(tmp / "pn_1.npy").tobytes() == np.load(tmp / "p1_n.npy").tobytes()
+    comm.Barrier()
+
+
+@pytest.mark.parametrize("embed", [True, False], ids=["model-embedded", "model-not-embedded"])
+def test_whether_the_model_pays_is_decided_alike_whatever_n(mpi_tmp_path, monkeypatch, embed):
+    """parallel/payoff.py: per chunk the smaller of the learned and the classical encoding, and
+    the model only where it pays; chunk per round (many settles), the same archive as one rank."""
+    from mpi4py import MPI
+
+    from tezip_hpc.archive.format import ArchiveReader
+    from tezip_hpc.parallel import driver
+    from tezip_hpc.parallel.driver import CompressOptions, compress, decompress
+
+    monkeypatch.setattr(driver, "ROUND_BYTES", 1)
+    comm = MPI.COMM_WORLD
+    tmp = mpi_tmp_path
+    if comm.rank == 0:
+        from predict.helpers import tiny_int_model_file
+
+        tiny_int_model_file(seed=3).save(tmp / "tiny.tzm")
+    src = _shared_input(tmp, _frames(13, C=1))
+    opts = CompressOptions(predictor=str(tmp / "tiny.tzm"), bounds=(1.0,), window=3, chunk_frames=3, tiles=16,
+                           embed_model=embed, progress=False)
+    compress(src, str(tmp / "pn.h5"), opts, comm)
+    if comm.rank == 0:
+        compress(src, str(tmp / "p1.h5"), opts, MPI.COMM_SELF)
+    comm.Barrier()
+    extra = {} if embed else {"model": str(tmp / "tiny.tzm")}
+    decompress(str(tmp / "pn.h5"), str(tmp / "pn_n.npy"), progress=False, comm=comm, **extra)
+    if comm.rank == 0:
+        assert _chunk_payloads(tmp / "pn.h5") == _chunk_payloads(tmp / "p1.h5")
+        with ArchiveReader(tmp / "pn.h5") as a, ArchiveReader(tmp / "p1.h5") as b:
+            assert a.predictor() == b.predictor()
+            assert (a.model_blob() is None) == (b.model_blob() is None)
+        x = np.load(src)
+        y = np.load(tmp / "pn_n.npy")
+        assert np.abs(y.astype(int) - x.astype(int)).max() <= 1
     comm.Barrier()
 
 

@@ -254,3 +254,36 @@ def test_the_map_is_the_same_bytes_at_any_thread_count():
 
 
 GOLDEN_TILED_U8_ABS2 = "79473d8b5e8a122dc2d3406f5e9b882381e7f91551446535d83f68fe2b0ed2ed"
+
+
+def test_a_classically_encoded_chunk_decodes_with_the_learned_predictor_without_running_it():
+    """predict.tiles' classical(): its maps are maps of the learned predictor, so the driver may
+    keep either encoding per chunk; decoding a classical chunk never runs the network."""
+    x = clips()["panning"]
+    learned = TileChoicePredictor(load_predictor(None), 16)
+    classical = learned.classical()
+    assert classical.slots() == SLOTS[:4] and classical.identity()["id"] == "previous"
+    assert TileChoicePredictor(baseline("previous"), 16).classical() is None
+    cfg = _config("abs", 1.0)
+    payload, digest = encode(x, classical, cfg)
+    started = []
+    real_start = learned.inner.start
+
+    def spy(*a):  # records the sessions the decoder opens; the network itself runs unchanged
+        s = real_start(*a)
+        started.append(s)
+        return s
+
+    learned.inner.start = spy
+    sink = _Sink(x[..., None])
+    decode_chunk(_Reader(payload, x[..., None], digest), 0, Pipeline(cfg), learned, U8, "closed", sink, 0, len(x))
+    assert np.abs(sink.out[..., 0].astype(int) - x).max() <= 1
+    assert len(started) == 1 and started[0]._observed == 0  # the PredNet session saw no frame
+    # a learned chunk does run it, and decodes too
+    payload, digest = encode(x, learned, cfg)
+    dec = Pipeline(cfg).decoder(payload, x.shape[1:] + (1,))
+    uses = any(max(dec.side(k)[:12]) >= 4 for k in range(1, len(x)))
+    sink = _Sink(x[..., None])
+    decode_chunk(_Reader(payload, x[..., None], digest), 0, Pipeline(cfg), learned, U8, "closed", sink, 0, len(x))
+    assert np.abs(sink.out[..., 0].astype(int) - x).max() <= 1
+    assert (started[-1]._observed > 0) == uses

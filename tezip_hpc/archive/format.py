@@ -324,13 +324,18 @@ def archive_attrs(src, cfg, stage_configs: list, policy: dict, ident: dict, engi
         "shape": np.array(src.shape, np.int64), "dtype": src.dtype.name, "channel_axis": bool(src.channel_axis),
         "mode": cfg.mode, "bounds": np.array(cfg.bounds, np.float64),
         "value_range": np.array(vrange, np.float64), "policy": policy, "codec": cfg.to_json(),
-        "codec_stages": json.dumps(stage_configs), "predictor": ident["id"],
-        "predictor_sha256": ident["sha256"], "predictor_config": ident["config"],
+        "codec_stages": json.dumps(stage_configs), **predictor_attrs(ident, engine),
         "image_mode": src.image_mode or "", "source_kind": src.kind, "input_bytes": int(src.nbytes),
         "source_path": str(src.spec), "source_attrs": json.dumps(src.attrs or {}, sort_keys=True),
-        "mpi_ranks": int(mpi_ranks), "backend": backend, **engine,
+        "mpi_ranks": int(mpi_ranks), "backend": backend,
     })
     return attrs
+
+
+def predictor_attrs(ident: dict, engine: dict) -> dict:
+    """The root attributes that name the predictor: its identity, and the engine attributes."""
+    return {"predictor": ident["id"], "predictor_sha256": ident["sha256"], "predictor_config": ident["config"],
+            **engine}
 
 
 class ArchiveReader:

@@ -24,7 +24,8 @@ import time
 
 import numpy as np
 
-from ..archive.format import ArchiveReader, ArchiveWriter, ChunkEntry, archive_attrs, describe, sha256_hex
+from ..archive.format import (ArchiveReader, ArchiveWriter, ChunkEntry, archive_attrs, describe, predictor_attrs,
+                              sha256_hex)
 from ..codec.pipeline import Pipeline
 from ..errors import ConfigError, FitStopped, ModelError
 from ..io.sinks import open_sink
@@ -34,6 +35,7 @@ from ..options import DEFAULT_WINDOW, CompressOptions
 from ..predict.registry import engine_attrs, for_archive, load_for_job
 from . import plan
 from .collective import agree, get_comm, max_op
+from .payoff import Encoded, Payoff
 from .report import Progress, Summary
 
 __all__ = ["compress", "decompress", "info", "CompressOptions", "Summary", "get_comm", "agree",
@@ -172,13 +174,28 @@ def compress(input_spec, output: str, opts: CompressOptions, comm=None) -> Summa
         ident = predictor.identity()
         attrs = archive_attrs(src, cfg, pipe.stage_configs(), opts.policy(T), ident, engine_attrs(ident), vrange,
                               mpi_ranks=comm.size, backend=backend)
-        agree(comm, writer.write_attrs, attrs)
+        # the predictor's attributes go last: where the model does not pay (payoff.py) they change
+        agree(comm, writer.write_attrs, {k: v for k, v in attrs.items() if k not in predictor_attrs(ident, {})})
+        blob = None
+        if opts.embed_model and hasattr(predictor, "to_bytes"):
+            blob = agree(comm, predictor.to_bytes)
+        classical = predictor.classical() if hasattr(predictor, "classical") else None
+        payoff = Payoff(len(blob) if (blob is not None and classical is not None) else 0, comm)
         progress = Progress("compress", T, src.nbytes // max(T, 1), opts.progress and comm.rank == 0)
         entries: list[ChunkEntry] = []
         keyframes: dict[int, list[bool]] = {}
+
+        def write(done: list) -> None:  # collective: one append of this rank's finished chunks
+            placed = agree(comm, writer.append, [e.payload for _, e in done])
+            for (c, e), (off, size) in zip(done, placed):
+                entries.append(ChunkEntry(c.start, c.count, off, size, sha256_hex(e.payload), e.digest))
+                keyframes[c.start] = e.keys
+
         # Rounds: each rank encodes chunks until it holds ROUND_BYTES of input's worth or ROUND_SECONDS
         # passed (at least one chunk), then one collective append writes them all: few collectives
         # (ranks wait for each other once per round), memory bounded by the round, not the input.
+        # With a learned tile choice each chunk is also encoded classically and the smaller kept;
+        # parallel/payoff.py decides whether the model pays for its bytes.
         pending = list(mine)
         frame_bytes = src.nbytes // max(T, 1)
         while comm.allreduce(len(pending), op=max_op()) > 0:
@@ -187,25 +204,27 @@ def compress(input_spec, output: str, opts: CompressOptions, comm=None) -> Summa
                 while pending and (not out or (used < ROUND_BYTES
                                                and time.perf_counter() - t_round < ROUND_SECONDS)):
                     c = pending.pop(0)
-                    out.append((c, encode_chunk(src, c.start, c.count, c.keys, pipe, predictor, vrange, opts)))
+                    enc = [Encoded(*encode_chunk(src, c.start, c.count, c.keys, pipe, p, vrange, opts))
+                           for p in (predictor, classical) if p is not None]
+                    out += payoff.pick(c, enc[0], enc[1] if len(enc) > 1 else None)
                     used += c.count * frame_bytes
                 return out
 
-            res = agree(comm, work)
-            placed = agree(comm, writer.append, [payload for _, (payload, _, _) in res])
-            for (c, (payload, keys, digest)), (off, size) in zip(res, placed):
-                entries.append(ChunkEntry(c.start, c.count, off, size, sha256_hex(payload), digest))
-                keyframes[c.start] = keys
+            write(agree(comm, work) + payoff.settle())
             progress.update(comm.allreduce(sum(e.n_frames for e in entries)))
+        write(payoff.settle(final=True))
+        if classical is not None and not payoff.uses_model():  # the model did not pay: the archive is classical
+            if opts.progress and comm.rank == 0 and blob is not None:
+                print(f"[compress] the learned predictions saved {payoff.saved:,} bytes, less than the model's "
+                      f"{len(blob):,}: written without the model (previous frame + classical tiles)", flush=True)
+            ident, blob = classical.identity(), None
+        agree(comm, writer.write_attrs, predictor_attrs(ident, engine_attrs(ident)))
         all_entries = [e for part in comm.allgather(entries) for e in part]
         key_arr = np.zeros(T, bool)
         for part in comm.allgather(keyframes):
             for s, ks in part.items():
                 key_arr[s:s + len(ks)] = ks
         agree(comm, writer.write_index, all_entries, key_arr, src.names)
-        blob = None
-        if opts.embed_model and hasattr(predictor, "to_bytes"):
-            blob = agree(comm, predictor.to_bytes)
         agree(comm, writer.write_attrs, {"model_embedded": blob is not None, "n_chunks": len(all_entries),
                                          "keyframe_count": int(key_arr.sum())})
         agree(comm, writer.embed_model, blob, sha256_hex(blob) if blob is not None else "")
@@ -229,7 +248,8 @@ def compress(input_spec, output: str, opts: CompressOptions, comm=None) -> Summa
     size = comm.bcast(size, root=0)
     return Summary(src.nbytes, size, time.perf_counter() - t0, T, len(all_entries),
                    {"keyframes": int(key_arr.sum()), "value_range": vrange, "backend": backend,
-                    "model_bytes": len(blob) if blob is not None else 0})
+                    "model_bytes": len(blob) if blob is not None else 0,
+                    "learned_chunks": payoff.learned_total})
 
 
 def decompress(archive: str, output: str, frames: str | None = None, model: str | None = None, device: str = "auto",

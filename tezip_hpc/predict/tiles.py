@@ -165,6 +165,18 @@ class TileChoicePredictor(Predictor):
     def config(self) -> dict:
         return {**self.inner.config(), "tiles": self.tiles_config()}
 
+    def classical(self) -> "TileChoicePredictor | None":
+        """The same choice without the learned candidates (previous, linear, zero, motion),
+        or None when this one has no learned candidate. Its maps are valid maps of this
+        predictor too (the classical slots come first and are computed alike), so a chunk
+        encoded by either decodes with this one; the driver keeps whichever chunk is smaller
+        and drops the model where it does not pay for its bytes (parallel/payoff.py)."""
+        if not self.learned:
+            return None
+        from .registry import baseline
+
+        return TileChoicePredictor(baseline("previous"), self.size, self.search)
+
     def sha256(self) -> str:
         return self.inner.sha256()
 
@@ -201,10 +213,19 @@ class TileSession(Session):
         self.nty, self.ntx = grid(H, W, size)
         self.n_slots = len(SLOTS) if inner is not None else LEARNED
         self.frames: list[np.ndarray] = []
+        self.use_inner = inner is not None
+
+    def expect(self, sides) -> None:
+        """Decoder: given every side map of the chunk, skip the inner predictor (PredNet) when
+        no map names a learned slot: its predictions would never be used. Candidates are
+        functions of the observed frames only, so this changes speed, not predictions."""
+        n = self.nty * self.ntx
+        self.use_inner = self.inner is not None and any(
+            len(s) >= n and max(s[:n]) >= LEARNED for s in sides if s)
 
     def observe(self, frame: np.ndarray) -> None:
         f = np.asarray(frame).reshape(self.shape)
-        if self.inner is not None:
+        if self.use_inner:
             self.inner.observe(f)
         self.frames = (self.frames + [f])[-2:]
 
@@ -232,7 +253,7 @@ class TileSession(Session):
             c[LINEAR] = c[PREVIOUS]
         c[ZERO] = 0
         c[MOTION] = c[PREVIOUS]
-        if self.inner is not None:
+        if self.use_inner:
             c[LEARNED] = np.asarray(self.inner.predict(), pt).reshape(self.shape)
             with np.errstate(all="ignore"):
                 c[BLEND] = c[PREVIOUS] + (c[LEARNED] - c[PREVIOUS]) * pt.type(0.5)
@@ -297,6 +318,9 @@ class TileSession(Session):
     def follow(self, side: bytes) -> np.ndarray:
         """The decoder's prediction, from the frame's side bytes."""
         tmap, vec = self._parse(side)
+        if not self.use_inner and self.inner is not None and tmap.max() >= LEARNED:
+            raise CodecError("corrupted payload: a tile map names a learned slot that the chunk's other maps "
+                             "did not announce")
         cands = self._candidates()
         if (tmap == MOTION).any():
             _shifted(cands[PREVIOUS], self.size, vec.astype(np.int64), tmap == MOTION, cands[MOTION])
