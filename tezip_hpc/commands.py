@@ -176,7 +176,8 @@ def register(sub) -> None:
                    help="learn the predictor from this input first: train a PredNet (from scratch, or from "
                         "--model MODEL.float) on its first frames (10%%, 0.1 or a frame count) with Horovod "
                         "over the job's ranks and the rate-aware loss at this bound, then compress with it, "
-                        "embedded. Stopped by a signal, it keeps a checkpoint; the same command resumes")
+                        "embedded (if it does not pay for its bytes, the archive is classical and the fitted model "
+                        "stays in .ARCHIVE.fit/). Stopped by a signal, it keeps a checkpoint; the same command resumes")
     p.add_argument("--fit-seconds", type=float, default=600.0, metavar="S",
                    help="the fit's time box in seconds of training (default 600)")
     p.add_argument("--motion-search", type=int, default=None, metavar="R",
@@ -202,7 +203,8 @@ def register(sub) -> None:
     p.add_argument("--device", choices=["auto", "cpu", "gpu"], default="auto",
                    help="codec device: auto = the rank's GPU (by local rank) when CuPy sees one, else CPU")
     p.add_argument("--no-embed-model", action="store_true",
-                   help="do not embed the PredNet model (decoding then needs --model)")
+                   help="do not embed the PredNet model (decoding then needs --model, unless no chunk used "
+                        "the model: the archive is then written as previous + classical tiles)")
     p.add_argument("--force", "-f", action="store_true", help="overwrite ARCHIVE if it exists")
     p.add_argument("--quiet", "-q", action="store_true", help="no progress or summary lines")
     p.set_defaults(func=cmd_compress)

@@ -35,7 +35,7 @@ def test_fit_trains_on_the_input_and_embeds_the_model(clip, tmp_path):
     src, x = clip
     out = tmp_path / "a.h5"
     res = subprocess.run(_cmd("compress", src, "-o", out, "--fit", "50%", "--fit-seconds", "6", "--mode", "abs",
-                              "--bound", "2"), capture_output=True, text=True, env=dict(os.environ, **ENV),
+                              "--bound", "2", "--tiles", "0"), capture_output=True, text=True, env=dict(os.environ, **ENV),
                          timeout=600)
     assert res.returncode == 0, res.stderr[-3000:]
     assert "[fit] training on frames 0..23 of 48" in res.stdout
@@ -46,7 +46,7 @@ def test_fit_trains_on_the_input_and_embeds_the_model(clip, tmp_path):
 
     i = info(str(out))
     assert i["predictor"]["id"] == "prednet" and i["model_embedded"]
-    assert i["predictor"]["config"]["tiles"]["size"] == 16
+    assert "tiles" not in i["predictor"]["config"]
     assert i["predictor"]["config"]["arch"]["stack_sizes"] == [1, 8, 16]
     y = tezip_hpc.decompress(out)
     assert np.abs(y.astype(int) - x.astype(int)).max() <= 2
@@ -55,7 +55,7 @@ def test_fit_trains_on_the_input_and_embeds_the_model(clip, tmp_path):
 def test_a_fit_stopped_by_sigterm_resumes_with_the_same_command(clip, tmp_path):
     src, x = clip
     out = tmp_path / "b.h5"
-    cmd = _cmd("compress", src, "-o", out, "--fit", "24", "--fit-seconds", "40")
+    cmd = _cmd("compress", src, "-o", out, "--fit", "24", "--fit-seconds", "40", "--tiles", "0")
     ckpt = tmp_path / ".b.h5.fit" / "model.tzm.ckpt"
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             env=dict(os.environ, **ENV))
@@ -80,6 +80,25 @@ def test_a_fit_stopped_by_sigterm_resumes_with_the_same_command(clip, tmp_path):
 
     assert np.array_equal(tezip_hpc.decompress(out), x)  # lossless by default
     assert not ckpt.parent.exists()
+
+
+def test_a_fitted_model_that_cannot_pay_is_left_out_and_kept_beside_the_archive(clip, tmp_path):
+    """The clip (49 KB) is smaller than the fitted model (~56 KB): with the tile choice the model
+    cannot pay for its bytes, so the archive is classical, and the fitted model is not lost."""
+    src, x = clip
+    out = tmp_path / "d.h5"
+    res = subprocess.run(_cmd("compress", src, "-o", out, "--fit", "50%", "--fit-seconds", "3"),
+                         capture_output=True, text=True, env=dict(os.environ, **ENV), timeout=600)
+    assert res.returncode == 0, res.stderr[-3000:]
+    assert "written without the model" in res.stdout and "it is kept in" in res.stdout, res.stdout
+    from tezip_hpc.parallel.driver import info
+
+    i = info(str(out))
+    assert i["predictor"]["id"] == "previous" and not i["model_embedded"]
+    assert list((tmp_path / ".d.h5.fit").glob("*.tzm"))
+    import tezip_hpc
+
+    assert np.array_equal(tezip_hpc.decompress(out), x)
 
 
 @pytest.mark.parametrize("args,msg", [

@@ -22,13 +22,14 @@ def test_fit_trains_across_the_job_ranks_and_compresses_with_the_model(hvd, mpi_
     if comm.rank == 0:
         np.save(tmp / "x.npy", x)
     comm.Barrier()
-    opts = CompressOptions(fit="24", fit_seconds=4.0, mode="abs", bounds=(1.0,), progress=False)
+    # tiles 0: a 23 KB input cannot pay for the model with the tile choice (then it is left out)
+    opts = CompressOptions(fit="24", fit_seconds=4.0, mode="abs", bounds=(1.0,), tiles=0, progress=False)
     s = compress(str(tmp / "x.npy"), str(tmp / "f.h5"), opts, comm)
     assert s.extra["model_bytes"] > 0
     assert not (tmp / ".f.h5.fit").exists()
     decompress(str(tmp / "f.h5"), str(tmp / "y.npy"), progress=False, comm=comm)
     i = info(str(tmp / "f.h5"))
-    assert i["mpi_ranks"] == comm.size and i["predictor"]["config"]["tiles"]["size"] == 16
+    assert i["mpi_ranks"] == comm.size and "tiles" not in i["predictor"]["config"]
     y = np.load(tmp / "y.npy")
     assert np.abs(y.astype(int) - x.astype(int)).max() <= 1
     # the model every rank compressed with is the one rank 0 exported (one model per job)

@@ -11,8 +11,11 @@ Compression (every rank runs the same steps; metadata is collective):
   3. plan keyframe-aligned chunks (SWP, independent of the rank count) or shards (DWP);
   4. rounds: every rank encodes its next chunks (closed loop), then all append their
      payloads to /payload (sizes allgathered, offsets from an exclusive scan, collective
-     extend, independent writes); memory is bounded by a round, not by the input;
-  5. the chunk index, keyframes and the model, then ``complete`` and the rename.
+     extend, independent writes); memory is bounded by a round, not by the input. With a
+     learned tile choice each chunk is also encoded classically and the smaller kept;
+     parallel/payoff.py holds the learned ones until the model is known to pay;
+  5. the predictor's attributes (the classical predictor's, if the model did not pay), the
+     chunk index, keyframes and the model, then ``complete`` and the rename.
 Any rank's error is agreed on by all ranks at the next collective step, the temporary
 file is removed, and every rank raises the same one-line error.
 """
@@ -198,8 +201,10 @@ def compress(input_spec, output: str, opts: CompressOptions, comm=None) -> Summa
         # parallel/payoff.py decides whether the model pays for its bytes.
         pending = list(mine)
         frame_bytes = src.nbytes // max(T, 1)
+        encoded = 0  # this rank's frames encoded (held chunks count: progress does not stall)
         while comm.allreduce(len(pending), op=max_op()) > 0:
             def work():
+                nonlocal encoded
                 out, used, t_round = [], 0, time.perf_counter()
                 while pending and (not out or (used < ROUND_BYTES
                                                and time.perf_counter() - t_round < ROUND_SECONDS)):
@@ -208,12 +213,14 @@ def compress(input_spec, output: str, opts: CompressOptions, comm=None) -> Summa
                            for p in (predictor, classical) if p is not None]
                     out += payoff.pick(c, enc[0], enc[1] if len(enc) > 1 else None)
                     used += c.count * frame_bytes
+                    encoded += c.count
                 return out
 
             write(agree(comm, work) + payoff.settle())
-            progress.update(comm.allreduce(sum(e.n_frames for e in entries)))
+            progress.update(comm.allreduce(encoded))
         write(payoff.settle(final=True))
-        if classical is not None and not payoff.uses_model():  # the model did not pay: the archive is classical
+        dropped = not payoff.uses_model() and classical is not None
+        if dropped:  # the model did not pay: the archive is classical
             if opts.progress and comm.rank == 0 and blob is not None:
                 print(f"[compress] the learned predictions saved {payoff.saved:,} bytes, less than the model's "
                       f"{len(blob):,}: written without the model (previous frame + classical tiles)", flush=True)
@@ -241,9 +248,12 @@ def compress(input_spec, output: str, opts: CompressOptions, comm=None) -> Summa
     finally:
         src.close()
     if opts.fit is not None and comm.rank == 0:
-        from ..predict.fit import cleanup
+        from ..predict.fit import cleanup, fit_dir
 
-        cleanup(output)  # the archive is complete and embeds the model: the fit's work files go
+        if dropped:  # nothing is lost: the fitted model stays for the user (and a resume)
+            print(f"[fit] the fitted model is not in the archive; it is kept in {fit_dir(output)}", flush=True)
+        else:
+            cleanup(output)  # the archive is complete and embeds the model: the fit's work files go
     size = os.path.getsize(output) if comm.rank == 0 else 0
     size = comm.bcast(size, root=0)
     return Summary(src.nbytes, size, time.perf_counter() - t0, T, len(all_entries),

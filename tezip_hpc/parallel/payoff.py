@@ -10,8 +10,9 @@ Chunks whose learned payload is the smaller are held (both payloads in memory) u
 question is settled. It is settled for the model as soon as the savings so far exceed its
 bytes, or when the held chunks of all ranks exceed HOLD_BYTES (the model is then a
 negligible part of so large an archive, and memory stays bounded). Both are sums over chunks,
-so the outcome does not depend on the rank count or on how chunks fall into rounds; only
-where the payloads lie in the file does.
+so the outcome does not depend on how chunks fall into rounds, nor (with --window, whose
+chunks do not depend on the rank count) on the rank count; only where the payloads lie in
+the file does.
 """
 
 from __future__ import annotations

@@ -173,9 +173,9 @@ class TileChoicePredictor(Predictor):
         and drops the model where it does not pay for its bytes (parallel/payoff.py)."""
         if not self.learned:
             return None
-        from .registry import baseline
+        from .base import PreviousPredictor
 
-        return TileChoicePredictor(baseline("previous"), self.size, self.search)
+        return TileChoicePredictor(PreviousPredictor(), self.size, self.search)
 
     def sha256(self) -> str:
         return self.inner.sha256()
