@@ -79,6 +79,7 @@ def test_prednet_on_a_clip_it_cannot_pay_for_writes_the_classical_archive(tmp_pa
     d = info(str(tmp_path / "pn.h5"))
     assert d["predictor"]["id"] == "previous" and d["predictor"]["config"]["tiles"]["size"] == 16
     assert s.extra["model_bytes"] == 0
+    assert s.extra["learned_chunks"] == 0 and c.extra["learned_chunks"] == 0  # no chunk used a model
     assert s.archive_bytes <= c.archive_bytes + 512, (s.archive_bytes, c.archive_bytes)
     y = tezip_hpc.decompress(tmp_path / "pn.h5")
     assert np.abs(y.astype(int) - x.astype(int)).max() <= 1

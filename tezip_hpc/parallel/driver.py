@@ -259,7 +259,8 @@ def compress(input_spec, output: str, opts: CompressOptions, comm=None) -> Summa
     return Summary(src.nbytes, size, time.perf_counter() - t0, T, len(all_entries),
                    {"keyframes": int(key_arr.sum()), "value_range": vrange, "backend": backend,
                     "model_bytes": len(blob) if blob is not None else 0,
-                    "learned_chunks": payoff.learned_total})
+                    # chunks that used a learned model: none where the predictor has no model
+                    "learned_chunks": payoff.learned_total if hasattr(predictor, "to_bytes") else 0})
 
 
 def decompress(archive: str, output: str, frames: str | None = None, model: str | None = None, device: str = "auto",
