@@ -180,7 +180,8 @@ def compress(input_spec, output: str, opts: CompressOptions, comm=None) -> Summa
         # the predictor's attributes go last: where the model does not pay (payoff.py) they change
         agree(comm, writer.write_attrs, {k: v for k, v in attrs.items() if k not in predictor_attrs(ident, {})})
         blob = None
-        if opts.embed_model and hasattr(predictor, "to_bytes"):
+        has_model = hasattr(predictor, "to_bytes")
+        if opts.embed_model and has_model:
             blob = agree(comm, predictor.to_bytes)
         classical = predictor.classical() if hasattr(predictor, "classical") else None
         payoff = Payoff(len(blob) if (blob is not None and classical is not None) else 0, comm)
@@ -259,8 +260,7 @@ def compress(input_spec, output: str, opts: CompressOptions, comm=None) -> Summa
     return Summary(src.nbytes, size, time.perf_counter() - t0, T, len(all_entries),
                    {"keyframes": int(key_arr.sum()), "value_range": vrange, "backend": backend,
                     "model_bytes": len(blob) if blob is not None else 0,
-                    # chunks that used a learned model: none where the predictor has no model
-                    "learned_chunks": payoff.learned_total if hasattr(predictor, "to_bytes") else 0})
+                    "learned_chunks": payoff.learned_total if has_model else 0})
 
 
 def decompress(archive: str, output: str, frames: str | None = None, model: str | None = None, device: str = "auto",
