@@ -32,6 +32,12 @@ def _case(dtype: str, **cfg):
     return pipe, x, p, pipe.encode(x, p)
 
 
+def _volume(dtype: str, **cfg):
+    """A chunk coded as one interpolated volume (no predictions)."""
+    pipe, x, p, _ = _case(dtype, **cfg)
+    return pipe, x, p, pipe.encode_volume(x)
+
+
 CASES = {
     "uint8-abs2": _case("uint8", bounds=(2.0,)),
     "uint8-lossless": _case("uint8"),
@@ -44,12 +50,14 @@ CASES = {
     "float64-abs": _case("float64", bounds=(0.1,)),
     "int32-pwrel": _case("int32", mode="pwrel", bounds=(0.05,)),
     "uint32-lossless": _case("uint32"),
+    "uint16-volume": _volume("uint16", bounds=(2.0,)),
+    "float32-volume": _volume("float32", bounds=(0.1,)),
 }
 
 
 def _decode(pipe, payload, x, p):
     dec = pipe.decoder(payload, x.shape[1:], max_frames=x.shape[0])
-    out = np.stack([dec.next(None if dec.keys[t] else p[t]) for t in range(dec.n_frames)])
+    out = np.stack([dec.next(None if dec.keys[t] or dec.volume else p[t]) for t in range(dec.n_frames)])
     dec.verify()
     return out
 

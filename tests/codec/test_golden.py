@@ -39,20 +39,22 @@ def test_golden_bytes_decode_to_the_golden_output(name):
     assert hashlib.sha256(out.tobytes()).hexdigest() == MANIFEST[name]["decoded_sha256"]
 
 
-OLD = {1: golden.CASES_V1, 2: golden.CASES_V2}
+OLD = {1: golden.CASES_V1, 2: golden.CASES_V2, 3: golden.CASES_V3}
 OLD_CASES = [(v, n) for v in OLD for n in sorted(json.loads((FIX / f"v{v}" / "manifest.json").read_text()))]
 
 
 @pytest.mark.parametrize("version,name", OLD_CASES)
 def test_older_payload_versions_still_decode(version, name):
     """Payloads of versions 1 (before the per-frame spatial choice) and 2 (before the context
-    coder) decode as they did, with the config their archives hold (the fast coder)."""
+    coder) decode as they did, with the config their archives hold (the fast coder); those of
+    version 3 (before interpolation) with the configs they were written with."""
     assert name in OLD[version]
     manifest = json.loads((FIX / f"v{version}" / "manifest.json").read_text())
     stored = (FIX / f"v{version}" / f"{name}.bin").read_bytes()
     assert stored[4] == version and hashlib.sha256(stored).hexdigest() == manifest[name]["payload_sha256"]
     x, p = golden.make_input(name)
-    out = Pipeline(golden.config(name).with_(coder="fast")).decode(stored, x.shape[1:], p)
+    cfg = golden.config(name) if version >= 3 else golden.config(name).with_(coder="fast")
+    out = Pipeline(cfg).decode(stored, x.shape[1:], p)
     assert hashlib.sha256(out.tobytes()).hexdigest() == manifest[name]["decoded_sha256"]
 
 
@@ -68,11 +70,28 @@ def test_golden_payloads_exercise_both_coders():
 
 
 def test_a_golden_payload_uses_the_lorenzo_frame_flag():
-    """f64_rel_auto's smooth, slow frames pick Lorenzo deltas: the flag is exercised."""
+    """f64_rel_auto's smooth, slow frames picked Lorenzo deltas before interpolation existed
+    (v3/): the flag is exercised."""
     from tezip_hpc.codec.pipeline import FRAME_LORENZO
 
     x, p = golden.make_input("f64_rel_auto")
     pipe = Pipeline(golden.config("f64_rel_auto"))
-    dec = pipe.decoder((FIX / "f64_rel_auto.bin").read_bytes(), x.shape[1:])
+    dec = pipe.decoder((FIX / "v3" / "f64_rel_auto.bin").read_bytes(), x.shape[1:])
     assert dec._lorenzo.any() and not dec._lorenzo[dec.keys].any()
     assert FRAME_LORENZO == 4
+
+
+def test_golden_payloads_exercise_every_interpolated_form():
+    """Interpolated keyframes, predicted residuals, intra frames and whole-chunk volumes (with
+    frames that are not keyframes) are all pinned by a version-5 golden payload."""
+    forms = set()
+    for name in golden.CASES:
+        x, _ = golden.make_input(name)
+        payload = (FIX / f"{name}.bin").read_bytes()
+        dec = Pipeline(golden.config(name)).decoder(payload, x.shape[1:])
+        if dec._interp.any():
+            assert payload[4] == 5
+        for t in np.flatnonzero(dec._interp):
+            forms.add("volume" if dec.volume and not dec.keys[t] else "key" if dec.keys[t] else
+                      "intra" if dec._intra[t] else "residual")
+    assert forms == {"key", "intra", "residual", "volume"}

@@ -41,6 +41,8 @@ CONFIGS = [
     ("int32", dict()),
     ("int32", dict(bounds=(7.0,), quantizer="merge", block=5)),
     ("uint32", dict(mode="pwrel", bounds=(0.1,))),
+    ("uint16", dict(mode="abs", bounds=(4.0,))),  # interpolated frames and volumes (payload version 5)
+    ("float32", dict(mode="abs", bounds=(20.0,))),
 ]
 
 
@@ -71,6 +73,11 @@ def _compare(backend, dtype, cfg, shape, seed=0):
     assert a == b, "GPU payload differs from the CPU payload"
     da, db = cpu.decode(b, shape[1:], p), dev.decode(a, shape[1:], p)
     assert da.tobytes() == db.tobytes(), "GPU decode differs from the CPU decode"
+    if cpu.volume_quantizer() is not None:  # the whole chunk as one interpolated volume (3-D)
+        a, b = cpu.encode_volume(x), dev.encode_volume(x)
+        assert a == b, "GPU volume payload differs from the CPU payload"
+        da, db = cpu.decode(b, shape[1:]), dev.decode(a, shape[1:])
+        assert da.tobytes() == db.tobytes(), "GPU volume decode differs from the CPU decode"
 
 
 @pytest.mark.cudasim

@@ -214,6 +214,62 @@ class GpuBackend(CpuBackend):
             q3 = xp.cumsum(xp.cumsum(q3, axis=1), axis=0)
         return xp.ascontiguousarray(q3).ravel().astype(code_dt), int(self.to_host(bad)[0])
 
+    # ------------------------------------------------------------------ interpolation (one launch per pass)
+    def _interp_launches(self, tab, block):
+        """(pass, points) per launch: the anchors (pass -1: C points), then each pass of tab."""
+        from ._interp import pass_sizes
+
+        T, H, W, C = block
+        host = np.asarray(self.to_host(tab))
+        return [(-1, C)] + [(r, m) for r, m in enumerate(pass_sizes(host, (T, H, W), C)) if m]
+
+    def interp_quant_float(self, x, base, tab, cubic, steps, bound, block):
+        T, H, W, C = block
+        x, base, tab = self._flat(x), self._flat(base), self.asarray(tab)
+        n = x.size
+        codes, recon = self.xp.zeros(n, np.int32), self.xp.empty(n, x.dtype)
+        mask = self.xp.zeros(n, np.uint8)
+        st, lv = self.to_host(steps), self.to_host(tab)[:, 2]
+        for r, m in self._interp_launches(tab, block):
+            step = float(st[lv[r]] if r >= 0 else st[0])
+            self._run(self.g["interp_float"], m, True, _I64(r), tab, _I64(T), _I64(H), _I64(W), _I64(C), bool(cubic),
+                      step, float(bound), x, base, codes, recon, mask, _I64(m))
+        return codes, recon, mask
+
+    def interp_dequant_float(self, codes, mask, recon, base, tab, cubic, steps, block):
+        T, H, W, C = block
+        codes, base, mask, recon = self._flat(codes), self._flat(base), self._flat(mask), self._flat(recon)
+        tab = self.asarray(tab)
+        st, lv = self.to_host(steps), self.to_host(tab)[:, 2]
+        for r, m in self._interp_launches(tab, block):
+            step = float(st[lv[r]] if r >= 0 else st[0])
+            self._run(self.g["interp_float"], m, False, _I64(r), tab, _I64(T), _I64(H), _I64(W), _I64(C),
+                      bool(cubic), step, 0.0, recon, base, codes, recon, mask, _I64(m))
+        return recon
+
+    def interp_quant_int(self, x, base, tab, cubic, es, steps, lo, hi, code_dt, block):
+        T, H, W, C = block
+        x, base, tab = self._flat(x), self._flat(base), self.asarray(tab)
+        n = x.size
+        codes, recon = self.xp.empty(n, code_dt), self.xp.empty(n, x.dtype)
+        e_h, st, lv = self.to_host(es), self.to_host(steps), self.to_host(tab)[:, 2]
+        for r, m in self._interp_launches(tab, block):
+            k = lv[r] if r >= 0 else 0
+            self._run(self.g["interp_int"], m, True, _I64(r), tab, _I64(T), _I64(H), _I64(W), _I64(C), bool(cubic),
+                      _I64(e_h[k]), _I64(st[k]), float(lo), float(hi), x, base, codes, recon, _I64(m))
+        return codes, recon
+
+    def interp_dequant_int(self, codes, base, tab, cubic, steps, lo, hi, dtype, block):
+        T, H, W, C = block
+        codes, base, tab = self._flat(codes), self._flat(base), self.asarray(tab)
+        recon = self.xp.empty(codes.size, dtype)
+        st, lv = self.to_host(steps), self.to_host(tab)[:, 2]
+        for r, m in self._interp_launches(tab, block):
+            k = lv[r] if r >= 0 else 0
+            self._run(self.g["interp_int"], m, False, _I64(r), tab, _I64(T), _I64(H), _I64(W), _I64(C), bool(cubic),
+                      _I64(0), _I64(st[k]), float(lo), float(hi), recon, base, codes, recon, _I64(m))
+        return recon
+
 
 class GpuSimBackend(GpuBackend):
     name = "gpu-sim"

@@ -6,6 +6,7 @@ Module level, so that numba's CUDA simulator can swap in its fake ``cuda`` modul
 import numpy as np
 from numba import cuda
 
+from . import _interp
 from . import _scalar as scalar
 
 
@@ -162,3 +163,34 @@ def histogram(u, counts):
     i = cuda.grid(1)
     if i < u.size:
         cuda.atomic.add(counts, u[i], 1)
+
+
+# --------------------------------------------------------------------------- interpolation
+# One launch per pass of _interp.passes (points of a pass only read coarser ones); the
+# anchors ((0, 0, 0) of each channel) are launch r = -1, C points predicted by the base.
+@cuda.jit
+def interp_float(enc, r, tab, D0, D1, D2, C, cubic, step, bound, x, base, codes, recon, mask, n):
+    k = cuda.grid(1)
+    if k < n:
+        if r < 0:
+            i, p = k, np.float64(base[k])
+        else:
+            i, p = _interp.pass_point(k, tab, r, D0, D1, D2, C, cubic, recon, base)
+        if enc:
+            _interp.item_float(i, p, x, bound, step, codes, recon, mask)
+        else:
+            _interp.item_dec_float(i, p, step, codes, recon, mask)
+
+
+@cuda.jit
+def interp_int(enc, r, tab, D0, D1, D2, C, cubic, e, step, lo, hi, x, base, codes, recon, n):
+    k = cuda.grid(1)
+    if k < n:
+        if r < 0:
+            i, p = k, np.float64(base[k])
+        else:
+            i, p = _interp.pass_point(k, tab, r, D0, D1, D2, C, cubic, recon, base)
+        if enc:
+            _interp.item_int(i, p, x, lo, hi, e, step, codes, recon)
+        else:
+            _interp.item_dec_int(i, p, lo, hi, step, codes, recon)

@@ -144,6 +144,46 @@ class CpuBackend:
                              _I64(H * W), _I64(C))
         return recon, bool(err.any())
 
+    # ------------------------------------------------------------------ interpolation (_interp.py)
+    # x, base, codes and reconstructions are flat blocks (T, H, W, C); block = (T, H, W, C).
+    def interp_quant_float(self, x, base, tab, cubic, steps, bound, block):
+        from . import _interp
+
+        T, H, W, C = block
+        n = x.size
+        codes, recon, mask = np.zeros(n, np.int32), np.empty(n, x.dtype), np.zeros(n, np.uint8)
+        _interp.run_float(True, x, base, _I64(T), _I64(H), _I64(W), _I64(C), bool(cubic), tab, steps, float(bound),
+                          codes, recon, mask)
+        return codes, recon, mask
+
+    def interp_dequant_float(self, codes, mask, recon, base, tab, cubic, steps, block):
+        """recon holds the outliers' exact values where mask is set; the rest is filled in."""
+        from . import _interp
+
+        T, H, W, C = block
+        _interp.run_float(False, recon, base, _I64(T), _I64(H), _I64(W), _I64(C), bool(cubic), tab, steps, 0.0,
+                          codes, recon, mask)
+        return recon
+
+    def interp_quant_int(self, x, base, tab, cubic, es, steps, lo, hi, code_dt, block):
+        from . import _interp
+
+        T, H, W, C = block
+        n = x.size
+        codes, recon = np.empty(n, code_dt), np.empty(n, x.dtype)
+        _interp.run_int(True, x, base, _I64(T), _I64(H), _I64(W), _I64(C), bool(cubic), tab, es, steps, float(lo),
+                        float(hi), codes, recon)
+        return codes, recon
+
+    def interp_dequant_int(self, codes, base, tab, cubic, steps, lo, hi, dtype, block):
+        from . import _interp
+
+        T, H, W, C = block
+        recon = np.empty(codes.size, dtype)
+        _interp.run_int(False, recon, base, _I64(T), _I64(H), _I64(W), _I64(C), bool(cubic), tab, steps, steps,
+                        float(lo), float(hi), codes, recon)
+        return recon
+
     # ------------------------------------------------------------------ packing
     def pack(self, q, shape, kind):
         """Neighbour deltas within each channel + zigzag -> (symbols, largest symbol)."""

@@ -11,10 +11,17 @@ chunk is packed. Layout (little-endian)::
     | 32-byte sha256 of the effective predictions
     | zstd frame of the body: frame flags (T bytes: bit 0 keyframe, bit 1 quantized by
       interval merging, bit 2 Lorenzo deltas on a predicted frame: version 2, bit 3 a
-      predicted frame coded intra: version 3),
+      predicted frame coded intra: version 3, bit 4 multilevel interpolation: version 5),
+      interpolation parameters (version 5: one byte per frame with bit 4, see _interp.py),
       code stream, class stream (pwrel), outlier index gaps and values,
       side stream (version 4, header flag 4: per frame a u32 length, then the bytes; what
       the predictor needs to repeat its prediction, e.g. a tile-choice map)
+
+A chunk may instead be coded as one volume (version 5, header flag 8): 3-D multilevel
+interpolation over (t, y, x), so frames are predicted from earlier and later ones and no
+predictor runs; every frame carries flag bit 4, one parameter byte follows the frame flags,
+the codes of each frame are packed as those of an interpolated frame, and the prediction
+digest covers only VOLUME_MARK (so a flipped header flag cannot pass as the other kind).
 
 Each stream is packed per partition by the Entropy stage: a descriptor, then either a rank
 table and the narrowed symbols (fast coder), or context tables and one rANS stream per
@@ -36,21 +43,26 @@ from .stages import (ORDER, SPATIAL_KIND, STAGES, UINT_OF_WIDTH, Entropy, Quanti
 
 MAGIC = b"TZC1"
 # 2: per-frame spatial choice (frame flag bit 2); 3: context-coded partitions (descriptor
-# mode 2); 4: per-frame side bytes (header flag 4). A payload is written with the lowest
-# version that holds it (3 without side bytes), so a chunk without them reads as before.
-PAYLOAD_VERSION = 4
+# mode 2); 4: per-frame side bytes (header flag 4); 5: frames coded by multilevel
+# interpolation (frame flag bit 4, a parameter byte each). A payload is written with the
+# lowest version that holds it (3 without side bytes or interpolation), so such a chunk
+# reads as before.
+PAYLOAD_VERSION = 5
+SIDE_VERSION = 4
 SIDE_FREE_VERSION = 3
-READABLE_PAYLOAD_VERSIONS = (1, 2, 3, 4)
+READABLE_PAYLOAD_VERSIONS = (1, 2, 3, 4, 5)
 _HEAD = struct.Struct("<4sBBHIIIIQQ8s32s")
 HEADER_SIZE = _HEAD.size
-FLAG_FLOAT, FLAG_CLASSES, FLAG_SIDE = 1, 2, 4
+FLAG_FLOAT, FLAG_CLASSES, FLAG_SIDE, FLAG_VOLUME = 1, 2, 4, 8
 MAX_SIDE_BYTES = 1 << 26  # per frame: far above any tile map
 
 
 def side_limit(frame_size: int) -> int:
     """The most side bytes one frame of ``frame_size`` elements may carry."""
     return min(MAX_SIDE_BYTES, frame_size + 1024)
-FRAME_KEY, FRAME_MERGE, FRAME_LORENZO, FRAME_INTRA = 1, 2, 4, 8  # per-frame flag bits
+FRAME_KEY, FRAME_MERGE, FRAME_LORENZO, FRAME_INTRA, FRAME_INTERP = 1, 2, 4, 8, 16  # per-frame flag bits
+VOLUME_MARK = b"tezip volume: no predictions"  # what a volume's prediction digest covers
+TUNE_CROP = 128  # interpolation parameters are tried on a central crop of at most this side
 
 
 class Pipeline:
@@ -76,6 +88,15 @@ class Pipeline:
         # predicted frames may also be coded intra (zero prediction, keyframe deltas): context
         # coder with spatial "auto" only, so older configurations behave as they did
         self.intra = self.spatial.choose and config.coder == "context"
+        # lossy frames quantized linearly may also be coded by multilevel interpolation
+        # (keyframes, intra-coded frames, and the residual of a predicted frame)
+        self.interp = self.spatial.choose and not config.lossless
+
+    def volume_quantizer(self) -> Quantize | None:
+        """The quantizer a chunk coded as one interpolated volume uses (None: not possible)."""
+        if not self.interp:
+            return None
+        return next((q for q in self.quantizers if q.quantizer == "linear" and q.interpolates), None)
 
     @property
     def stages(self):
@@ -91,33 +112,50 @@ class Pipeline:
         raise CodecError(f"payload frame uses the {'merge' if merge else 'linear'} quantizer, which this "
                          f"configuration does not")
 
-    def spatial_choices(self, key: bool, quantize: Quantize, last: tuple[bool, bool] | None = None
-                        ) -> list[tuple[int, bool, bool]]:
-        """(spatial kind, Lorenzo flag, intra flag) candidates for a frame: with spatial_pred
-        "auto", a lossy predicted frame quantized linearly (and, with the context coder, a
-        lossless one) tries no deltas and 2-D Lorenzo deltas on its codes (the
+    def spatial_choices(self, key: bool, quantize: Quantize, last: tuple[bool, bool, bool] | None = None
+                        ) -> list[tuple[int, bool, bool, bool]]:
+        """(spatial kind, Lorenzo flag, intra flag, interpolation flag) candidates for a frame:
+        with spatial_pred "auto", a lossy predicted frame quantized linearly (and, with the
+        context coder, a lossless one) tries no deltas and 2-D Lorenzo deltas on its codes (the
         dual-quantization form of a 3-D Lorenzo predictor) and, with the context coder,
         intra coding (the prediction ignored, keyframe deltas), and keeps the smallest.
         Measured: Lorenzo +31..40 % on a simulated field at bounds 1e-5..1e-4 of its range;
         intra wins on an animated clip and a slow-moving one, lossless (frames cost 138 kB
-        intra against 147 kB from the previous frame).
-        ``last``: the (intra, Lorenzo) choice to keep without a trial (the encoder re-tries
-        every 4th predicted frame)."""
+        intra against 147 kB from the previous frame). Lossy linear frames also try
+        multilevel interpolation (_interp.py): keyframes of the frame itself, predicted
+        frames of the residual and, with intra coding, of the frame itself.
+        ``last``: the (intra, Lorenzo, interpolation) choice to keep without a trial (the
+        encoder re-tries every 4th predicted frame)."""
+        interp = self.interp and quantize.interpolates
+        none = SPATIAL_KIND["none"]
         if key:
-            return [(self.spatial.kind(True), False, False)]
+            return [(self.spatial.kind(True), False, False, False)] + ([(none, False, False, True)] if interp else [])
         if self.spatial.choose and quantize.quantizer == "linear":
             if last is not None:
+                if last[2]:
+                    return [(none, False, last[0], True)]
                 if last[0]:
-                    return [(self.spatial.kind(True), False, True)]
-                return [(SPATIAL_KIND["lorenzo"], True, False) if last[1] else (self.spatial.kind(False), False, False)]
-            cands = [(self.spatial.kind(False), False, False), (SPATIAL_KIND["lorenzo"], True, False)]
+                    return [(self.spatial.kind(True), False, True, False)]
+                return [(SPATIAL_KIND["lorenzo"], True, False, False) if last[1]
+                        else (self.spatial.kind(False), False, False, False)]
+            cands = [(self.spatial.kind(False), False, False, False), (SPATIAL_KIND["lorenzo"], True, False, False)]
             if self.intra:
-                cands.append((self.spatial.kind(True), False, True))
+                cands.append((self.spatial.kind(True), False, True, False))
+            if interp:
+                cands.append((none, False, False, True))
+                if self.intra:
+                    cands.append((none, False, True, True))
             return cands
-        return [(self.spatial.kind(False), False, False)]
+        return [(self.spatial.kind(False), False, False, False)]
 
-    def spatial_kind(self, key: bool, lorenzo_flag: bool = False, intra_flag: bool = False) -> int:
+    def spatial_kind(self, key: bool, lorenzo_flag: bool = False, intra_flag: bool = False,
+                     interp_flag: bool = False, quantize: Quantize | None = None) -> int:
         """The spatial kind a frame was packed with, from its flags."""
+        if interp_flag:
+            if lorenzo_flag or not self.interp or (intra_flag and (key or not self.intra)) \
+                    or (quantize is not None and not quantize.interpolates):
+                raise CodecError("corrupted payload: a frame flags interpolation this configuration never chooses")
+            return SPATIAL_KIND["none"]
         if intra_flag:
             if key or lorenzo_flag or not self.intra:
                 raise CodecError("corrupted payload: a frame flags intra coding this configuration never chooses")
@@ -127,6 +165,40 @@ class Pipeline:
                 raise CodecError("corrupted payload: a frame flags Lorenzo deltas this configuration never chooses")
             return SPATIAL_KIND["lorenzo"]
         return self.spatial.kind(key)
+
+    def tune_interp(self, quantize: Quantize, x, base, block) -> int:
+        """The interpolation parameter byte for a block (T, H, W, C): trials on a central crop
+        of at most TUNE_CROP (frames) or TUNE_CROP / 2 (chunks) a side, all T, first of cubic or
+        linear and the axis order, then of the coarse levels' tighter bounds (QoZ's alpha and
+        beta), by the encoder's own estimate of the codes."""
+        from . import _interp
+
+        T, H, W, C = block
+        side = TUNE_CROP if T == 1 else TUNE_CROP // 4
+        h, w = min(H, side), min(W, side)
+        y0, x0 = (H - h) // 2, (W - w) // 2
+        crop = (T, h, w, C)
+
+        def cut(a):
+            a = self.be.to_host(a).reshape(T, H, W, C)[:, y0:y0 + h, x0:x0 + w]
+            return self.be.asarray(np.ascontiguousarray(a).ravel())
+
+        xc, bc = cut(x), cut(base)
+
+        def cost(params: int) -> int:
+            q = quantize.interp_encode(xc, bc, crop, params)
+            u, m = self.spatial.encode(q.codes, (T * h, w, C), SPATIAL_KIND["none"])
+            n_out = int(self.be.to_host(q.mask).sum()) if q.mask is not None else 0
+            return self.estimate(u, m, n_out, (T * h, w, C))
+
+        orders = (0, 1) if T == 1 else (0, 1, 2, 3)
+        best = min((cost(_interp.pack_params(cubic, order, 0, 0)), _interp.pack_params(cubic, order, 0, 0))
+                   for cubic in (True, False) for order in orders)
+        cubic, order = _interp.unpack_params(best[1])[:2]
+        for a, b in ((2, 0), (2, 2), (3, 2), (3, 3)):  # alpha 1.5 / 2, beta 2 / 4 / 6
+            params = _interp.pack_params(cubic, order, a, b)
+            best = min(best, (cost(params), params))
+        return best[1]
 
     def estimate(self, u: np.ndarray, m: int, n_outliers: int, frame_shape) -> int:
         """Bytes a frame's symbols would take, comparable between candidates: zstd level 1 of
@@ -170,11 +242,21 @@ class Pipeline:
             enc.add(frames[t], None if keys[t] else preds[t])
         return enc.finish()
 
+    def encode_volume(self, frames: np.ndarray, keys=None) -> bytes:
+        """Encode a stack as one interpolated volume (see ChunkEncoder.add_volume)."""
+        frames = np.asarray(frames)
+        T, H, W, C = check_shape(frames.shape)
+        enc = self.encoder((H, W, C))
+        if keys is None:
+            keys = np.arange(T) == 0
+        enc.add_volume(frames.reshape(T, H, W, C), np.asarray(keys, bool))
+        return enc.finish()
+
     def decode(self, payload: bytes, frame_shape, preds: np.ndarray | None = None) -> np.ndarray:
         dec = self.decoder(payload, frame_shape)
         out = np.empty((dec.n_frames,) + dec.frame_shape, self.dtype)
         for t in range(dec.n_frames):
-            out[t] = dec.next(None if dec.keys[t] else preds[t])
+            out[t] = dec.next(None if (dec.keys[t] or dec.volume) else preds[t])
         return out.reshape((dec.n_frames,) + tuple(frame_shape))
 
 
@@ -216,26 +298,42 @@ class ChunkEncoder:
         self.flags: list[int] = []
         self._digest = hashlib.sha256()
         self._n_pred = 0
-        self._last: tuple[bool, bool] = (False, False)
+        self._last: tuple[bool, bool, bool] = (False, False, False)
         self.side: list[bytes] = []
+        self.params: list[int] = []  # interpolation parameter byte per interpolated frame
+        self._tuned: dict = {}  # base kind (zero / prediction) -> parameter byte, per chunk
+        self.volume = False  # the whole chunk coded as one interpolated volume (add_volume)
 
-    def _forms(self, quant) -> list[tuple[int, bool]]:
-        """The (spatial kind, intra) forms the encoder will weigh for the next predicted frame
-        under ``quant``: those of add(), the spatial choice of the last trial frame included."""
+    def _forms(self, quant) -> list[tuple[int, bool, bool]]:
+        """The (spatial kind, intra, interpolation) forms the encoder will weigh for the next
+        predicted frame under ``quant``: those of add(), the choice of the last trial frame
+        included."""
         last = None if self._n_pred % 4 == 0 else self._last
-        return [(kind, intra) for kind, _, intra in self.p.spatial_choices(False, quant, last)]
+        return [(kind, intra, interp) for kind, _, intra, interp in self.p.spatial_choices(False, quant, last)]
 
-    def _trial(self, frame, pred, quant, with_intra: bool):
+    def _form_q(self, quant, x, base, intra_like: bool, interp: bool):
+        """(QFrame, parameter byte) of x in one form: the linear or merged codes of x - base, or
+        (interp) their multilevel interpolation with this chunk's parameters, tuned on the first
+        frame that needs them (per quantizer and base kind: zero or a prediction)."""
+        if not interp:
+            return quant.encode(x, base, self.frame_shape), 0
+        key = (quant.quantizer, intra_like)
+        if key not in self._tuned:
+            self._tuned[key] = self.p.tune_interp(quant, x, base, (1,) + self.frame_shape)
+        params = self._tuned[key]
+        return quant.interp_encode(x, base, (1,) + self.frame_shape, params), params
+
+    def _trial(self, frame, pred, quant, with_intra: bool, with_interp: bool):
         p = self.p
         x = p.be.asarray(np.ascontiguousarray(np.asarray(frame, p.dtype)).ravel())
         out = []
         qs: dict = {}
-        forms = [f for f in self._forms(quant) if with_intra or not f[1]]
-        for kind, intra in forms or [(p.spatial.kind(False), False)]:  # (intra kept: cost its plain form)
-            if intra not in qs:
-                qs[intra] = quant.encode(x, p.residual.prediction(None if intra else pred, self.size),
-                                         self.frame_shape)
-            q = qs[intra]
+        forms = [f for f in self._forms(quant) if (with_intra or not f[1]) and (with_interp or not f[2])]
+        for kind, intra, interp in forms or [(p.spatial.kind(False), False, False)]:  # intra kept: its plain form
+            if (intra, interp) not in qs:
+                base = p.residual.prediction(None if intra else pred, self.size)
+                qs[intra, interp] = self._form_q(quant, x, base, intra, interp)[0]
+            q = qs[intra, interp]
             out.append((q, p.spatial.encode(q.codes, self.frame_shape, kind)))
         return out
 
@@ -247,15 +345,15 @@ class ChunkEncoder:
         each spatial form the encoder will weigh for it (intra coding aside), linearly
         quantized: what a predictor's per-tile cost estimate reads (elementwise, so a tile's
         symbols do not depend on the other tiles)."""
-        return [self.p.be.to_host(u) for _, (u, _) in self._trial(frame, pred, self._linear(), False)]
+        return [self.p.be.to_host(u) for _, (u, _) in self._trial(frame, pred, self._linear(), False, False)]
 
     def trial_cost(self, frame, pred) -> int:
         """Estimated bytes of this frame with prediction ``pred``: the smallest over the
-        quantizers and spatial forms the encoder will weigh for it (its cached spatial choice
-        and intra coding included), by the estimate the encoder's own choices use."""
+        quantizers and spatial forms the encoder will weigh for it (its cached spatial choice,
+        intra coding and interpolation included), by the estimate the encoder's own choices use."""
         best = None
         for quant in self.p.quantizers:
-            for q, (u, m) in self._trial(frame, pred, quant, True):
+            for q, (u, m) in self._trial(frame, pred, quant, True, True):
                 n_out = int(self.p.be.to_host(q.mask).sum()) if q.mask is not None else 0
                 c = self._fallback_capped(u, m, self.p.estimate(u, m, n_out, self.frame_shape))
                 best = c if best is None or c < best else best
@@ -297,43 +395,46 @@ class ChunkEncoder:
         praw = p.residual.prediction(pred, self.size)
         best = None
         # one candidate, or several ("auto" quantizer; "auto" spatial on lossy predicted
-        # frames): keep the one that packs smallest
+        # frames; interpolation on lossy linear frames): keep the one that packs smallest
         # the spatial choice is tried on every 4th predicted frame of the chunk and kept between
         # (deterministic per chunk, so rank-invariant; a quarter of the trials' cost)
         last = None if self._n_pred % 4 == 0 else self._last
         n_cand = sum(len(p.spatial_choices(key, quant, last)) for quant in p.quantizers)
-        zeros = None
+        zeros = praw if key else None
         for quant in p.quantizers:
             qs: dict = {}
-            n_out = None
-            for kind, lorenzo, intra in p.spatial_choices(key, quant, last):
-                if intra not in qs:
-                    if intra and zeros is None:
-                        zeros = p.residual.prediction(None, self.size)
-                    qs[intra] = quant.encode(x, zeros if intra else praw, self.frame_shape)
-                    n_out = None
-                q = qs[intra]
+            for kind, lorenzo, intra, interp in p.spatial_choices(key, quant, last):
+                if intra and zeros is None:
+                    zeros = p.residual.prediction(None, self.size)
+                base = zeros if intra else praw
+                if (intra, interp) not in qs:
+                    qs[intra, interp] = [*self._form_q(quant, x, base, key or intra, interp), None]
+                entry = qs[intra, interp]
+                q = entry[0]
                 sym = p.spatial.encode(q.codes, self.frame_shape, kind)
                 if n_cand == 1:
-                    best = (0, quant, q, sym, lorenzo, intra)
+                    best = (0, quant, q, sym, lorenzo, intra, interp, entry[1])
                     break
-                if n_out is None:
-                    n_out = int(be.to_host(q.mask).sum()) if q.mask is not None else 0
-                cost = p.estimate(sym[0], sym[1], n_out, self.frame_shape)
+                if entry[2] is None:
+                    entry[2] = int(be.to_host(q.mask).sum()) if q.mask is not None else 0
+                cost = p.estimate(sym[0], sym[1], entry[2], self.frame_shape)
                 if best is None or cost < best[0]:
-                    best = (cost, quant, q, sym, lorenzo, intra)
-        _, quant, q, sym, lorenzo, intra = best
+                    best = (cost, quant, q, sym, lorenzo, intra, interp, entry[1])
+        _, quant, q, sym, lorenzo, intra, interp, params = best
         if not key:
-            # intra frames: the digest still covers the prediction the decoder is given
+            # intra and interpolated frames: the digest covers the prediction the decoder is given
             if side:
                 self._digest.update(side)
-            self._digest.update(be.to_host(praw if intra else q.pred))
+            self._digest.update(be.to_host(praw if intra or interp else q.pred))
             if quant.quantizer == "linear":
                 self._n_pred += 1
-                self._last = (intra, lorenzo)
+                self._last = (intra, lorenzo, interp)
         self.symbols.append(sym)
         self.flags.append((FRAME_KEY if key else 0) | (FRAME_MERGE if quant.quantizer == "merge" else 0)
-                          | (FRAME_LORENZO if lorenzo else 0) | (FRAME_INTRA if intra else 0))
+                          | (FRAME_LORENZO if lorenzo else 0) | (FRAME_INTRA if intra else 0)
+                          | (FRAME_INTERP if interp else 0))
+        if interp:
+            self.params.append(params)
         if q.classes is not None:
             self.class_symbols.append(be.pack(q.classes, self.frame_shape, 0))
         if q.mask is not None:
@@ -344,6 +445,42 @@ class ChunkEncoder:
         self.keys.append(key)
         self.side.append(side)
         return be.to_host(q.recon).reshape(frame.shape)
+
+    def add_volume(self, frames, keys) -> np.ndarray:
+        """Code a whole chunk (T, H, W, C) as one volume by 3-D multilevel interpolation (no
+        predictions; ``keys`` only mark the frames as the archive indexes them); the encoder
+        must be empty. Returns the reconstruction (what the decoder will produce)."""
+        p = self.p
+        be = p.be
+        quant = p.volume_quantizer()
+        if quant is None or self.keys:
+            raise ConfigError("a volume needs a lossy linear configuration and an empty chunk encoder")
+        frames = np.asarray(frames)
+        T = frames.shape[0]
+        if frames.dtype != p.dtype or frames.size != T * self.size:
+            raise ConfigError(f"volume of shape {frames.shape} {frames.dtype} does not match {self.frame_shape} "
+                              f"{p.dtype}")
+        host_x = np.ascontiguousarray(frames).ravel()
+        x = be.asarray(host_x)
+        block = (T,) + self.frame_shape
+        base = p.residual.prediction(None, x.size)
+        params = p.tune_interp(quant, x, base, block)
+        q = quant.interp_encode(x, base, block, params)
+        codes = q.codes
+        for t in range(T):
+            self.symbols.append(p.spatial.encode(codes[t * self.size:(t + 1) * self.size], self.frame_shape,
+                                                 SPATIAL_KIND["none"]))
+            self.flags.append((FRAME_KEY if keys[t] else 0) | FRAME_INTERP)
+            self.keys.append(bool(keys[t]))
+            self.side.append(b"")
+        self.params = [params]
+        self.volume = True
+        self._digest.update(VOLUME_MARK)
+        idx = be.to_host(be.nonzero(q.mask))
+        if idx.size:
+            self.outlier_idx.append(idx)
+            self.outlier_val.append(host_x[idx])
+        return be.to_host(q.recon).reshape(frames.shape)
 
     def digest(self) -> bytes:
         """sha256 of the effective predictions of the predicted frames, in order."""
@@ -357,8 +494,10 @@ class ChunkEncoder:
         H, W, C = self.frame_shape
         keys = np.array(self.keys, bool)
         body: list = [np.array(self.flags, np.uint8).tobytes()]
+        if self.params:
+            body.append(np.array(self.params, np.uint8).tobytes())
         p.entropy.encode(self.symbols, keys, self.size, body, self.frame_shape)
-        flags = FLAG_FLOAT if p.config.is_float else 0
+        flags = (FLAG_FLOAT if p.config.is_float else 0) | (FLAG_VOLUME if self.volume else 0)
         if self.class_symbols:
             flags |= FLAG_CLASSES
             p.entropy.encode(self.class_symbols, keys, self.size, body, self.frame_shape)
@@ -370,10 +509,10 @@ class ChunkEncoder:
             gaps = np.diff(idx, prepend=np.int64(-1)) - 1
             body.append(_pack_u64(gaps, p.config.shuffle))
             body.append(vals.astype(p.dtype).tobytes())
-        version = SIDE_FREE_VERSION
+        version = PAYLOAD_VERSION if self.params else SIDE_FREE_VERSION
         if any(self.side):
             flags |= FLAG_SIDE
-            version = PAYLOAD_VERSION
+            version = max(version, SIDE_VERSION)
             body.append(np.array([len(s) for s in self.side], "<u4").tobytes())
             body.extend(self.side)
         raw = b"".join(body)
@@ -419,11 +558,15 @@ class ChunkDecoder:
         if T < 1 or (max_frames is not None and T > max_frames):
             raise CodecError(f"payload holds {T} frames, expected 1..{max_frames}")
         q = pipe.quantize
-        if bool(flags & FLAG_FLOAT) != pipe.config.is_float or flags & ~(FLAG_FLOAT | FLAG_CLASSES | FLAG_SIDE):
+        if bool(flags & FLAG_FLOAT) != pipe.config.is_float \
+                or flags & ~(FLAG_FLOAT | FLAG_CLASSES | FLAG_SIDE | FLAG_VOLUME):
             raise CodecError(f"payload flags {flags:#x} do not match the codec configuration")
         has_side = bool(flags & FLAG_SIDE)
         if has_side and ver < 4:
             raise CodecError(f"corrupted payload: version {ver} has no side stream")
+        self.volume = bool(flags & FLAG_VOLUME)
+        if self.volume and (ver < 5 or has_side or pipe.volume_quantizer() is None):
+            raise CodecError("corrupted payload: a volume this configuration never writes")
         if bool(flags & FLAG_CLASSES) != q.has_classes:
             raise CodecError("payload class stream does not match the error-bound mode")
         n = T * self.size
@@ -439,9 +582,18 @@ class ChunkDecoder:
         body = pipe.zstd.decode(payload[HEADER_SIZE:], n_body)
         rd = Reader(body)
         flags = rd.array(np.uint8, T)
-        known = FRAME_KEY | FRAME_MERGE | (FRAME_LORENZO if ver >= 2 else 0) | (FRAME_INTRA if ver >= 3 else 0)
-        if flags.max(initial=0) > known:
+        known = FRAME_KEY | FRAME_MERGE | (FRAME_LORENZO if ver >= 2 else 0) | (FRAME_INTRA if ver >= 3 else 0) \
+            | (FRAME_INTERP if ver >= 5 else 0)
+        if (flags & np.uint8(~known & 0xFF)).any():
             raise CodecError("corrupted payload: unknown frame flags")
+        self._interp = (flags & FRAME_INTERP).astype(bool)
+        self._params = np.zeros(T, np.uint8)
+        if self.volume:
+            if (flags & ~np.uint8(FRAME_KEY | FRAME_INTERP)).any() or not self._interp.all():
+                raise CodecError("corrupted payload: a volume's frames must all be interpolated")
+            self._params[:] = rd.array(np.uint8, 1)[0]
+        elif self._interp.any():
+            self._params[self._interp] = rd.array(np.uint8, int(self._interp.sum()))
         self.keys = (flags & FRAME_KEY).astype(bool)
         self._lorenzo = (flags & FRAME_LORENZO).astype(bool)
         self._intra = (flags & FRAME_INTRA).astype(bool)
@@ -475,6 +627,7 @@ class ChunkDecoder:
         self._out_bounds = np.searchsorted(self.outlier_idx, np.arange(T + 1) * self.size)
         self._t = 0
         self._digest = hashlib.sha256()
+        self._frames = None  # a volume, reconstructed at the first next()
 
     def side(self, t: int) -> bytes:
         """The side bytes stored with frame t (b"" if none)."""
@@ -486,31 +639,55 @@ class ChunkDecoder:
         if t >= self.n_frames:
             raise CodecError("all frames of this chunk were already decoded")
         key = bool(self.keys[t])
+        if self.volume:
+            if pred is not None:
+                raise CodecError(f"frame {t} belongs to a volume: no prediction expected")
+            if self._frames is None:
+                self._frames = self._decode_volume()
+                self._digest.update(VOLUME_MARK)
+            self._t += 1
+            return self._frames[t]
         if (pred is None) != key:
             raise CodecError(f"frame {t} is {'a keyframe' if key else 'predicted'}; "
                              f"{'no prediction' if key else 'a prediction'} expected")
         be, q = p.be, self._quant[t]
         k = self._part_of[t]
-        intra = bool(self._intra[t])
-        kind = p.spatial_kind(key, bool(self._lorenzo[t]), intra)
+        intra, interp = bool(self._intra[t]), bool(self._interp[t])
+        kind = p.spatial_kind(key, bool(self._lorenzo[t]), intra, interp, q)
         codes = p.entropy.decode(self._parts[k], t, self.size, kind, self.frame_shape, q.code_dtype)
         cls = None
         if self._class_parts is not None:
             cls = p.entropy.decode(self._class_parts[k], t, self.size, 0, self.frame_shape, np.int16)
         praw = p.residual.prediction(pred, self.size)
-        recon, p_eff = q.decode(codes, cls, p.residual.prediction(None, self.size) if intra else praw,
-                                self.frame_shape)
+        base = p.residual.prediction(None, self.size) if intra else praw
+        a, b = self._out_bounds[t], self._out_bounds[t + 1]
+        if interp:
+            recon = q.interp_decode(codes, base, (1,) + self.frame_shape, int(self._params[t]),
+                                    self.outlier_idx[a:b] - t * self.size, self.outlier_val[a:b])
+            p_eff = praw
+        else:
+            recon, p_eff = q.decode(codes, cls, base, self.frame_shape)
         if not key:
             if self._side[t]:
                 self._digest.update(self._side[t])
-            self._digest.update(be.to_host(praw if intra else p_eff))
+            self._digest.update(be.to_host(praw if intra or interp else p_eff))
         recon = be.to_host(recon)
-        a, b = self._out_bounds[t], self._out_bounds[t + 1]
-        if b > a:
+        if b > a and not interp:
             recon = recon.copy()
             recon[self.outlier_idx[a:b] - t * self.size] = self.outlier_val[a:b]
         self._t += 1
         return recon.reshape(self.frame_shape)
+
+    def _decode_volume(self) -> np.ndarray:
+        p = self.p
+        q = p.volume_quantizer()
+        fs, T = self.frame_shape, self.n_frames
+        codes = [p.be.to_host(p.entropy.decode(self._parts[self._part_of[t]], t, self.size, SPATIAL_KIND["none"], fs,
+                                               q.code_dtype)) for t in range(T)]
+        codes = p.be.asarray(np.concatenate(codes))
+        base = p.residual.prediction(None, T * self.size)
+        recon = q.interp_decode(codes, base, (T,) + fs, int(self._params[0]), self.outlier_idx, self.outlier_val)
+        return p.be.to_host(recon).reshape((T,) + fs)
 
     def digest(self) -> bytes:
         return self._digest.digest()

@@ -234,6 +234,56 @@ class Quantize(Stage):
         codes, cls, recon, mask = be.pwrel_float(x, p, self.zc, self.bound_tab, self.step_tab, sh)
         return QFrame(codes, cls, mask, recon, p)
 
+    @property
+    def interpolates(self) -> bool:
+        """Lossy linear quantization (abs, rel, absrel) may code a frame by multilevel
+        interpolation (_interp.py)."""
+        return self.kind in ("float-linear", "int-linear") and not self.cfg.lossless
+
+    def interp_encode(self, x, base, block, params: int) -> QFrame:
+        """Quantize a block (T, H, W, C) -- one frame (T = 1) or a whole chunk -- by multilevel
+        interpolation of x - base (base: the raw prediction; zeros for intra coding and chunks);
+        ``params`` from _interp.pack_params."""
+        from . import _interp
+
+        T, H, W, C = block
+        tab, factors = _interp.level_tables(params, (T, H, W))
+        cubic = _interp.unpack_params(params)[0]
+        be = self.be
+        if self.cfg.is_float:
+            codes, recon, mask = be.interp_quant_float(x, base, be.asarray(tab), cubic,
+                                                       be.asarray(_interp.float_steps(factors, self.bound)),
+                                                       self.bound, block)
+            return QFrame(codes, None, mask, recon, base)
+        es, steps = _interp.int_steps(factors, self.e)
+        codes, recon = be.interp_quant_int(x, base, be.asarray(tab), cubic, be.asarray(es), be.asarray(steps),
+                                           self.lo, self.hi, self.code_dtype, block)
+        return QFrame(codes, None, None, recon, base)
+
+    def interp_decode(self, codes, base, block, params: int, out_idx, out_val):
+        """The reconstruction of an interpolated block; its outliers (block-relative
+        indices, exact values) are placed first, since later predictions read them."""
+        from . import _interp
+
+        T, H, W, C = block
+        try:
+            tab, factors = _interp.level_tables(params, (T, H, W))
+        except ValueError as exc:
+            raise CodecError(f"corrupted payload: {exc}") from None
+        cubic = _interp.unpack_params(params)[0]
+        be = self.be
+        if self.cfg.is_float:
+            n = T * H * W * C
+            mask = np.zeros(n, np.uint8)
+            recon = np.zeros(n, self.dtype)
+            mask[out_idx] = 1
+            recon[out_idx] = out_val
+            return be.interp_dequant_float(codes, be.asarray(mask), be.asarray(recon), base, be.asarray(tab), cubic,
+                                           be.asarray(_interp.float_steps(factors, self.bound)), block)
+        _, steps = _interp.int_steps(factors, self.e)
+        return be.interp_dequant_int(codes, base, be.asarray(tab), cubic, be.asarray(steps), self.lo, self.hi,
+                                     self.dtype, block)
+
     def decode(self, codes, classes, p, frame_shape):
         """-> (reconstruction before outliers are patched in, effective prediction)."""
         be, k, sh = self.be, self.kind, frame_shape

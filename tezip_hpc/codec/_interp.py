@@ -1,0 +1,316 @@
+"""Multilevel interpolation (SZ3's ``interp`` predictor, QoZ's level bounds), in 2-D over a
+frame and in 3-D over a whole chunk (time as the third axis, so frames are predicted from
+earlier *and later* ones).
+
+A block of shape (T, H, W) with C interleaved channels (T = 1 for one frame) is coded
+coarse to fine: the element (0, 0, 0) of each channel first, then, for strides
+s = 2**L ... 2, the elements half a stride off the coarser grid, predicted along one axis at
+a time (in a chosen axis order) from already *reconstructed* neighbours -- linear: the two
+at +-s/2; cubic: the four at +-s/2, +-3s/2, quadratic near the edges -- and quantized at
+once, so every later prediction sees exactly what the decoder will have (closed loop) and
+the bound holds on every element. Interpolation runs on ``recon - base``: base is zero for
+intra coding and a chunk, and the frame's prediction (e.g. the previous frame) otherwise,
+so the same kernels also interpolate a temporal residual.
+
+Coarse levels may use a tighter bound (QoZ): level l (1 = finest) is quantized with
+E / min(alpha**(l-1), beta), which makes the many fine-level predictions better. The
+encoder picks (cubic, axis order, alpha, beta) by trials on a crop; the choice is one
+parameter byte (``pack_params``) stored in the payload.
+
+Determinism: predictions only scale by powers of two (9 b = 8 b + b), so a fused
+multiply-add gives the same bits as separate operations; the level bounds are computed on
+the host from the same float64 operations by encoder and decoder. Non-finite
+reconstructions (NaN/Inf kept as outliers) count as 0 for their neighbours, so a masked
+region does not spread outliers. The item functions are compiled for the CPU here and for
+the GPU in _gpu_kernels.py (one launch per pass).
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from numba import njit
+from numba.extending import register_jitable as jitable
+
+from . import _scalar as scalar
+from ._cpu import drop_stale_cache
+
+drop_stale_cache(__file__)
+
+# axis orders over (t, y, x); a frame (T = 1) uses the first two (y then x, x then y)
+ORDERS = ((0, 1, 2), (0, 2, 1), (1, 2, 0), (2, 1, 0), (1, 0, 2), (2, 0, 1))
+ALPHAS = (1.0, 1.25, 1.5, 2.0)
+BETAS = (2.0, 3.0, 4.0, 6.0)
+NCOL = 6  # pass table columns: axis, stride s, level, grid step on axes 0, 1, 2
+
+
+def pack_params(cubic: bool, order: int, alpha: int, beta: int) -> int:
+    """One byte: bit 0 cubic, bits 1-3 axis order (ORDERS), bits 4-5 alpha, bits 6-7 beta."""
+    if not (0 <= order < len(ORDERS) and 0 <= alpha < 4 and 0 <= beta < 4):
+        raise ValueError(f"interpolation parameters out of range: {order}, {alpha}, {beta}")
+    return int(bool(cubic)) | order << 1 | alpha << 4 | beta << 6
+
+
+def unpack_params(b: int) -> tuple[bool, int, int, int]:
+    """(cubic, order, alpha index, beta index); ValueError for an order that does not exist."""
+    order = (b >> 1) & 7
+    if order >= len(ORDERS):
+        raise ValueError(f"interpolation parameter byte {b:#04x} names no axis order")
+    return bool(b & 1), order, (b >> 4) & 3, (b >> 6) & 3
+
+
+def passes(dims: tuple[int, int, int], order: int) -> np.ndarray:
+    """(n, NCOL) int64 rows, coarse to fine: per level and axis a (in ``order``), the points
+    at odd multiples of s/2 along a, on the grid s/2 along the axes refined before a at this
+    level and s along the others."""
+    top = 1
+    while top < max(dims):
+        top *= 2
+    perm = ORDERS[order]
+    rows = []
+    s, level = top, top.bit_length() - 1
+    while s >= 2:
+        h = s // 2
+        for j, a in enumerate(perm):
+            g = [s, s, s]
+            for b in perm[:j]:
+                g[b] = h
+            if dims[a] > h:  # the axis has points at this level
+                rows.append((a, s, level, g[0], g[1], g[2]))
+        s, level = h, level - 1
+    return np.array(rows, np.int64).reshape(-1, NCOL)
+
+
+def level_factors(n_levels: int, params: int) -> list[float]:
+    """min(alpha**(l-1), beta) for levels l = 1 .. n (index l), and at index 0 (the
+    anchors) the coarsest level's."""
+    _, _, a, b = unpack_params(params)
+    alpha, beta = ALPHAS[a], BETAS[b]
+    out = [1.0]
+    f = 1.0
+    for _ in range(n_levels):
+        out.append(min(f, beta) if a else 1.0)
+        f *= alpha
+    out[0] = out[-1]
+    return out
+
+
+@jitable
+def _val(recon, base, j):
+    v = np.float64(recon[j]) - np.float64(base[j])
+    if not (v - v == 0.0):
+        return 0.0
+    return v
+
+
+@jitable
+def interp_at(recon, base, i, pos, n, st, h, cubic):
+    """The interpolated (recon - base) at element i, coordinate ``pos`` along an axis of
+    length n and element stride st, from neighbours h apart along that axis."""
+    d = h * st
+    if pos + h < n:
+        b = _val(recon, base, i - d)
+        c = _val(recon, base, i + d)
+        if cubic:
+            left = pos >= 3 * h
+            right = pos + 3 * h < n
+            if left and right:
+                a = _val(recon, base, i - 3 * d)
+                e = _val(recon, base, i + 3 * d)
+                s = b + c
+                return (s * 8.0 + s - a - e) * 0.0625
+            if right:
+                e = _val(recon, base, i + 3 * d)
+                return (b * 2.0 + b + c * 4.0 + c * 2.0 - e) * 0.125
+            if left:
+                a = _val(recon, base, i - 3 * d)
+                return (b * 4.0 + b * 2.0 + c * 2.0 + c - a) * 0.125
+        return (b + c) * 0.5
+    b = _val(recon, base, i - d)
+    if cubic and pos >= 3 * h:
+        a = _val(recon, base, i - 3 * d)
+        return (b * 2.0 + b - a) * 0.5
+    return b
+
+
+@jitable
+def axis_count(start, step, n):
+    return (n - 1 - start) // step + 1 if n > start else 0
+
+
+@jitable
+def pass_counts(tab, r, D0, D1, D2):
+    """(points along axes 0, 1, 2) of pass r."""
+    a, s = tab[r, 0], tab[r, 1]
+    h = s // 2
+    n0 = axis_count(h if a == 0 else 0, tab[r, 3], D0)
+    n1 = axis_count(h if a == 1 else 0, tab[r, 4], D1)
+    n2 = axis_count(h if a == 2 else 0, tab[r, 5], D2)
+    return n0, n1, n2
+
+
+@jitable
+def pass_point(k, tab, r, D0, D1, D2, C, cubic, recon, base):
+    """(element index, prediction) of the k-th point of pass r (channel-major, then axes
+    0, 1, 2): what one GPU thread computes."""
+    a, s = tab[r, 0], tab[r, 1]
+    h = s // 2
+    n0, n1, n2 = pass_counts(tab, r, D0, D1, D2)
+    per = n0 * n1 * n2
+    c = k // per
+    rem = k - c * per
+    i0 = rem // (n1 * n2)
+    rem -= i0 * n1 * n2
+    i1 = rem // n2
+    i2 = rem - i1 * n2
+    x0 = (h if a == 0 else 0) + i0 * tab[r, 3]
+    x1 = (h if a == 1 else 0) + i1 * tab[r, 4]
+    x2 = (h if a == 2 else 0) + i2 * tab[r, 5]
+    S1 = D2 * C
+    S0 = D1 * S1
+    i = x0 * S0 + x1 * S1 + x2 * C + c
+    if a == 0:
+        pos, n, st = x0, D0, S0
+    elif a == 1:
+        pos, n, st = x1, D1, S1
+    else:
+        pos, n, st = x2, D2, C
+    return i, np.float64(base[i]) + interp_at(recon, base, i, pos, n, st, h, cubic)
+
+
+# ----------------------------------------------------------------------- per-point work items
+@jitable
+def item_float(i, pred, x, bound, step, codes, recon, mask):
+    ok, q = scalar.quant_float_code(x[i], pred, step)
+    if ok:
+        codes[i] = np.int32(q)
+        scalar.store_checked(i, x, pred + q * step, bound, recon, mask)
+        if mask[i]:
+            codes[i] = 0
+    else:
+        codes[i] = 0
+        recon[i] = x[i]
+        mask[i] = 1
+
+
+@jitable
+def item_int(i, pred, x, lo, hi, e, step, codes, recon):
+    pv = scalar.pred_int(pred, lo, hi)
+    q, v = scalar.quant_int_linear(x[i], pv, e, step, lo, hi)
+    codes[i] = q
+    recon[i] = v
+
+
+@jitable
+def item_dec_float(i, pred, step, codes, recon, mask):
+    if mask[i] == 0:
+        recon[i] = scalar.deq_float(codes[i], pred, step)
+
+
+@jitable
+def item_dec_int(i, pred, lo, hi, step, codes, recon):
+    pv = scalar.pred_int(pred, lo, hi)
+    recon[i] = scalar.deq_int(codes[i], pv, step, lo, hi)
+
+
+# ----------------------------------------------------------------------- CPU kernels
+_jit = njit(cache=True, nogil=True, error_model="numpy", _nrt=False)
+
+
+@_jit
+def run_float(enc, x, base, D0, D1, D2, C, cubic, tab, steps, bound, codes, recon, mask):
+    """Encode (enc: x -> codes, recon, mask) or decode (codes, mask -> recon) float data."""
+    for c in range(C):  # the anchors: (0, 0, 0) of each channel, predicted by the base alone
+        if enc:
+            item_float(c, np.float64(base[c]), x, bound, steps[0], codes, recon, mask)
+        else:
+            item_dec_float(c, np.float64(base[c]), steps[0], codes, recon, mask)
+    S1 = D2 * C
+    S0 = D1 * S1
+    for r in range(tab.shape[0]):
+        a, s, lv, g0, g1, g2 = tab[r, 0], tab[r, 1], tab[r, 2], tab[r, 3], tab[r, 4], tab[r, 5]
+        h = s // 2
+        n0, n1, n2 = pass_counts(tab, r, D0, D1, D2)
+        o0, o1, o2 = (h if a == 0 else 0), (h if a == 1 else 0), (h if a == 2 else 0)
+        n, st = (D0, S0) if a == 0 else (D1, S1) if a == 1 else (D2, C)
+        step = steps[lv]
+        for c in range(C):
+            for i0 in range(n0):
+                x0 = o0 + i0 * g0
+                for i1 in range(n1):
+                    x1 = o1 + i1 * g1
+                    row = x0 * S0 + x1 * S1 + c
+                    for i2 in range(n2):
+                        x2 = o2 + i2 * g2
+                        i = row + x2 * C
+                        pos = x0 if a == 0 else x1 if a == 1 else x2
+                        p = np.float64(base[i]) + interp_at(recon, base, i, pos, n, st, h, cubic)
+                        if enc:
+                            item_float(i, p, x, bound, step, codes, recon, mask)
+                        else:
+                            item_dec_float(i, p, step, codes, recon, mask)
+
+
+@_jit
+def run_int(enc, x, base, D0, D1, D2, C, cubic, tab, es, steps, lo, hi, codes, recon):
+    """Encode (x -> codes, recon) or decode (codes -> recon) integer data."""
+    for c in range(C):
+        if enc:
+            item_int(c, np.float64(base[c]), x, lo, hi, es[0], steps[0], codes, recon)
+        else:
+            item_dec_int(c, np.float64(base[c]), lo, hi, steps[0], codes, recon)
+    S1 = D2 * C
+    S0 = D1 * S1
+    for r in range(tab.shape[0]):
+        a, s, lv, g0, g1, g2 = tab[r, 0], tab[r, 1], tab[r, 2], tab[r, 3], tab[r, 4], tab[r, 5]
+        h = s // 2
+        n0, n1, n2 = pass_counts(tab, r, D0, D1, D2)
+        o0, o1, o2 = (h if a == 0 else 0), (h if a == 1 else 0), (h if a == 2 else 0)
+        n, st = (D0, S0) if a == 0 else (D1, S1) if a == 1 else (D2, C)
+        e, step = es[lv], steps[lv]
+        for c in range(C):
+            for i0 in range(n0):
+                x0 = o0 + i0 * g0
+                for i1 in range(n1):
+                    x1 = o1 + i1 * g1
+                    row = x0 * S0 + x1 * S1 + c
+                    for i2 in range(n2):
+                        x2 = o2 + i2 * g2
+                        i = row + x2 * C
+                        pos = x0 if a == 0 else x1 if a == 1 else x2
+                        p = np.float64(base[i]) + interp_at(recon, base, i, pos, n, st, h, cubic)
+                        if enc:
+                            item_int(i, p, x, lo, hi, e, step, codes, recon)
+                        else:
+                            item_dec_int(i, p, lo, hi, step, codes, recon)
+
+
+# ----------------------------------------------------------------------- host side
+def level_tables(params: int, dims: tuple[int, int, int]):
+    """(pass table, per-level factors) for a block of ``dims`` = (T, H, W)."""
+    tab = passes(dims, unpack_params(params)[1])
+    top = 1
+    while top < max(dims):
+        top *= 2
+    return tab, level_factors(top.bit_length() - 1, params)
+
+
+def float_steps(factors, bound: float) -> np.ndarray:
+    """Quantization step per level: 2 E / factor (E / factor <= E, so the bound holds)."""
+    return np.array([2.0 * (bound / f) for f in factors], np.float64)
+
+
+def int_steps(factors, e: int) -> tuple[np.ndarray, np.ndarray]:
+    """(e per level, bin width 2e + 1 per level) for an integer bound e."""
+    es = np.array([int(math.floor(e / f)) for f in factors], np.int64)
+    return es, 2 * es + 1
+
+
+def pass_sizes(tab: np.ndarray, dims: tuple[int, int, int], C: int) -> list[int]:
+    """Points per pass (all channels), for one kernel launch each."""
+    out = []
+    for r in range(len(tab)):
+        n0, n1, n2 = pass_counts(tab, r, *dims)
+        out.append(int(n0 * n1 * n2 * C))
+    return out
