@@ -77,6 +77,6 @@ def test_layers_import_downward_only():
             bad = {d for d in deps if not d.startswith(("tezip_hpc.codec", "tezip_hpc.errors"))}
             assert not bad, f"{mod} (codec) imports {bad}"
         if mod.startswith(("tezip_hpc.codec", "tezip_hpc.predict", "tezip_hpc.archive", "tezip_hpc.io",
-                           "tezip_hpc.loop", "tezip_hpc.options", "tezip_hpc.launch")):
+                           "tezip_hpc.chunk", "tezip_hpc.options", "tezip_hpc.launch")):
             bad = {d for d in deps if d.startswith(("tezip_hpc.parallel", "tezip_hpc.cli", "tezip_hpc.commands"))}
             assert not bad, f"{mod} imports upward: {bad}"

@@ -76,18 +76,14 @@ class Archive:
 
     def __init__(self, path, model: str | None = None, cache_chunks: int = 4) -> None:
         from .archive.format import ArchiveReader
-        from .codec.pipeline import Pipeline
-        from .predict.registry import for_archive
+        from .chunk import ChunkCodec
 
         self.path = str(path)
         self._reader = ArchiveReader(self.path)
         try:
             r = self._reader
             self.codec_config = r.codec_config()
-            self._pipe = Pipeline(self.codec_config, "cpu")
-            self._predictor = for_archive(r, model)
-            self._loop = (r.policy() or {}).get("loop", "closed")
-            self._vrange = tuple(float(v) for v in r.attrs["value_range"])
+            self._codec = ChunkCodec.from_archive(r, model, "cpu")
             self.channel_axis = bool(r.attrs.get("channel_axis", True))
             self.shape = tuple(r.shape) if self.channel_axis else tuple(r.shape[:3])
             self.dtype = r.dtype
@@ -129,21 +125,13 @@ class Archive:
 
     # -- decoding
     def _chunk(self, i: int) -> np.ndarray:
-        from .loop import decode_chunk
+        from .chunk import decode_archive_chunk
 
         with self._lock:
             if i in self._cache:
                 self._cache.move_to_end(i)
                 return self._cache[i]
-            e = self._reader.chunk(i)
-            out = np.empty((e.n_frames,) + tuple(self._reader.shape[1:]), self.dtype)
-
-            class _Into:
-                def write(self, t, frames):
-                    out[t:t + len(frames)] = frames.reshape((len(frames),) + out.shape[1:])
-
-            decode_chunk(self._reader, i, self._pipe, self._predictor, self._vrange, self._loop, _Into(),
-                         e.first_frame, e.first_frame + e.n_frames)
+            out = decode_archive_chunk(self._codec, self._reader, i)
             self.decoded_chunks += 1
             self._cache[i] = out
             while len(self._cache) > self._cache_size:

@@ -26,6 +26,7 @@ import struct
 
 import numpy as np
 
+from .chunk import ChunkCodec
 from .codec.config import CodecConfig, check_dtype
 from .codec.pipeline import Pipeline
 from .errors import CodecError, ConfigError
@@ -110,15 +111,11 @@ class Tezip(_CodecBase):
         if a.ndim not in (3, 4) or a.size == 0:
             raise ConfigError(f"tezip codec: a chunk must have shape (T, H, W), (T, H, W, C) or (H, W), "
                               f"got {shape}")
-        from .io.sources import ArraySource
-        from .loop import encode_chunk
-        from .options import CompressOptions
-
         frames = np.ascontiguousarray(a.reshape(a.shape + (1,) if a.ndim == 3 else a.shape))
         cfg = self._config(frames)
         keys = np.arange(frames.shape[0]) % self.window == 0
-        payload, _, _ = encode_chunk(ArraySource(frames), 0, frames.shape[0], keys, Pipeline(cfg),
-                                     _baseline(self.predictor), cfg.value_range or (0.0, 0.0), CompressOptions())
+        codec = ChunkCodec(Pipeline(cfg), _baseline(self.predictor), cfg.value_range or (0.0, 0.0))
+        payload = codec.encode(frames, frames.shape[1:], keys).payload
         head = json.dumps({"config": json.loads(cfg.to_json()), "shape": list(shape),
                            "predictor": self.predictor, "window": self.window}, sort_keys=True).encode()
         return _HEAD.pack(MAGIC, len(head)) + head + payload
@@ -142,18 +139,11 @@ class Tezip(_CodecBase):
             raise CodecError("tezip codec: corrupted chunk header (predictor, window or shape)")
         full = (1,) + shape if len(shape) == 2 else shape
         fshape = full[1:] if len(full) == 4 else full[1:] + (1,)
-        pipe = Pipeline(cfg)
-        dec = pipe.decoder(data[_HEAD.size + n:], fshape, max_frames=full[0])
-        if dec.n_frames != full[0]:
-            raise CodecError(f"tezip codec: chunk holds {dec.n_frames} frames, header says {full[0]}")
-        session = _baseline(predictor).start(fshape, cfg.value_range or (0.0, 0.0))
-        res = np.empty((full[0],) + fshape, check_dtype(cfg.dtype))
-        for t in range(full[0]):
-            if bool(dec.keys[t]) != (t % window == 0):
-                raise CodecError("tezip codec: keyframes disagree with the header's window (corrupted chunk)")
-            res[t] = dec.next(None if dec.keys[t] else session.predict())
-            session.observe(res[t])
-        dec.verify()
+        codec = ChunkCodec(Pipeline(cfg), _baseline(predictor), cfg.value_range or (0.0, 0.0))
+        try:
+            res, _ = codec.decode(data[_HEAD.size + n:], fshape, full[0], np.arange(full[0]) % window == 0)
+        except CodecError as exc:
+            raise CodecError(f"tezip codec: {exc} (corrupted chunk)") from None
         res = res.reshape(shape)
         if out is None:
             return res

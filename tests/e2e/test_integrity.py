@@ -161,7 +161,10 @@ def test_prediction_digest_mismatch_is_an_integrity_error(cli, archive, tmp_path
     inference differs would) must fail, naming the chunk, rather than return wrong frames."""
     from tezip_hpc.predict.base import PreviousPredictor
 
-    m = _copy(archive / "a.h5", tmp_path / "d.h5")
+    # lossless: every chunk runs the predictor (a lossy chunk may be a volume, which needs none)
+    m = tmp_path / "d.h5"
+    compress(str(archive / "in.npy"), str(m),
+             CompressOptions(predictor="previous", bounds=(0.0,), window=4, chunk_frames=4, progress=False))
     lin = PreviousPredictor(linear=True)
     _mutate_attr(m, "predictor_config", json.dumps(lin.config()))
     _mutate_attr(m, "predictor_sha256", lin.sha256())

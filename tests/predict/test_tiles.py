@@ -14,7 +14,7 @@ from tezip_hpc.codec.config import CodecConfig
 from tezip_hpc.codec.pipeline import FLAG_SIDE, SIDE_FREE_VERSION, Pipeline
 from tezip_hpc.errors import IntegrityError, ModelError
 from tezip_hpc.io.sources import ArraySource
-from tezip_hpc.loop import decode_chunk, encode_chunk
+from tezip_hpc.chunk import ChunkCodec, decode_archive_chunk, read_frames
 from tezip_hpc.options import CompressOptions
 from tezip_hpc.predict.registry import baseline, load_predictor
 from tezip_hpc.predict.tiles import MOTION, SLOTS, TileChoicePredictor
@@ -51,8 +51,22 @@ def clips() -> dict[str, np.ndarray]:
     return {"static": static, "noise": noise, "cut": cut, "panning": panning(T, H, W, 4)}
 
 
+def encode_chunk(src, start, count, keys, pipe, predictor, vrange, opts):
+    """One chunk through the chunk codec's closed loop, the whole-chunk volume off (these
+    tests are about the per-frame tile choice) -> (payload, keys, digest)."""
+    e = ChunkCodec(pipe, predictor, vrange, opts.loop, volume=False).encode(
+        read_frames(src, start, start + count), src.frame_shape, keys, start)
+    return e.payload, e.keys, e.digest
+
+
+def decode_chunk(reader, i, pipe, predictor, vrange, loop, sink, lo, hi):
+    """Chunk i of a reader through the chunk codec, its frames [lo, hi) into sink."""
+    frames = decode_archive_chunk(ChunkCodec(pipe, predictor, vrange, loop, volume=False), reader, i)
+    sink.write(0, frames[lo:hi])
+
+
 class _Reader:
-    """One chunk held in memory, as loop.decode_chunk reads it from an archive."""
+    """One chunk held in memory, as decode_archive_chunk reads it from an archive."""
 
     def __init__(self, payload: bytes, frames: np.ndarray, digest: str) -> None:
         from tezip_hpc.archive.format import ChunkEntry

@@ -1,6 +1,6 @@
 """The mpi4py driver, orchestration only: compress a series into one archive, decompress it,
 in parallel. The rules it composes live elsewhere: options.py (what was asked, keyframe
-policy, codec configuration), loop.py (the closed predict <-> codec loop over one chunk),
+policy, codec configuration), chunk/ (ChunkCodec: the closed predict <-> codec loop over one chunk),
 parallel/plan.py (chunks and shards), parallel/collective.py (agreed errors),
 parallel/report.py (progress, summary), predict/registry.py (predictors), launch.py
 (ranks, threads, GPU by local rank), archive/format.py (every dataset and attribute).
@@ -33,16 +33,16 @@ from ..codec.pipeline import Pipeline
 from ..errors import ConfigError, FitStopped, ModelError
 from ..io.sinks import open_sink
 from ..io.sources import FrameSource, open_source, split_h5_spec
-from ..loop import READ_BATCH, decode_chunk, encode_chunk
+from ..chunk import READ_BATCH, ChunkCodec, decode_archive_chunk, read_frames
 from ..options import DEFAULT_WINDOW, CompressOptions
-from ..predict.registry import engine_attrs, for_archive, load_for_job
+from ..predict.registry import engine_attrs, load_for_job
 from . import plan
 from .collective import agree, get_comm, max_op
-from .payoff import Encoded, Payoff
+from .payoff import Payoff
 from .report import Progress, Summary
 
 __all__ = ["compress", "decompress", "info", "CompressOptions", "Summary", "get_comm", "agree",
-           "DEFAULT_WINDOW", "encode_chunk", "decode_chunk"]
+           "DEFAULT_WINDOW"]
 
 ROUND_BYTES = 256 << 20  # input bytes each rank encodes between two collective writes ...
 ROUND_SECONDS = 5.0      # ... or seconds (progress stays live with slow predictors)
@@ -185,6 +185,7 @@ def compress(input_spec, output: str, opts: CompressOptions, comm=None) -> Summa
             blob = agree(comm, predictor.to_bytes)
         classical = predictor.classical() if hasattr(predictor, "classical") else None
         payoff = Payoff(len(blob) if (blob is not None and classical is not None) else 0, comm)
+        codecs = [ChunkCodec.from_options(pipe, p, vrange, opts) for p in (predictor, classical) if p is not None]
         progress = Progress("compress", T, src.nbytes // max(T, 1), opts.progress and comm.rank == 0)
         entries: list[ChunkEntry] = []
         keyframes: dict[int, list[bool]] = {}
@@ -210,8 +211,8 @@ def compress(input_spec, output: str, opts: CompressOptions, comm=None) -> Summa
                 while pending and (not out or (used < ROUND_BYTES
                                                and time.perf_counter() - t_round < ROUND_SECONDS)):
                     c = pending.pop(0)
-                    enc = [Encoded(*encode_chunk(src, c.start, c.count, c.keys, pipe, p, vrange, opts))
-                           for p in (predictor, classical) if p is not None]
+                    enc = [codec.encode(read_frames(src, c.start, c.start + c.count), src.frame_shape, c.keys, c.start)
+                           for codec in codecs]
                     out += payoff.pick(c, enc[0], enc[1] if len(enc) > 1 else None)
                     used += c.count * frame_bytes
                     encoded += c.count
@@ -269,18 +270,9 @@ def decompress(archive: str, output: str, frames: str | None = None, model: str 
     t0 = time.perf_counter()
     reader = agree(comm, ArchiveReader, archive)
     try:
-        def setup():
-            lo, hi = plan.parse_frames(frames, reader.shape[0])
-            cfg = reader.codec_config()
-            pred = for_archive(reader, model)
-            return lo, hi, cfg, pred
-
-        lo, hi, cfg, predictor = agree(comm, setup)
+        lo, hi = agree(comm, plan.parse_frames, frames, reader.shape[0])
         backend = agree(comm, _pick_backend, device)
-        pipe = Pipeline(cfg, backend)
-        policy = reader.policy() or {}
-        loop = policy.get("loop", "closed")
-        vrange = tuple(float(v) for v in reader.attrs["value_range"])
+        codec = agree(comm, ChunkCodec.from_archive, reader, model, backend)
         need = reader.chunks_for(lo, hi)
         mine = [need[k] for k in plan.assign([int(reader.index["n_frames"][i]) for i in need], comm.size)[comm.rank]]
         out_shape = (hi - lo,) + reader.shape[1:]
@@ -296,7 +288,10 @@ def decompress(archive: str, output: str, frames: str | None = None, model: str 
 
         def work():
             for i in mine:
-                decode_chunk(reader, i, pipe, predictor, vrange, loop, sink, lo, hi)
+                e = reader.chunk(i)
+                a, b = max(lo, e.first_frame), min(hi, e.first_frame + e.n_frames)
+                frames = decode_archive_chunk(codec, reader, i)
+                sink.write(a - lo, frames[a - e.first_frame:b - e.first_frame])
                 if comm.size == 1:
                     e = reader.chunk(i)
                     prog.update(min(e.first_frame + e.n_frames, hi) - lo)

@@ -17,18 +17,9 @@ the file does.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from ..chunk import Encoded
 
 HOLD_BYTES = 256 << 20  # held payload bytes, all ranks together, before the model is kept anyway
-
-
-@dataclass
-class Encoded:
-    """One chunk's encoding: what loop.encode_chunk returns."""
-
-    payload: bytes
-    keys: list
-    digest: str
 
 
 class Payoff:

@@ -1,0 +1,163 @@
+"""The chunk codec: one chunk of frames <-> one payload.
+
+Encoding runs the closed loop: the predictor predicts each frame from the frames the
+decoder will have (their reconstructions), the codec quantizes the residual and hands the
+reconstruction back. Where the configuration allows it (lossy, linear quantizer), the chunk
+is also coded as one volume by 3-D multilevel interpolation over (t, y, x) -- frames
+predicted from earlier *and later* ones, no predictor involved -- and the smaller payload is
+kept, so the volume never makes a chunk larger. Decoding repeats the predictions (none for a
+volume) and checks their digest.
+
+Serial, backend- and launcher-agnostic: callers hand it frames and payloads; archive readers
+and output sinks stay outside (``decode_archive_chunk`` adds the archive's own checks).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Iterable
+
+import numpy as np
+
+from ..codec.pipeline import Pipeline
+from ..errors import CodecError, IntegrityError, PredictionMismatch
+from ..predict.base import normalise
+
+READ_BATCH = 8  # frames read from a source at a time
+
+
+def read_frames(src, start: int, stop: int):
+    """Frames start..stop-1 of a source, read READ_BATCH at a time."""
+    for s in range(start, stop, READ_BATCH):
+        block = src.read(s, min(s + READ_BATCH, stop))
+        yield from block
+
+
+@dataclass
+class Encoded:
+    """One chunk's encoding: the payload, its keyframe flags and prediction digest (hex)."""
+
+    payload: bytes
+    keys: list
+    digest: str
+
+
+class ChunkCodec:
+    """Encode and decode chunks with one pipeline, predictor and keyframe policy.
+
+    ``loop``: "closed" (predict from reconstructions) or "open" (from predictions, as the
+    original TEZip); ``threshold``/``warmup``: the DWP policy (with ``keys`` None at encode);
+    ``volume``: also try the whole chunk as one interpolated volume."""
+
+    def __init__(self, pipe: Pipeline, predictor, value_range, loop: str = "closed", threshold: float | None = None,
+                 warmup: int = 0, volume: bool = True) -> None:
+        self.pipe, self.predictor = pipe, predictor
+        self.vrange = tuple(float(v) for v in value_range)
+        self.loop, self.threshold, self.warmup = loop, threshold, int(warmup)
+        self.volume = bool(volume) and loop == "closed" and pipe.volume_quantizer() is not None
+
+    @classmethod
+    def from_options(cls, pipe: Pipeline, predictor, value_range, opts) -> "ChunkCodec":
+        """For compress: the loop and DWP policy of CompressOptions."""
+        return cls(pipe, predictor, value_range, opts.loop, opts.threshold, opts.warmup)
+
+    @classmethod
+    def from_archive(cls, reader, model: str | None = None, backend="cpu") -> "ChunkCodec":
+        """For decoding an archive: its codec configuration, predictor, loop and value range."""
+        from ..predict.registry import for_archive
+
+        pipe = Pipeline(reader.codec_config(), backend)
+        return cls(pipe, for_archive(reader, model), tuple(float(v) for v in reader.attrs["value_range"]),
+                   (reader.policy() or {}).get("loop", "closed"))
+
+    # ------------------------------------------------------------------ encode
+    def encode(self, frames: Iterable[np.ndarray], frame_shape, keys=None, first: int = 0) -> Encoded:
+        """Frames of one chunk -> Encoded. ``keys``: keyframe flags (SWP), or None to decide
+        them while encoding (DWP: the first frame, warm-up frames before global frame
+        ``warmup``, and where the prediction error passes the threshold)."""
+        shape = tuple(frame_shape)
+        session = self.predictor.start(shape, self.vrange)
+        enc = self.pipe.encoder(shape)
+        tiled = hasattr(session, "choose")  # per-tile choice: the prediction needs the frame, and leaves a map
+        window: list[float] = []
+        out_keys: list[bool] = []
+        kept: list[np.ndarray] = []
+        for k, x in enumerate(frames):
+            key = bool(keys[k]) if keys is not None else (k == 0 or first + k < self.warmup)
+            p, side = None, b""
+            if not key:
+                p, side = session.choose(x, enc.trial_symbols, enc.trial_cost) if tiled else (session.predict(), b"")
+                if self.threshold is not None:
+                    err = normalise(p, self.vrange) - normalise(x, self.vrange)
+                    window.append(float(np.mean(err * err)))
+                    if sum(window) / len(window) > self.threshold:
+                        key, p = True, None
+            if key:
+                window, side = [], b""
+            recon = enc.add(x, p, side)
+            session.observe(p.reshape(shape) if (self.loop == "open" and p is not None) else recon)
+            out_keys.append(key)
+            if self.volume:
+                kept.append(np.asarray(x).reshape(shape))
+        best = Encoded(enc.finish(), out_keys, enc.digest().hex())
+        if self.volume and len(kept) > 1:
+            vol = self.pipe.encoder(shape)
+            vol.add_volume(np.stack(kept), out_keys)
+            payload = vol.finish()
+            if len(payload) < len(best.payload):
+                best = Encoded(payload, out_keys, vol.digest().hex())
+        return best
+
+    # ------------------------------------------------------------------ decode
+    def decode(self, payload: bytes, frame_shape, n_frames: int, keys=None) -> tuple[np.ndarray, str]:
+        """Payload -> (frames (n, H, W, C), prediction digest hex). ``keys``: the keyframe flags
+        the caller expects (an index, a window), checked against the payload's. Raises
+        CodecError (corrupted) or PredictionMismatch (predictions differ from the encoder's)."""
+        shape = tuple(frame_shape)
+        dec = self.pipe.decoder(payload, shape, max_frames=n_frames)
+        if dec.n_frames != n_frames:
+            raise CodecError(f"payload holds {dec.n_frames} frames, expected {n_frames}")
+        if keys is not None and not np.array_equal(dec.keys, np.asarray(keys, bool)):
+            raise CodecError("keyframes disagree with the index")
+        out = np.empty((n_frames,) + dec.frame_shape, self.pipe.dtype)
+        if dec.volume:  # no predictions: the volume decodes alone
+            for k in range(n_frames):
+                out[k] = dec.next(None)
+            dec.verify()
+            return out, dec.digest().hex()
+        session = self.predictor.start(shape, self.vrange)
+        tiled = hasattr(session, "follow")
+        if tiled:  # a chunk whose maps never name the learned candidate decodes without running it
+            session.expect([dec.side(k) for k in range(n_frames)])
+        for k in range(n_frames):
+            if dec.keys[k]:
+                p = None
+            elif tiled:
+                p = session.follow(dec.side(k))
+            elif dec.side(k):
+                raise CodecError("the payload carries a tile map, but the archive's predictor makes no tile choice")
+            else:
+                p = session.predict()
+            out[k] = dec.next(p)
+            session.observe(p.reshape(shape) if (self.loop == "open" and p is not None) else out[k])
+        dec.verify()
+        return out, dec.digest().hex()
+
+
+def decode_archive_chunk(codec: ChunkCodec, reader, i: int) -> np.ndarray:
+    """Chunk i of an archive -> its frames (n, H, W, C); checksum, keyframes and prediction
+    digest are verified against the archive's index, and any mismatch names the chunk."""
+    e = reader.chunk(i)
+    where = f"chunk {i} (frames {e.first_frame}..{e.first_frame + e.n_frames - 1})"
+    try:
+        frames, digest = codec.decode(reader.payload(i), reader.shape[1:], e.n_frames,
+                                      reader.keyframes[e.first_frame:e.first_frame + e.n_frames])
+    except PredictionMismatch:
+        raise IntegrityError(f"{reader.path}: {where}: prediction digest mismatch: this machine's "
+                             f"predictions differ from the encoder's (different model, library or "
+                             f"platform), so decoding would be wrong") from None
+    except CodecError as exc:
+        raise IntegrityError(f"{reader.path}: {where}: {exc}") from None
+    if digest != e.pred_digest:
+        raise IntegrityError(f"{reader.path}: {where}: prediction digest disagrees with the index")
+    return frames
