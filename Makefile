@@ -43,6 +43,7 @@ bench:
 	@bash scripts/install.sh --bench
 	@$(PY) benchmarks/codec.py
 	@$(PY) benchmarks/peers.py
+	@$(PY) benchmarks/fields.py
 	@$(PY) benchmarks/tiles.py --frames 16 --only vtest tree carphone
 	@$(PY) benchmarks/fit.py --only advection gray
 

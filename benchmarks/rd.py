@@ -67,10 +67,11 @@ def hdf5_filter(x: np.ndarray, name: str, abs_bound: float, tmp: str) -> dict | 
         dt = time.perf_counter() - t
         with h5py.File(path) as f:
             y = f["x"][()]
+            stored = f["x"].id.get_storage_size()  # the compressed chunks, not the file's HDF5 structure
     except (OSError, ValueError) as exc:  # a filter that refuses this dtype/bound
         print(f"  {name}: {exc}")
         return None
-    return _row(x, y, os.path.getsize(path), dt)
+    return _row(x, y, stored, dt)
 
 
 def zarr_side(x: np.ndarray, abs_bound: float) -> dict:

@@ -6,7 +6,8 @@
 # and skips what is already there (seconds).
 #
 # Usage: scripts/install.sh [--bench] [--no-system] [--check]
-#   --bench      also install benchmark extras (opencv-doc sample clips, imageio-ffmpeg, py-pde)
+#   --bench      also install benchmark extras (opencv-doc sample clips, python-drizzle-testdata (Hubble
+#                exposures), imageio-ffmpeg, py-pde, imagecodecs for LERC)
 #   --no-system  do not touch Debian packages (they must already be present)
 #   --check      only verify the installed stack; install nothing
 # Environment:
@@ -61,7 +62,7 @@ fi
 apt_pkgs=(build-essential cmake git pkg-config python3-dev python3-venv
           openmpi-bin libopenmpi-dev libhdf5-openmpi-dev hdf5-tools shellcheck)
 [ "${TEZIP_SLURM:-1}" = 1 ] && apt_pkgs+=(slurm-wlm munge)
-[ $bench = 1 ] && apt_pkgs+=(opencv-doc)
+[ $bench = 1 ] && apt_pkgs+=(opencv-doc python-drizzle-testdata)
 
 missing=()
 for p in "${apt_pkgs[@]}"; do
