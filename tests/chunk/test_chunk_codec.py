@@ -105,3 +105,31 @@ def test_a_flipped_volume_flag_is_caught_by_the_digest():
     flipped = vol.payload[:5] + bytes([vol.payload[5] ^ FLAG_VOLUME]) + vol.payload[6:]
     with pytest.raises(CodecError):
         _codec(x).decode(flipped, x.shape[1:], 6, keys)
+
+
+def test_the_per_frame_loop_stops_once_it_cannot_beat_the_volume():
+    """With keyframes given, the volume is coded first and the loop gives up when its own
+    estimate passes the volume's bytes by ABORT_MARGIN: fewer predictions are made."""
+    x = _field(T=16, speed=0.01)  # very slow: the volume is far smaller than the loop
+    keys = np.arange(len(x)) == 0
+    codec = _codec(x, bound=1e-2)
+    calls = []
+    real = codec.predictor.start
+
+    def start(*a):
+        s = real(*a)
+        predict = s.predict
+
+        def counted():
+            calls.append(1)
+            return predict()
+
+        s.predict = counted
+        return s
+
+    codec.predictor.start = start
+    enc = codec.encode(x, x.shape[1:], keys)
+    assert Pipeline(codec.pipe.config).decoder(enc.payload, x.shape[1:]).volume
+    assert 0 < len(calls) < len(x) - 1
+    out, _ = codec.decode(enc.payload, x.shape[1:], len(x), keys)
+    assert np.abs(out.astype(np.float64) - x).max() <= 1e-2 * (x.max() - x.min())

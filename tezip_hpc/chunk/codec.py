@@ -8,7 +8,9 @@ predicted from earlier *and later* ones, no predictor involved -- and the smalle
 kept, so the volume never makes a chunk larger. Decoding repeats the predictions (none for a
 volume) and checks their digest.
 
-Serial, backend- and launcher-agnostic: callers hand it frames and payloads; archive readers
+With keyframes given (SWP), the volume is coded first and the per-frame loop stops as soon
+as its own estimate of the bytes so far passes the volume's size by ABORT_MARGIN (it cannot
+win; this saves most of the loop's time where the volume wins). Serial, backend- and launcher-agnostic: callers hand it frames and payloads; archive readers
 and output sinks stay outside (``decode_archive_chunk`` adds the archive's own checks).
 """
 
@@ -24,6 +26,7 @@ from ..errors import CodecError, IntegrityError, PredictionMismatch
 from ..predict.base import normalise
 
 READ_BATCH = 8  # frames read from a source at a time
+ABORT_MARGIN = 1.25  # the per-frame loop gives up when its estimate passes the volume's bytes by this
 
 
 def read_frames(src, start: int, stop: int):
@@ -76,6 +79,10 @@ class ChunkCodec:
         them while encoding (DWP: the first frame, warm-up frames before global frame
         ``warmup``, and where the prediction error passes the threshold)."""
         shape = tuple(frame_shape)
+        volume = None
+        if self.volume and keys is not None and len(keys) > 1:  # SWP: the volume first, the loop may stop early
+            frames = [np.asarray(x).reshape(shape) for x in frames]
+            volume = self._volume(frames, [bool(k) for k in keys])
         session = self.predictor.start(shape, self.vrange)
         enc = self.pipe.encoder(shape)
         tiled = hasattr(session, "choose")  # per-tile choice: the prediction needs the frame, and leaves a map
@@ -97,16 +104,21 @@ class ChunkCodec:
             recon = enc.add(x, p, side)
             session.observe(p.reshape(shape) if (self.loop == "open" and p is not None) else recon)
             out_keys.append(key)
-            if self.volume:
+            if volume is not None and enc.estimated > ABORT_MARGIN * len(volume.payload):
+                return volume  # the per-frame loop cannot win
+            if self.volume and volume is None:
                 kept.append(np.asarray(x).reshape(shape))
         best = Encoded(enc.finish(), out_keys, enc.digest().hex())
-        if self.volume and len(kept) > 1:
-            vol = self.pipe.encoder(shape)
-            vol.add_volume(np.stack(kept), out_keys)
-            payload = vol.finish()
-            if len(payload) < len(best.payload):
-                best = Encoded(payload, out_keys, vol.digest().hex())
+        if volume is None and self.volume and len(kept) > 1:  # DWP: keyframes known only now
+            volume = self._volume(kept, out_keys)
+        if volume is not None and len(volume.payload) < len(best.payload):
+            best = volume
         return best
+
+    def _volume(self, frames: list, keys: list) -> Encoded:
+        vol = self.pipe.encoder(frames[0].shape)
+        vol.add_volume(np.stack(frames), keys)
+        return Encoded(vol.finish(), keys, vol.digest().hex())
 
     # ------------------------------------------------------------------ decode
     def decode(self, payload: bytes, frame_shape, n_frames: int, keys=None) -> tuple[np.ndarray, str]:

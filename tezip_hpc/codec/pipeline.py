@@ -303,6 +303,7 @@ class ChunkEncoder:
         self.params: list[int] = []  # interpolation parameter byte per interpolated frame
         self._tuned: dict = {}  # base kind (zero / prediction) -> parameter byte, per chunk
         self.volume = False  # the whole chunk coded as one interpolated volume (add_volume)
+        self.estimated = 0  # the encoder's estimate of the bytes of the frames added so far
 
     def _forms(self, quant) -> list[tuple[int, bool, bool]]:
         """The (spatial kind, intra, interpolation) forms the encoder will weigh for the next
@@ -420,7 +421,8 @@ class ChunkEncoder:
                 cost = p.estimate(sym[0], sym[1], entry[2], self.frame_shape)
                 if best is None or cost < best[0]:
                     best = (cost, quant, q, sym, lorenzo, intra, interp, entry[1])
-        _, quant, q, sym, lorenzo, intra, interp, params = best
+        cost, quant, q, sym, lorenzo, intra, interp, params = best
+        self.estimated += cost
         if not key:
             # intra and interpolated frames: the digest covers the prediction the decoder is given
             if side:
