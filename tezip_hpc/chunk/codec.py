@@ -8,25 +8,30 @@ predicted from earlier *and later* ones, no predictor involved -- and the smalle
 kept, so the volume never makes a chunk larger. Decoding repeats the predictions (none for a
 volume) and checks their digest.
 
-With keyframes given (SWP), the volume is coded first and the per-frame loop stops as soon
-as its own estimate of the bytes so far passes the volume's size by ABORT_MARGIN (it cannot
-win; this saves most of the loop's time where the volume wins). Serial, backend- and launcher-agnostic: callers hand it frames and payloads; archive readers
+The volume is planned first (Pipeline.plan_volume: small frames are simply coded; larger
+ones estimated from trials on crops, a few per cent of the cost): with keyframes given (SWP) the per-frame loop stops as
+soon as its own estimate of the bytes so far passes the volume's by ABORT_MARGIN (it cannot
+win), and after a finished loop the volume is coded only if its estimate is within
+TRY_MARGIN of the loop's payload (video, where it cannot win, pays only the plan). Serial,
+backend- and launcher-agnostic: callers hand it frames and payloads; archive readers
 and output sinks stay outside (``decode_archive_chunk`` adds the archive's own checks).
 """
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 from typing import Iterable
 
 import numpy as np
 
-from ..codec.pipeline import Pipeline
+from ..codec.pipeline import VOLUME_MARK, Pipeline
 from ..errors import CodecError, IntegrityError, PredictionMismatch
 from ..predict.base import normalise
 
 READ_BATCH = 8  # frames read from a source at a time
-ABORT_MARGIN = 1.25  # the per-frame loop gives up when its estimate passes the volume's bytes by this
+ABORT_MARGIN = 1.25  # the per-frame loop gives up when its estimate passes the volume's by this
+TRY_MARGIN = 1.15  # after the loop, the volume is coded if its estimate is under the loop's bytes x this
 
 
 def read_frames(src, start: int, stop: int):
@@ -79,10 +84,10 @@ class ChunkCodec:
         them while encoding (DWP: the first frame, warm-up frames before global frame
         ``warmup``, and where the prediction error passes the threshold)."""
         shape = tuple(frame_shape)
-        volume = None
-        if self.volume and keys is not None and len(keys) > 1:  # SWP: the volume first, the loop may stop early
+        plan = None
+        if self.volume and keys is not None and len(keys) > 1:  # SWP: plan the volume, the loop may stop early
             frames = [np.asarray(x).reshape(shape) for x in frames]
-            volume = self._volume(frames, [bool(k) for k in keys])
+            plan = self.pipe.plan_volume(np.stack(frames), [bool(k) for k in keys])
         session = self.predictor.start(shape, self.vrange)
         enc = self.pipe.encoder(shape)
         tiled = hasattr(session, "choose")  # per-tile choice: the prediction needs the frame, and leaves a map
@@ -104,21 +109,26 @@ class ChunkCodec:
             recon = enc.add(x, p, side)
             session.observe(p.reshape(shape) if (self.loop == "open" and p is not None) else recon)
             out_keys.append(key)
-            if volume is not None and enc.estimated > ABORT_MARGIN * len(volume.payload):
-                return volume  # the per-frame loop cannot win
-            if self.volume and volume is None:
+            if plan is not None and enc.estimated > ABORT_MARGIN * plan[1]:
+                return self._volume(frames, [bool(k) for k in keys], plan)  # the loop cannot win
+            if self.volume and plan is None:
                 kept.append(np.asarray(x).reshape(shape))
         best = Encoded(enc.finish(), out_keys, enc.digest().hex())
-        if volume is None and self.volume and len(kept) > 1:  # DWP: keyframes known only now
-            volume = self._volume(kept, out_keys)
-        if volume is not None and len(volume.payload) < len(best.payload):
-            best = volume
+        if plan is None and self.volume and len(kept) > 1:  # DWP: keyframes known only now
+            frames, plan = kept, self.pipe.plan_volume(np.stack(kept), out_keys)
+        if plan is not None and plan[1] < TRY_MARGIN * len(best.payload):
+            volume = self._volume(frames, out_keys, plan)
+            if len(volume.payload) < len(best.payload):
+                best = volume
         return best
 
-    def _volume(self, frames: list, keys: list) -> Encoded:
-        vol = self.pipe.encoder(frames[0].shape)
-        vol.add_volume(np.stack(frames), keys)
-        return Encoded(vol.finish(), keys, vol.digest().hex())
+    def _volume(self, frames: list, keys: list, plan) -> Encoded:
+        params, _, payload = plan
+        if payload is None:
+            vol = self.pipe.encoder(frames[0].shape)
+            vol.add_volume(np.stack(frames), keys, params)
+            payload = vol.finish()
+        return Encoded(payload, keys, hashlib.sha256(VOLUME_MARK).hexdigest())
 
     # ------------------------------------------------------------------ decode
     def decode(self, payload: bytes, frame_shape, n_frames: int, keys=None) -> tuple[np.ndarray, str]:

@@ -27,6 +27,7 @@ the GPU in _gpu_kernels.py (one launch per pass).
 
 from __future__ import annotations
 
+import functools
 import math
 
 import numpy as np
@@ -38,16 +39,20 @@ from ._cpu import drop_stale_cache
 
 drop_stale_cache(__file__)
 
-# axis orders over (t, y, x); a frame (T = 1) uses the first two (y then x, x then y)
+# axis orders over (t, y, x); a frame (T = 1) uses the first two (y then x, x then y).
+# Order index MULTI is not an order: every level codes the points odd along one axis, then
+# along two, then three, each predicted by the mean of the 1-D interpolations along its odd
+# axes (HPEZ's multi-dimensional interpolation; the cell centres see both directions).
 ORDERS = ((0, 1, 2), (0, 2, 1), (1, 2, 0), (2, 1, 0), (1, 0, 2), (2, 0, 1))
+MULTI = 6
 ALPHAS = (1.0, 1.25, 1.5, 2.0)
 BETAS = (2.0, 3.0, 4.0, 6.0)
-NCOL = 6  # pass table columns: axis, stride s, level, grid step on axes 0, 1, 2
+NCOL = 6  # pass table columns: odd-axis mask, stride s, level, grid step on axes 0, 1, 2
 
 
 def pack_params(cubic: bool, order: int, alpha: int, beta: int) -> int:
-    """One byte: bit 0 cubic, bits 1-3 axis order (ORDERS), bits 4-5 alpha, bits 6-7 beta."""
-    if not (0 <= order < len(ORDERS) and 0 <= alpha < 4 and 0 <= beta < 4):
+    """One byte: bit 0 cubic, bits 1-3 axis order (ORDERS, or MULTI), bits 4-5 alpha, bits 6-7 beta."""
+    if not (0 <= order <= MULTI and 0 <= alpha < 4 and 0 <= beta < 4):
         raise ValueError(f"interpolation parameters out of range: {order}, {alpha}, {beta}")
     return int(bool(cubic)) | order << 1 | alpha << 4 | beta << 6
 
@@ -55,29 +60,37 @@ def pack_params(cubic: bool, order: int, alpha: int, beta: int) -> int:
 def unpack_params(b: int) -> tuple[bool, int, int, int]:
     """(cubic, order, alpha index, beta index); ValueError for an order that does not exist."""
     order = (b >> 1) & 7
-    if order >= len(ORDERS):
+    if order > MULTI:
         raise ValueError(f"interpolation parameter byte {b:#04x} names no axis order")
     return bool(b & 1), order, (b >> 4) & 3, (b >> 6) & 3
 
 
 def passes(dims: tuple[int, int, int], order: int) -> np.ndarray:
-    """(n, NCOL) int64 rows, coarse to fine: per level and axis a (in ``order``), the points
-    at odd multiples of s/2 along a, on the grid s/2 along the axes refined before a at this
-    level and s along the others."""
+    """(n, NCOL) int64 rows, coarse to fine. An order: per level and axis a (in the order), the
+    points at odd multiples of s/2 along a, on the grid s/2 along the axes refined before a
+    at this level and s along the others (mask 1 << a). MULTI: per level and nonempty set of
+    axes (by size, then mask), the points at odd multiples of s/2 along those axes and
+    multiples of s along the others (mask: the set)."""
     top = 1
     while top < max(dims):
         top *= 2
-    perm = ORDERS[order]
     rows = []
     s, level = top, top.bit_length() - 1
+    masks = sorted(range(1, 8), key=lambda m: (bin(m).count("1"), m))
     while s >= 2:
         h = s // 2
-        for j, a in enumerate(perm):
-            g = [s, s, s]
-            for b in perm[:j]:
-                g[b] = h
-            if dims[a] > h:  # the axis has points at this level
-                rows.append((a, s, level, g[0], g[1], g[2]))
+        if order == MULTI:
+            for m in masks:
+                if all(dims[a] > h for a in range(3) if m >> a & 1):
+                    rows.append((m, s, level, s, s, s))
+        else:
+            perm = ORDERS[order]
+            for j, a in enumerate(perm):
+                g = [s, s, s]
+                for b in perm[:j]:
+                    g[b] = h
+                if dims[a] > h:  # the axis has points at this level
+                    rows.append((1 << a, s, level, g[0], g[1], g[2]))
         s, level = h, level - 1
     return np.array(rows, np.int64).reshape(-1, NCOL)
 
@@ -142,19 +155,49 @@ def axis_count(start, step, n):
 @jitable
 def pass_counts(tab, r, D0, D1, D2):
     """(points along axes 0, 1, 2) of pass r."""
-    a, s = tab[r, 0], tab[r, 1]
+    m, s = tab[r, 0], tab[r, 1]
     h = s // 2
-    n0 = axis_count(h if a == 0 else 0, tab[r, 3], D0)
-    n1 = axis_count(h if a == 1 else 0, tab[r, 4], D1)
-    n2 = axis_count(h if a == 2 else 0, tab[r, 5], D2)
+    n0 = axis_count(h if m & 1 else 0, tab[r, 3], D0)
+    n1 = axis_count(h if m & 2 else 0, tab[r, 4], D1)
+    n2 = axis_count(h if m & 4 else 0, tab[r, 5], D2)
     return n0, n1, n2
+
+
+@jitable
+def predict_point(recon, base, i, m, x0, x1, x2, D0, D1, D2, S0, S1, C, h, cubic):
+    """base[i] + the interpolation along the odd axes of mask m: one axis, or the mean over
+    those with a neighbour on both sides (all of them if none has)."""
+    inner = 0
+    if m & 1 and x0 + h < D0:
+        inner |= 1
+    if m & 2 and x1 + h < D1:
+        inner |= 2
+    if m & 4 and x2 + h < D2:
+        inner |= 4
+    use = inner if inner != 0 else m
+    acc = 0.0
+    cnt = 0
+    if use & 1:
+        acc += interp_at(recon, base, i, x0, D0, S0, h, cubic)
+        cnt += 1
+    if use & 2:
+        acc += interp_at(recon, base, i, x1, D1, S1, h, cubic)
+        cnt += 1
+    if use & 4:
+        acc += interp_at(recon, base, i, x2, D2, C, h, cubic)
+        cnt += 1
+    if cnt == 2:
+        acc = acc * 0.5
+    elif cnt == 3:
+        acc = acc / 3.0
+    return np.float64(base[i]) + acc
 
 
 @jitable
 def pass_point(k, tab, r, D0, D1, D2, C, cubic, recon, base):
     """(element index, prediction) of the k-th point of pass r (channel-major, then axes
     0, 1, 2): what one GPU thread computes."""
-    a, s = tab[r, 0], tab[r, 1]
+    m, s = tab[r, 0], tab[r, 1]
     h = s // 2
     n0, n1, n2 = pass_counts(tab, r, D0, D1, D2)
     per = n0 * n1 * n2
@@ -164,19 +207,13 @@ def pass_point(k, tab, r, D0, D1, D2, C, cubic, recon, base):
     rem -= i0 * n1 * n2
     i1 = rem // n2
     i2 = rem - i1 * n2
-    x0 = (h if a == 0 else 0) + i0 * tab[r, 3]
-    x1 = (h if a == 1 else 0) + i1 * tab[r, 4]
-    x2 = (h if a == 2 else 0) + i2 * tab[r, 5]
+    x0 = (h if m & 1 else 0) + i0 * tab[r, 3]
+    x1 = (h if m & 2 else 0) + i1 * tab[r, 4]
+    x2 = (h if m & 4 else 0) + i2 * tab[r, 5]
     S1 = D2 * C
     S0 = D1 * S1
     i = x0 * S0 + x1 * S1 + x2 * C + c
-    if a == 0:
-        pos, n, st = x0, D0, S0
-    elif a == 1:
-        pos, n, st = x1, D1, S1
-    else:
-        pos, n, st = x2, D2, C
-    return i, np.float64(base[i]) + interp_at(recon, base, i, pos, n, st, h, cubic)
+    return i, predict_point(recon, base, i, m, x0, x1, x2, D0, D1, D2, S0, S1, C, h, cubic)
 
 
 # ----------------------------------------------------------------------- per-point work items
@@ -229,11 +266,12 @@ def run_float(enc, x, base, D0, D1, D2, C, cubic, tab, steps, bound, codes, reco
     S1 = D2 * C
     S0 = D1 * S1
     for r in range(tab.shape[0]):
-        a, s, lv, g0, g1, g2 = tab[r, 0], tab[r, 1], tab[r, 2], tab[r, 3], tab[r, 4], tab[r, 5]
+        m, s, lv, g0, g1, g2 = tab[r, 0], tab[r, 1], tab[r, 2], tab[r, 3], tab[r, 4], tab[r, 5]
         h = s // 2
         n0, n1, n2 = pass_counts(tab, r, D0, D1, D2)
-        o0, o1, o2 = (h if a == 0 else 0), (h if a == 1 else 0), (h if a == 2 else 0)
-        n, st = (D0, S0) if a == 0 else (D1, S1) if a == 1 else (D2, C)
+        o0, o1, o2 = (h if m & 1 else 0), (h if m & 2 else 0), (h if m & 4 else 0)
+        single = m == 1 or m == 2 or m == 4  # one odd axis: interpolate along it alone
+        n, st = (D0, S0) if m == 1 else (D1, S1) if m == 2 else (D2, C)
         step = steps[lv]
         for c in range(C):
             for i0 in range(n0):
@@ -244,8 +282,11 @@ def run_float(enc, x, base, D0, D1, D2, C, cubic, tab, steps, bound, codes, reco
                     for i2 in range(n2):
                         x2 = o2 + i2 * g2
                         i = row + x2 * C
-                        pos = x0 if a == 0 else x1 if a == 1 else x2
-                        p = np.float64(base[i]) + interp_at(recon, base, i, pos, n, st, h, cubic)
+                        if single:
+                            p = np.float64(base[i]) + interp_at(recon, base, i, x0 if m == 1 else x1 if m == 2
+                                                                else x2, n, st, h, cubic)
+                        else:
+                            p = predict_point(recon, base, i, m, x0, x1, x2, D0, D1, D2, S0, S1, C, h, cubic)
                         if enc:
                             item_float(i, p, x, bound, step, codes, recon, mask)
                         else:
@@ -263,11 +304,12 @@ def run_int(enc, x, base, D0, D1, D2, C, cubic, tab, es, steps, lo, hi, codes, r
     S1 = D2 * C
     S0 = D1 * S1
     for r in range(tab.shape[0]):
-        a, s, lv, g0, g1, g2 = tab[r, 0], tab[r, 1], tab[r, 2], tab[r, 3], tab[r, 4], tab[r, 5]
+        m, s, lv, g0, g1, g2 = tab[r, 0], tab[r, 1], tab[r, 2], tab[r, 3], tab[r, 4], tab[r, 5]
         h = s // 2
         n0, n1, n2 = pass_counts(tab, r, D0, D1, D2)
-        o0, o1, o2 = (h if a == 0 else 0), (h if a == 1 else 0), (h if a == 2 else 0)
-        n, st = (D0, S0) if a == 0 else (D1, S1) if a == 1 else (D2, C)
+        o0, o1, o2 = (h if m & 1 else 0), (h if m & 2 else 0), (h if m & 4 else 0)
+        single = m == 1 or m == 2 or m == 4  # one odd axis: interpolate along it alone
+        n, st = (D0, S0) if m == 1 else (D1, S1) if m == 2 else (D2, C)
         e, step = es[lv], steps[lv]
         for c in range(C):
             for i0 in range(n0):
@@ -278,8 +320,11 @@ def run_int(enc, x, base, D0, D1, D2, C, cubic, tab, es, steps, lo, hi, codes, r
                     for i2 in range(n2):
                         x2 = o2 + i2 * g2
                         i = row + x2 * C
-                        pos = x0 if a == 0 else x1 if a == 1 else x2
-                        p = np.float64(base[i]) + interp_at(recon, base, i, pos, n, st, h, cubic)
+                        if single:
+                            p = np.float64(base[i]) + interp_at(recon, base, i, x0 if m == 1 else x1 if m == 2
+                                                                else x2, n, st, h, cubic)
+                        else:
+                            p = predict_point(recon, base, i, m, x0, x1, x2, D0, D1, D2, S0, S1, C, h, cubic)
                         if enc:
                             item_int(i, p, x, lo, hi, e, step, codes, recon)
                         else:
@@ -287,13 +332,16 @@ def run_int(enc, x, base, D0, D1, D2, C, cubic, tab, es, steps, lo, hi, codes, r
 
 
 # ----------------------------------------------------------------------- host side
+@functools.lru_cache(maxsize=256)
 def level_tables(params: int, dims: tuple[int, int, int]):
-    """(pass table, per-level factors) for a block of ``dims`` = (T, H, W)."""
+    """(pass table, per-level factors) for a block of ``dims`` = (T, H, W); cached (the
+    table is read-only)."""
     tab = passes(dims, unpack_params(params)[1])
     top = 1
     while top < max(dims):
         top *= 2
-    return tab, level_factors(top.bit_length() - 1, params)
+    tab.flags.writeable = False
+    return tab, tuple(level_factors(top.bit_length() - 1, params))
 
 
 def float_steps(factors, bound: float) -> np.ndarray:

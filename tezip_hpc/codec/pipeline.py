@@ -62,7 +62,8 @@ def side_limit(frame_size: int) -> int:
     return min(MAX_SIDE_BYTES, frame_size + 1024)
 FRAME_KEY, FRAME_MERGE, FRAME_LORENZO, FRAME_INTRA, FRAME_INTERP = 1, 2, 4, 8, 16  # per-frame flag bits
 VOLUME_MARK = b"tezip volume: no predictions"  # what a volume's prediction digest covers
-TUNE_CROP = 128  # interpolation parameters are tried on a central crop of at most this side
+TUNE_CROP = 64  # interpolation parameters are tried on a central crop of at most this side
+PLAN_PIXELS = 5 * TUNE_CROP * TUNE_CROP  # frames up to this size: a volume is coded, not estimated
 
 
 class Pipeline:
@@ -112,8 +113,8 @@ class Pipeline:
         raise CodecError(f"payload frame uses the {'merge' if merge else 'linear'} quantizer, which this "
                          f"configuration does not")
 
-    def spatial_choices(self, key: bool, quantize: Quantize, last: tuple[bool, bool, bool] | None = None
-                        ) -> list[tuple[int, bool, bool, bool]]:
+    def spatial_choices(self, key: bool, quantize: Quantize, last: tuple[bool, bool, bool] | None = None,
+                        interp_ok: bool = True) -> list[tuple[int, bool, bool, bool]]:
         """(spatial kind, Lorenzo flag, intra flag, interpolation flag) candidates for a frame:
         with spatial_pred "auto", a lossy predicted frame quantized linearly (and, with the
         context coder, a lossless one) tries no deltas and 2-D Lorenzo deltas on its codes (the
@@ -125,8 +126,11 @@ class Pipeline:
         multilevel interpolation (_interp.py): keyframes of the frame itself, predicted
         frames of the residual and, with intra coding, of the frame itself.
         ``last``: the (intra, Lorenzo, interpolation) choice to keep without a trial (the
-        encoder re-tries every 4th predicted frame)."""
+        encoder re-tries every 4th predicted frame); ``interp_ok`` False: no interpolated
+        predicted frames (the encoder drops them for a chunk where they lost their first trial)."""
         interp = self.interp and quantize.interpolates
+        if not (key or interp_ok):
+            interp = False
         none = SPATIAL_KIND["none"]
         if key:
             return [(self.spatial.kind(True), False, False, False)] + ([(none, False, False, True)] if interp else [])
@@ -166,39 +170,69 @@ class Pipeline:
             return SPATIAL_KIND["lorenzo"]
         return self.spatial.kind(key)
 
-    def tune_interp(self, quantize: Quantize, x, base, block) -> int:
+    def tune_interp(self, quantize: Quantize, x, base, block, with_estimate: bool = False):
         """The interpolation parameter byte for a block (T, H, W, C): trials on a central crop
         of at most TUNE_CROP (frames) or TUNE_CROP / 2 (chunks) a side, all T, first of cubic or
-        linear and the axis order, then of the coarse levels' tighter bounds (QoZ's alpha and
-        beta), by the encoder's own estimate of the codes."""
+        linear and the axis order (or the multi-dimensional mean), then of the coarse levels'
+        tighter bounds (QoZ's alpha and beta), by the encoder's own estimate of the codes (the
+        orders are tried cubic, then the best one linear too).
+        ``with_estimate``: (byte, the estimated bytes of the block: the chosen parameters'
+        estimate on five crops twice as wide, at the centre and the centres of the quadrants,
+        scaled from their area to the block's)."""
         from . import _interp
 
         T, H, W, C = block
-        side = TUNE_CROP if T == 1 else TUNE_CROP // 4
-        h, w = min(H, side), min(W, side)
-        y0, x0 = (H - h) // 2, (W - w) // 2
-        crop = (T, h, w, C)
+        side = TUNE_CROP if T == 1 else TUNE_CROP // 2
 
-        def cut(a):
+        def cut(a, cy, cx, h, w):
+            y0, x0 = min(max(cy - h // 2, 0), H - h), min(max(cx - w // 2, 0), W - w)
             a = self.be.to_host(a).reshape(T, H, W, C)[:, y0:y0 + h, x0:x0 + w]
             return self.be.asarray(np.ascontiguousarray(a).ravel())
 
-        xc, bc = cut(x), cut(base)
+        h, w = min(H, side), min(W, side)
+        xc, bc = cut(x, H // 2, W // 2, h, w), cut(base, H // 2, W // 2, h, w)
 
-        def cost(params: int) -> int:
+        def cost(params: int, xc=xc, bc=bc, h=h, w=w) -> int:
+            crop = (T, h, w, C)
             q = quantize.interp_encode(xc, bc, crop, params)
             u, m = self.spatial.encode(q.codes, (T * h, w, C), SPATIAL_KIND["none"])
             n_out = int(self.be.to_host(q.mask).sum()) if q.mask is not None else 0
             return self.estimate(u, m, n_out, (T * h, w, C))
 
-        orders = (0, 1) if T == 1 else (0, 1, 2, 3)
-        best = min((cost(_interp.pack_params(cubic, order, 0, 0)), _interp.pack_params(cubic, order, 0, 0))
-                   for cubic in (True, False) for order in orders)
-        cubic, order = _interp.unpack_params(best[1])[:2]
+        orders = (0, 1, _interp.MULTI) if T == 1 else (0, 1, 2, 3, _interp.MULTI)
+        best = min((cost(_interp.pack_params(True, order, 0, 0)), _interp.pack_params(True, order, 0, 0))
+                   for order in orders)
+        order = _interp.unpack_params(best[1])[1]
+        best = min(best, (cost(_interp.pack_params(False, order, 0, 0)), _interp.pack_params(False, order, 0, 0)))
+        cubic = _interp.unpack_params(best[1])[0]
         for a, b in ((2, 0), (2, 2), (3, 2), (3, 3)):  # alpha 1.5 / 2, beta 2 / 4 / 6
             params = _interp.pack_params(cubic, order, a, b)
             best = min(best, (cost(params), params))
+        if with_estimate:
+            h, w = min(H, 2 * side), min(W, 2 * side)
+            total = 0
+            for cy, cx in ((H // 2, W // 2), (H // 4, W // 4), (H // 4, 3 * W // 4), (3 * H // 4, W // 4),
+                           (3 * H // 4, 3 * W // 4)):
+                total += cost(best[1], cut(x, cy, cx, h, w), cut(base, cy, cx, h, w), h, w)
+            return best[1], int(total * (H * W) / (5 * h * w))
         return best[1]
+
+    def plan_volume(self, frames, keys) -> tuple[int, int, bytes | None]:
+        """(parameter byte, estimated payload bytes, payload or None) of a chunk (T, H, W, C)
+        coded as one volume. Frames of at most PLAN_PIXELS are simply coded (the payload and
+        its exact size); larger ones are estimated from the tuning trials on crops, cheap
+        beside coding them (see ChunkCodec)."""
+        frames = np.asarray(frames)
+        T, H, W, C = frames.shape
+        if H * W <= PLAN_PIXELS:
+            enc = self.encoder((H, W, C))
+            enc.add_volume(frames, keys)
+            payload = enc.finish()
+            return enc.params[0], len(payload), payload
+        x = self.be.asarray(np.ascontiguousarray(frames).ravel())
+        params, est = self.tune_interp(self.volume_quantizer(), x, self.residual.prediction(None, x.size),
+                                       frames.shape, with_estimate=True)
+        return params, est, None
 
     def estimate(self, u: np.ndarray, m: int, n_outliers: int, frame_shape) -> int:
         """Bytes a frame's symbols would take, comparable between candidates: zstd level 1 of
@@ -304,13 +338,15 @@ class ChunkEncoder:
         self._tuned: dict = {}  # base kind (zero / prediction) -> parameter byte, per chunk
         self.volume = False  # the whole chunk coded as one interpolated volume (add_volume)
         self.estimated = 0  # the encoder's estimate of the bytes of the frames added so far
+        self._interp_lost = False  # interpolated predicted frames lost a trial: not weighed again
 
     def _forms(self, quant) -> list[tuple[int, bool, bool]]:
         """The (spatial kind, intra, interpolation) forms the encoder will weigh for the next
         predicted frame under ``quant``: those of add(), the choice of the last trial frame
         included."""
         last = None if self._n_pred % 4 == 0 else self._last
-        return [(kind, intra, interp) for kind, _, intra, interp in self.p.spatial_choices(False, quant, last)]
+        return [(kind, intra, interp) for kind, _, intra, interp
+                in self.p.spatial_choices(False, quant, last, not self._interp_lost)]
 
     def _form_q(self, quant, x, base, intra_like: bool, interp: bool):
         """(QFrame, parameter byte) of x in one form: the linear or merged codes of x - base, or
@@ -400,11 +436,12 @@ class ChunkEncoder:
         # the spatial choice is tried on every 4th predicted frame of the chunk and kept between
         # (deterministic per chunk, so rank-invariant; a quarter of the trials' cost)
         last = None if self._n_pred % 4 == 0 else self._last
-        n_cand = sum(len(p.spatial_choices(key, quant, last)) for quant in p.quantizers)
+        ok = not self._interp_lost
+        n_cand = sum(len(p.spatial_choices(key, quant, last, ok)) for quant in p.quantizers)
         zeros = praw if key else None
         for quant in p.quantizers:
             qs: dict = {}
-            for kind, lorenzo, intra, interp in p.spatial_choices(key, quant, last):
+            for kind, lorenzo, intra, interp in p.spatial_choices(key, quant, last, ok):
                 if intra and zeros is None:
                     zeros = p.residual.prediction(None, self.size)
                 base = zeros if intra else praw
@@ -423,6 +460,9 @@ class ChunkEncoder:
                     best = (cost, quant, q, sym, lorenzo, intra, interp, entry[1])
         cost, quant, q, sym, lorenzo, intra, interp, params = best
         self.estimated += cost
+        if not key and last is None and not interp and any(
+                f[3] for quant_ in p.quantizers for f in p.spatial_choices(False, quant_, None, ok)):
+            self._interp_lost = True  # a trial frame that weighed interpolation and kept another form
         if not key:
             # intra and interpolated frames: the digest covers the prediction the decoder is given
             if side:
@@ -448,10 +488,11 @@ class ChunkEncoder:
         self.side.append(side)
         return be.to_host(q.recon).reshape(frame.shape)
 
-    def add_volume(self, frames, keys) -> np.ndarray:
+    def add_volume(self, frames, keys, params: int | None = None) -> np.ndarray:
         """Code a whole chunk (T, H, W, C) as one volume by 3-D multilevel interpolation (no
-        predictions; ``keys`` only mark the frames as the archive indexes them); the encoder
-        must be empty. Returns the reconstruction (what the decoder will produce)."""
+        predictions; ``keys`` only mark the frames as the archive indexes them), with the
+        parameter byte ``params`` (None: tuned here); the encoder must be empty. Returns the
+        reconstruction (what the decoder will produce)."""
         p = self.p
         be = p.be
         quant = p.volume_quantizer()
@@ -466,7 +507,8 @@ class ChunkEncoder:
         x = be.asarray(host_x)
         block = (T,) + self.frame_shape
         base = p.residual.prediction(None, x.size)
-        params = p.tune_interp(quant, x, base, block)
+        if params is None:
+            params = p.tune_interp(quant, x, base, block)
         q = quant.interp_encode(x, base, block, params)
         codes = q.codes
         for t in range(T):
