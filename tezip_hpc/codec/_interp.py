@@ -255,9 +255,87 @@ def item_dec_int(i, pred, lo, hi, step, codes, recon):
 _jit = njit(cache=True, nogil=True, error_model="numpy", _nrt=False)
 
 
+@jitable
+def _fin(v):
+    f = np.float64(v)
+    if not (f - f == 0.0):
+        return 0.0
+    return f
+
+
+@jitable
+def _interior(recon, i, d, cubic):
+    """interp_at's value for an interior point (every neighbour inside) and a zero base."""
+    b = _fin(recon[i - d])
+    c = _fin(recon[i + d])
+    if cubic:
+        a = _fin(recon[i - 3 * d])
+        e = _fin(recon[i + 3 * d])
+        s = b + c
+        return (s * 8.0 + s - a - e) * 0.0625
+    return (b + c) * 0.5
+
+
+@jitable
+def fast_value(recon, i, m, d0, d1, d2, cubic):
+    """general_value for a point interior along all its odd axes, in a block whose base is
+    zero: the same operations in the same order, without the base loads and the edge
+    branches (interior points are most of a block, and these loops run 2-3x faster)."""
+    if m == 1:
+        return 0.0 + _interior(recon, i, d0, cubic)
+    if m == 2:
+        return 0.0 + _interior(recon, i, d1, cubic)
+    if m == 4:
+        return 0.0 + _interior(recon, i, d2, cubic)
+    acc = 0.0
+    cnt = 0
+    if m & 1:
+        acc += _interior(recon, i, d0, cubic)
+        cnt += 1
+    if m & 2:
+        acc += _interior(recon, i, d1, cubic)
+        cnt += 1
+    if m & 4:
+        acc += _interior(recon, i, d2, cubic)
+        cnt += 1
+    if cnt == 2:
+        acc = acc * 0.5
+    else:
+        acc = acc / 3.0
+    return 0.0 + acc
+
+
+@jitable
+def _inside(pos, h, n, cubic):
+    return (pos >= 3 * h and pos + 3 * h < n) if cubic else pos + h < n
+
+
+@jitable
+def fast_range(m, x0, x1, h, s, D0, D1, D2, n2, cubic):
+    """[lo, hi) of the row's indices i2 whose point is interior along every odd axis."""
+    if (m & 1 and not _inside(x0, h, D0, cubic)) or (m & 2 and not _inside(x1, h, D1, cubic)):
+        return 0, 0
+    if m & 4:  # odd along x: the row's points differ in their position on that axis
+        lo = 1 if cubic else 0
+        last = D2 - 1 - (4 * h if cubic else 2 * h)
+        hi = last // s + 1 if last >= 0 else 0
+        return lo, max(lo, min(hi, n2))
+    return 0, n2
+
+
+@jitable
+def general_value(recon, base, i, m, x0, x1, x2, D0, D1, D2, S0, S1, C, h, cubic, n, st):
+    if m == 1 or m == 2 or m == 4:
+        return np.float64(base[i]) + interp_at(recon, base, i, x0 if m == 1 else x1 if m == 2 else x2, n, st, h,
+                                               cubic)
+    return predict_point(recon, base, i, m, x0, x1, x2, D0, D1, D2, S0, S1, C, h, cubic)
+
+
 @_jit
-def run_float(enc, x, base, D0, D1, D2, C, cubic, tab, steps, bound, codes, recon, mask):
-    """Encode (enc: x -> codes, recon, mask) or decode (codes, mask -> recon) float data."""
+def run_float(enc, x, base, D0, D1, D2, C, cubic, tab, steps, bound, codes, recon, mask, zero_base):
+    """Encode (enc: x -> codes, recon, mask) or decode (codes, mask -> recon) float data;
+    ``zero_base``: base is all zeros (keyframes, intra frames, volumes), so interior points
+    take the fast path (same values)."""
     for c in range(C):  # the anchors: (0, 0, 0) of each channel, predicted by the base alone
         if enc:
             item_float(c, np.float64(base[c]), x, bound, steps[0], codes, recon, mask)
@@ -272,6 +350,7 @@ def run_float(enc, x, base, D0, D1, D2, C, cubic, tab, steps, bound, codes, reco
         o0, o1, o2 = (h if m & 1 else 0), (h if m & 2 else 0), (h if m & 4 else 0)
         single = m == 1 or m == 2 or m == 4  # one odd axis: interpolate along it alone
         n, st = (D0, S0) if m == 1 else (D1, S1) if m == 2 else (D2, C)
+        d0, d1, d2 = h * S0, h * S1, h * C
         step = steps[lv]
         for c in range(C):
             for i0 in range(n0):
@@ -279,14 +358,23 @@ def run_float(enc, x, base, D0, D1, D2, C, cubic, tab, steps, bound, codes, reco
                 for i1 in range(n1):
                     x1 = o1 + i1 * g1
                     row = x0 * S0 + x1 * S1 + c
+                    f_lo, f_hi = (0, 0)
+                    if zero_base:
+                        f_lo, f_hi = fast_range(m, x0, x1, h, s, D0, D1, D2, n2, cubic)
                     for i2 in range(n2):
+                        if i2 == f_lo and f_hi > f_lo:  # the interior run: no base, no edge branches
+                            for j2 in range(f_lo, f_hi):
+                                i = row + (o2 + j2 * g2) * C
+                                p = fast_value(recon, i, m, d0, d1, d2, cubic)
+                                if enc:
+                                    item_float(i, p, x, bound, step, codes, recon, mask)
+                                else:
+                                    item_dec_float(i, p, step, codes, recon, mask)
+                        if f_lo <= i2 < f_hi:
+                            continue
                         x2 = o2 + i2 * g2
                         i = row + x2 * C
-                        if single:
-                            p = np.float64(base[i]) + interp_at(recon, base, i, x0 if m == 1 else x1 if m == 2
-                                                                else x2, n, st, h, cubic)
-                        else:
-                            p = predict_point(recon, base, i, m, x0, x1, x2, D0, D1, D2, S0, S1, C, h, cubic)
+                        p = general_value(recon, base, i, m, x0, x1, x2, D0, D1, D2, S0, S1, C, h, cubic, n, st)
                         if enc:
                             item_float(i, p, x, bound, step, codes, recon, mask)
                         else:
@@ -294,7 +382,7 @@ def run_float(enc, x, base, D0, D1, D2, C, cubic, tab, steps, bound, codes, reco
 
 
 @_jit
-def run_int(enc, x, base, D0, D1, D2, C, cubic, tab, es, steps, lo, hi, codes, recon):
+def run_int(enc, x, base, D0, D1, D2, C, cubic, tab, es, steps, lo, hi, codes, recon, zero_base):
     """Encode (x -> codes, recon) or decode (codes -> recon) integer data."""
     for c in range(C):
         if enc:
@@ -310,6 +398,7 @@ def run_int(enc, x, base, D0, D1, D2, C, cubic, tab, es, steps, lo, hi, codes, r
         o0, o1, o2 = (h if m & 1 else 0), (h if m & 2 else 0), (h if m & 4 else 0)
         single = m == 1 or m == 2 or m == 4  # one odd axis: interpolate along it alone
         n, st = (D0, S0) if m == 1 else (D1, S1) if m == 2 else (D2, C)
+        d0, d1, d2 = h * S0, h * S1, h * C
         e, step = es[lv], steps[lv]
         for c in range(C):
             for i0 in range(n0):
@@ -317,14 +406,23 @@ def run_int(enc, x, base, D0, D1, D2, C, cubic, tab, es, steps, lo, hi, codes, r
                 for i1 in range(n1):
                     x1 = o1 + i1 * g1
                     row = x0 * S0 + x1 * S1 + c
+                    f_lo, f_hi = (0, 0)
+                    if zero_base:
+                        f_lo, f_hi = fast_range(m, x0, x1, h, s, D0, D1, D2, n2, cubic)
                     for i2 in range(n2):
+                        if i2 == f_lo and f_hi > f_lo:  # the interior run: no base, no edge branches
+                            for j2 in range(f_lo, f_hi):
+                                i = row + (o2 + j2 * g2) * C
+                                p = fast_value(recon, i, m, d0, d1, d2, cubic)
+                                if enc:
+                                    item_int(i, p, x, lo, hi, e, step, codes, recon)
+                                else:
+                                    item_dec_int(i, p, lo, hi, step, codes, recon)
+                        if f_lo <= i2 < f_hi:
+                            continue
                         x2 = o2 + i2 * g2
                         i = row + x2 * C
-                        if single:
-                            p = np.float64(base[i]) + interp_at(recon, base, i, x0 if m == 1 else x1 if m == 2
-                                                                else x2, n, st, h, cubic)
-                        else:
-                            p = predict_point(recon, base, i, m, x0, x1, x2, D0, D1, D2, S0, S1, C, h, cubic)
+                        p = general_value(recon, base, i, m, x0, x1, x2, D0, D1, D2, S0, S1, C, h, cubic, n, st)
                         if enc:
                             item_int(i, p, x, lo, hi, e, step, codes, recon)
                         else:
