@@ -311,6 +311,46 @@ def _inside(pos, h, n, cubic):
 
 
 @jitable
+def _interior_b(recon, base, i, d, cubic):
+    """interp_at's value for an interior point (every neighbour inside the block)."""
+    b = _val(recon, base, i - d)
+    c = _val(recon, base, i + d)
+    if cubic:
+        a = _val(recon, base, i - 3 * d)
+        e = _val(recon, base, i + 3 * d)
+        s = b + c
+        return (s * 8.0 + s - a - e) * 0.0625
+    return (b + c) * 0.5
+
+
+@jitable
+def fast_value_b(recon, base, i, m, d0, d1, d2, cubic):
+    """fast_value for any base (a predicted frame's residual): the base loads kept."""
+    if m == 1:
+        return np.float64(base[i]) + _interior_b(recon, base, i, d0, cubic)
+    if m == 2:
+        return np.float64(base[i]) + _interior_b(recon, base, i, d1, cubic)
+    if m == 4:
+        return np.float64(base[i]) + _interior_b(recon, base, i, d2, cubic)
+    acc = 0.0
+    cnt = 0
+    if m & 1:
+        acc += _interior_b(recon, base, i, d0, cubic)
+        cnt += 1
+    if m & 2:
+        acc += _interior_b(recon, base, i, d1, cubic)
+        cnt += 1
+    if m & 4:
+        acc += _interior_b(recon, base, i, d2, cubic)
+        cnt += 1
+    if cnt == 2:
+        acc = acc * 0.5
+    else:
+        acc = acc / 3.0
+    return np.float64(base[i]) + acc
+
+
+@jitable
 def fast_range(m, x0, x1, h, s, D0, D1, D2, n2, cubic):
     """[lo, hi) of the row's indices i2 whose point is interior along every odd axis."""
     if (m & 1 and not _inside(x0, h, D0, cubic)) or (m & 2 and not _inside(x1, h, D1, cubic)):
@@ -334,8 +374,8 @@ def general_value(recon, base, i, m, x0, x1, x2, D0, D1, D2, S0, S1, C, h, cubic
 @_jit
 def run_float(enc, x, base, D0, D1, D2, C, cubic, tab, steps, bound, codes, recon, mask, zero_base):
     """Encode (enc: x -> codes, recon, mask) or decode (codes, mask -> recon) float data;
-    ``zero_base``: base is all zeros (keyframes, intra frames, volumes), so interior points
-    take the fast path (same values)."""
+    interior points take a fast path (the same values), without base loads where
+    ``zero_base`` (keyframes, intra frames, volumes)."""
     for c in range(C):  # the anchors: (0, 0, 0) of each channel, predicted by the base alone
         if enc:
             item_float(c, np.float64(base[c]), x, bound, steps[0], codes, recon, mask)
@@ -358,14 +398,15 @@ def run_float(enc, x, base, D0, D1, D2, C, cubic, tab, steps, bound, codes, reco
                 for i1 in range(n1):
                     x1 = o1 + i1 * g1
                     row = x0 * S0 + x1 * S1 + c
-                    f_lo, f_hi = (0, 0)
-                    if zero_base:
-                        f_lo, f_hi = fast_range(m, x0, x1, h, s, D0, D1, D2, n2, cubic)
+                    f_lo, f_hi = fast_range(m, x0, x1, h, s, D0, D1, D2, n2, cubic)
                     for i2 in range(n2):
-                        if i2 == f_lo and f_hi > f_lo:  # the interior run: no base, no edge branches
+                        if i2 == f_lo and f_hi > f_lo:  # the interior run: no edge branches (nor base loads)
                             for j2 in range(f_lo, f_hi):
                                 i = row + (o2 + j2 * g2) * C
-                                p = fast_value(recon, i, m, d0, d1, d2, cubic)
+                                if zero_base:
+                                    p = fast_value(recon, i, m, d0, d1, d2, cubic)
+                                else:
+                                    p = fast_value_b(recon, base, i, m, d0, d1, d2, cubic)
                                 if enc:
                                     item_float(i, p, x, bound, step, codes, recon, mask)
                                 else:
@@ -406,14 +447,15 @@ def run_int(enc, x, base, D0, D1, D2, C, cubic, tab, es, steps, lo, hi, codes, r
                 for i1 in range(n1):
                     x1 = o1 + i1 * g1
                     row = x0 * S0 + x1 * S1 + c
-                    f_lo, f_hi = (0, 0)
-                    if zero_base:
-                        f_lo, f_hi = fast_range(m, x0, x1, h, s, D0, D1, D2, n2, cubic)
+                    f_lo, f_hi = fast_range(m, x0, x1, h, s, D0, D1, D2, n2, cubic)
                     for i2 in range(n2):
-                        if i2 == f_lo and f_hi > f_lo:  # the interior run: no base, no edge branches
+                        if i2 == f_lo and f_hi > f_lo:  # the interior run: no edge branches (nor base loads)
                             for j2 in range(f_lo, f_hi):
                                 i = row + (o2 + j2 * g2) * C
-                                p = fast_value(recon, i, m, d0, d1, d2, cubic)
+                                if zero_base:
+                                    p = fast_value(recon, i, m, d0, d1, d2, cubic)
+                                else:
+                                    p = fast_value_b(recon, base, i, m, d0, d1, d2, cubic)
                                 if enc:
                                     item_int(i, p, x, lo, hi, e, step, codes, recon)
                                 else:
