@@ -19,13 +19,12 @@ and output sinks stay outside (``decode_archive_chunk`` adds the archive's own c
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass
 from typing import Iterable
 
 import numpy as np
 
-from ..codec.pipeline import VOLUME_MARK, Pipeline
+from ..codec.pipeline import Pipeline
 from ..errors import CodecError, IntegrityError, PredictionMismatch
 from ..predict.base import normalise
 
@@ -123,12 +122,12 @@ class ChunkCodec:
         return best
 
     def _volume(self, frames: list, keys: list, plan) -> Encoded:
-        params, _, payload = plan
-        if payload is None:
+        params, _, coded = plan
+        if coded is None:
             vol = self.pipe.encoder(frames[0].shape)
             vol.add_volume(np.stack(frames), keys, params)
-            payload = vol.finish()
-        return Encoded(payload, keys, hashlib.sha256(VOLUME_MARK).hexdigest())
+            coded = (vol.finish(), vol.digest().hex())
+        return Encoded(coded[0], keys, coded[1])
 
     # ------------------------------------------------------------------ decode
     def decode(self, payload: bytes, frame_shape, n_frames: int, keys=None) -> tuple[np.ndarray, str]:

@@ -217,18 +217,18 @@ class Pipeline:
             return best[1], int(total * (H * W) / (5 * h * w))
         return best[1]
 
-    def plan_volume(self, frames, keys) -> tuple[int, int, bytes | None]:
-        """(parameter byte, estimated payload bytes, payload or None) of a chunk (T, H, W, C)
-        coded as one volume. Frames of at most PLAN_PIXELS are simply coded (the payload and
-        its exact size); larger ones are estimated from the tuning trials on crops, cheap
-        beside coding them (see ChunkCodec)."""
+    def plan_volume(self, frames, keys) -> tuple[int, int, tuple[bytes, str] | None]:
+        """(parameter byte, estimated payload bytes, (payload, digest hex) or None) of a chunk
+        (T, H, W, C) coded as one volume. Frames of at most PLAN_PIXELS are simply coded (the
+        payload and its exact size); larger ones are estimated from the tuning trials on crops,
+        cheap beside coding them (see ChunkCodec)."""
         frames = np.asarray(frames)
         T, H, W, C = frames.shape
         if H * W <= PLAN_PIXELS:
             enc = self.encoder((H, W, C))
             enc.add_volume(frames, keys)
             payload = enc.finish()
-            return enc.params[0], len(payload), payload
+            return enc.params[0], len(payload), (payload, enc.digest().hex())
         x = self.be.asarray(np.ascontiguousarray(frames).ravel())
         params, est = self.tune_interp(self.volume_quantizer(), x, self.residual.prediction(None, x.size),
                                        frames.shape, with_estimate=True)
