@@ -1,4 +1,4 @@
-"""CPU kernels: numba loops over the shared work items of _scalar.py, plus the packing
+"""CPU kernels: numba loops over the shared work items of _scalar_items.py, plus the packing
 loops (spatial delta + zigzag, narrowing/shuffle, and their inverses) for one frame."""
 
 from __future__ import annotations
@@ -10,17 +10,23 @@ import numpy as np
 from numba import njit
 
 from . import _scalar as scalar
+from . import _scalar_items as items
 
 
-def drop_stale_cache(module_file: str) -> None:
-    """numba's cache stamps only the kernels' own file; they also inline _scalar.py. Drop a
-    module's cached kernels when either source changed (matters for development checkouts).
-    Called by every kernel module that inlines _scalar.py (_cpu.py, _ans.py)."""
+SHARED_SOURCES = ("_scalar.py", "_scalar_items.py")  # the arithmetic every kernel module inlines
+
+
+def drop_stale_cache(module_file: str, *inlined: str) -> None:
+    """numba's cache stamps only the kernels' own file; they also inline SHARED_SOURCES (and
+    ``inlined``, file names beside them, e.g. _interp.py). Drop a module's cached kernels when
+    any of these sources changed (matters for development checkouts). Called by every kernel
+    module (_cpu.py, _ans.py, _interp_cpu.py)."""
     here = Path(module_file).parent
     name = Path(module_file).stem
     cache = here / "__pycache__"
     try:
-        digest = hashlib.sha256((here / "_scalar.py").read_bytes() + Path(module_file).read_bytes()).hexdigest()
+        sources = [here / f for f in SHARED_SOURCES + inlined] + [Path(module_file)]
+        digest = hashlib.sha256(b"".join(f.read_bytes() for f in sources)).hexdigest()
         stamp = cache / f"{name}.kernels.sha256"
         if stamp.exists() and stamp.read_text() == digest:
             return
@@ -48,85 +54,85 @@ _jit = njit(cache=True, nogil=True, error_model="numpy", _nrt=False)
 @_jit
 def quant_int_linear(x, p, lo, hi, e, step, codes, recon, pi, hw, c):
     for i in range(hw * c):
-        scalar.item_quant_int_linear(i, x, p, lo, hi, e, step, codes, recon, pi)
+        items.item_quant_int_linear(i, x, p, lo, hi, e, step, codes, recon, pi)
 
 
 @_jit
 def deq_int(codes, p, lo, hi, unit, recon, pi, hw, c):
     for i in range(hw * c):
-        scalar.item_deq_int(i, codes, p, lo, hi, unit, recon, pi)
+        items.item_deq_int(i, codes, p, lo, hi, unit, recon, pi)
 
 
 @_jit
 def merge_int(x, p, lo, hi, e, hw, c, nblk, blk, codes, recon, pi):
     for item in range(c * nblk):
-        scalar.item_merge_int(item, x, p, lo, hi, e, hw, c, nblk, blk, codes, recon, pi)
+        items.item_merge_int(item, x, p, lo, hi, e, hw, c, nblk, blk, codes, recon, pi)
 
 
 @_jit
 def quant_float_linear(x, p, bound, step, codes, recon, mask, hw, c):
     for i in range(hw * c):
-        scalar.item_quant_float_linear(i, x, p, bound, step, codes, recon, mask)
+        items.item_quant_float_linear(i, x, p, bound, step, codes, recon, mask)
 
 
 @_jit
 def deq_float(codes, p, unit, recon, hw, c):
     for i in range(hw * c):
-        scalar.item_deq_float(i, codes, p, unit, recon)
+        items.item_deq_float(i, codes, p, unit, recon)
 
 
 @_jit
 def merge_float(x, p, unit, bound, hw, c, nblk, blk, codes, recon, mask):
     for item in range(c * nblk):
-        scalar.item_merge_float(item, x, p, unit, bound, hw, c, nblk, blk, codes, recon, mask)
+        items.item_merge_float(item, x, p, unit, bound, hw, c, nblk, blk, codes, recon, mask)
 
 
 @_jit
 def ord_residual(xbits, pbits, codes, hw, c):
     for i in range(hw * c):
-        scalar.item_ord_residual(i, xbits, pbits, codes)
+        items.item_ord_residual(i, xbits, pbits, codes)
 
 
 @_jit
 def ord_recon(codes, pbits, outbits, hw, c):
     for i in range(hw * c):
-        scalar.item_ord_recon(i, codes, pbits, outbits)
+        items.item_ord_recon(i, codes, pbits, outbits)
 
 
 @_jit
 def ord_residual64(xbits, pbits, codes, hw, c):
     for i in range(hw * c):
-        scalar.item_ord_residual64(i, xbits, pbits, codes)
+        items.item_ord_residual64(i, xbits, pbits, codes)
 
 
 @_jit
 def ord_recon64(codes, pbits, outbits, hw, c):
     for i in range(hw * c):
-        scalar.item_ord_recon64(i, codes, pbits, outbits)
+        items.item_ord_recon64(i, codes, pbits, outbits)
 
 
 @_jit
 def pwrel_int(x, p, lo, hi, step_tab, codes, cls, recon, pi, hw, c):
     for i in range(hw * c):
-        scalar.item_pwrel_int(i, x, p, lo, hi, step_tab, codes, cls, recon, pi)
+        items.item_pwrel_int(i, x, p, lo, hi, step_tab, codes, cls, recon, pi)
 
 
 @_jit
 def depwrel_int(codes, cls, p, lo, hi, step_tab, recon, pi, err, hw, c):
     for i in range(hw * c):
-        scalar.item_depwrel_int(i, codes, cls, p, lo, hi, step_tab, recon, pi, err)
+        items.item_depwrel_int(i, codes, cls, p, lo, hi, step_tab, recon, pi, err)
 
 
 @_jit
 def pwrel_float(x, xbits, p, pbits, zc, bound_tab, step_tab, codes, cls, recon, mask, hw, c):
     for i in range(hw * c):
-        scalar.item_pwrel_float(i, x, xbits, p, pbits, zc, bound_tab, step_tab, codes, cls, recon, mask)
+        items.item_pwrel_float(i, x, xbits, p, pbits, zc, bound_tab, step_tab, codes, cls, recon, mask)
 
 
 @_jit
 def depwrel_float(codes, cls, p, pbits, zc, cmax, step_tab, recon, err, hw, c):
     for i in range(hw * c):
-        scalar.item_depwrel_float(i, codes, cls, p, pbits, zc, cmax, step_tab, recon, err)
+        items.item_depwrel_float(i, codes, cls, p, pbits, zc, cmax, step_tab, recon, err)
 
 
 # --------------------------------------------------------------------------- packing
@@ -187,9 +193,9 @@ def pack(q, H, W, C, kind, bits, u):
 
 @_jit
 def emit(u, lut, use_lut, width, shuffle, out, off, stride):
-    """Narrow symbols to `width` bytes into a partition's data (see scalar.item_emit)."""
+    """Narrow symbols to `width` bytes into a partition's data (see items.item_emit)."""
     for j in range(u.size):
-        scalar.item_emit(j, u, lut, use_lut, width, shuffle, out, off, stride)
+        items.item_emit(j, u, lut, use_lut, width, shuffle, out, off, stride)
 
 
 @_jit

@@ -1,4 +1,4 @@
-"""GPU backend: numba.cuda kernels over the shared work items of _scalar.py, CuPy for
+"""GPU backend: numba.cuda kernels over the shared work items of _scalar_items.py, CuPy for
 device memory, scans and reshapes.
 
 ``gpu``      CuPy arrays on the current CUDA device.

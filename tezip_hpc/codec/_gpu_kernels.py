@@ -1,4 +1,5 @@
-"""numba.cuda kernels of the GPU backend: one work item of _scalar.py per thread.
+"""numba.cuda kernels of the GPU backend: one work item of _scalar_items.py (or, for the
+interpolation, of _interp.py) per thread.
 
 Module level, so that numba's CUDA simulator can swap in its fake ``cuda`` module.
 """
@@ -8,104 +9,105 @@ from numba import cuda
 
 from . import _interp
 from . import _scalar as scalar
+from . import _scalar_items as items
 
 
 @cuda.jit
 def quant_int_linear(x, p, lo, hi, e, step, codes, recon, pi):
     i = cuda.grid(1)
     if i < x.size:
-        scalar.item_quant_int_linear(i, x, p, lo, hi, e, step, codes, recon, pi)
+        items.item_quant_int_linear(i, x, p, lo, hi, e, step, codes, recon, pi)
 
 
 @cuda.jit
 def deq_int(codes, p, lo, hi, unit, recon, pi):
     i = cuda.grid(1)
     if i < codes.size:
-        scalar.item_deq_int(i, codes, p, lo, hi, unit, recon, pi)
+        items.item_deq_int(i, codes, p, lo, hi, unit, recon, pi)
 
 
 @cuda.jit
 def merge_int(x, p, lo, hi, e, hw, c, nblk, blk, codes, recon, pi):
     item = cuda.grid(1)
     if item < c * nblk:
-        scalar.item_merge_int(item, x, p, lo, hi, e, hw, c, nblk, blk, codes, recon, pi)
+        items.item_merge_int(item, x, p, lo, hi, e, hw, c, nblk, blk, codes, recon, pi)
 
 
 @cuda.jit
 def quant_float_linear(x, p, bound, step, codes, recon, mask):
     i = cuda.grid(1)
     if i < x.size:
-        scalar.item_quant_float_linear(i, x, p, bound, step, codes, recon, mask)
+        items.item_quant_float_linear(i, x, p, bound, step, codes, recon, mask)
 
 
 @cuda.jit
 def deq_float(codes, p, unit, recon):
     i = cuda.grid(1)
     if i < codes.size:
-        scalar.item_deq_float(i, codes, p, unit, recon)
+        items.item_deq_float(i, codes, p, unit, recon)
 
 
 @cuda.jit
 def merge_float(x, p, unit, bound, hw, c, nblk, blk, codes, recon, mask):
     item = cuda.grid(1)
     if item < c * nblk:
-        scalar.item_merge_float(item, x, p, unit, bound, hw, c, nblk, blk, codes, recon, mask)
+        items.item_merge_float(item, x, p, unit, bound, hw, c, nblk, blk, codes, recon, mask)
 
 
 @cuda.jit
 def ord_residual(xbits, pbits, codes):
     i = cuda.grid(1)
     if i < xbits.size:
-        scalar.item_ord_residual(i, xbits, pbits, codes)
+        items.item_ord_residual(i, xbits, pbits, codes)
 
 
 @cuda.jit
 def ord_recon(codes, pbits, outbits):
     i = cuda.grid(1)
     if i < codes.size:
-        scalar.item_ord_recon(i, codes, pbits, outbits)
+        items.item_ord_recon(i, codes, pbits, outbits)
 
 
 @cuda.jit
 def ord_residual64(xbits, pbits, codes):
     i = cuda.grid(1)
     if i < xbits.size:
-        scalar.item_ord_residual64(i, xbits, pbits, codes)
+        items.item_ord_residual64(i, xbits, pbits, codes)
 
 
 @cuda.jit
 def ord_recon64(codes, pbits, outbits):
     i = cuda.grid(1)
     if i < codes.size:
-        scalar.item_ord_recon64(i, codes, pbits, outbits)
+        items.item_ord_recon64(i, codes, pbits, outbits)
 
 
 @cuda.jit
 def pwrel_int(x, p, lo, hi, step_tab, codes, cls, recon, pi):
     i = cuda.grid(1)
     if i < x.size:
-        scalar.item_pwrel_int(i, x, p, lo, hi, step_tab, codes, cls, recon, pi)
+        items.item_pwrel_int(i, x, p, lo, hi, step_tab, codes, cls, recon, pi)
 
 
 @cuda.jit
 def depwrel_int(codes, cls, p, lo, hi, step_tab, recon, pi, err):
     i = cuda.grid(1)
     if i < codes.size:
-        scalar.item_depwrel_int(i, codes, cls, p, lo, hi, step_tab, recon, pi, err)
+        items.item_depwrel_int(i, codes, cls, p, lo, hi, step_tab, recon, pi, err)
 
 
 @cuda.jit
 def pwrel_float(x, xbits, p, pbits, zc, bound_tab, step_tab, codes, cls, recon, mask):
     i = cuda.grid(1)
     if i < x.size:
-        scalar.item_pwrel_float(i, x, xbits, p, pbits, zc, bound_tab, step_tab, codes, cls, recon, mask)
+        items.item_pwrel_float(i, x, xbits, p, pbits, zc, bound_tab, step_tab, codes, cls, recon, mask)
 
 
 @cuda.jit
 def depwrel_float(codes, cls, p, pbits, zc, cmax, step_tab, recon, err):
     i = cuda.grid(1)
     if i < codes.size:
-        scalar.item_depwrel_float(i, codes, cls, p, pbits, zc, cmax, step_tab, recon, err)
+        items.item_depwrel_float(i, codes, cls, p, pbits, zc, cmax, step_tab, recon, err)
 
 
 @cuda.jit
@@ -135,7 +137,7 @@ def pack(q, H, W, C, kind, u):
 def emit(u, lut, use_lut, width, shuffle, out, off, stride):
     j = cuda.grid(1)
     if j < u.size:
-        scalar.item_emit(j, u, lut, use_lut, width, shuffle, out, off, stride)
+        items.item_emit(j, u, lut, use_lut, width, shuffle, out, off, stride)
 
 
 @cuda.jit

@@ -144,45 +144,45 @@ class CpuBackend:
                              _I64(H * W), _I64(C))
         return recon, bool(err.any())
 
-    # ------------------------------------------------------------------ interpolation (_interp.py)
+    # ------------------------------------------------------------------ interpolation (_interp_cpu.py)
     # x, base, codes and reconstructions are flat blocks (T, H, W, C); block = (T, H, W, C).
     # A base of zeros (keyframes, intra frames, volumes) lets the kernels take their fast path.
     def interp_quant_float(self, x, base, tab, cubic, steps, bound, block):
-        from . import _interp
+        from . import _interp_cpu
 
         T, H, W, C = block
         n = x.size
         codes, recon, mask = np.zeros(n, np.int32), np.empty(n, x.dtype), np.zeros(n, np.uint8)
-        _interp.run_float(True, x, base, _I64(T), _I64(H), _I64(W), _I64(C), bool(cubic), tab, steps, float(bound),
-                          codes, recon, mask, not base.any())
+        _interp_cpu.run_float(True, x, base, _I64(T), _I64(H), _I64(W), _I64(C), bool(cubic), tab, steps,
+                              float(bound), codes, recon, mask, not base.any())
         return codes, recon, mask
 
     def interp_dequant_float(self, codes, mask, recon, base, tab, cubic, steps, block):
         """recon holds the outliers' exact values where mask is set; the rest is filled in."""
-        from . import _interp
+        from . import _interp_cpu
 
         T, H, W, C = block
-        _interp.run_float(False, recon, base, _I64(T), _I64(H), _I64(W), _I64(C), bool(cubic), tab, steps, 0.0,
-                          codes, recon, mask, not base.any())
+        _interp_cpu.run_float(False, recon, base, _I64(T), _I64(H), _I64(W), _I64(C), bool(cubic), tab, steps, 0.0,
+                              codes, recon, mask, not base.any())
         return recon
 
     def interp_quant_int(self, x, base, tab, cubic, es, steps, lo, hi, code_dt, block):
-        from . import _interp
+        from . import _interp_cpu
 
         T, H, W, C = block
         n = x.size
         codes, recon = np.empty(n, code_dt), np.empty(n, x.dtype)
-        _interp.run_int(True, x, base, _I64(T), _I64(H), _I64(W), _I64(C), bool(cubic), tab, es, steps, float(lo),
-                        float(hi), codes, recon, not base.any())
+        _interp_cpu.run_int(True, x, base, _I64(T), _I64(H), _I64(W), _I64(C), bool(cubic), tab, es, steps,
+                            float(lo), float(hi), codes, recon, not base.any())
         return codes, recon
 
     def interp_dequant_int(self, codes, base, tab, cubic, steps, lo, hi, dtype, block):
-        from . import _interp
+        from . import _interp_cpu
 
         T, H, W, C = block
         recon = np.empty(codes.size, dtype)
-        _interp.run_int(False, recon, base, _I64(T), _I64(H), _I64(W), _I64(C), bool(cubic), tab, steps, steps,
-                        float(lo), float(hi), codes, recon, not base.any())
+        _interp_cpu.run_int(False, recon, base, _I64(T), _I64(H), _I64(W), _I64(C), bool(cubic), tab, steps, steps,
+                            float(lo), float(hi), codes, recon, not base.any())
         return recon
 
     # ------------------------------------------------------------------ packing

@@ -1,0 +1,156 @@
+"""The Entropy stage's two coders behind one protocol (see RankCoder): TEZip's rank coder
+(``fast``) and the context coder (``context``, context.py), and the partitions both code.
+"""
+
+from __future__ import annotations
+
+import struct
+
+import numpy as np
+
+from ..errors import CodecError
+from .config import CodecConfig
+
+REMAP_MAX = 1 << 16  # partitions whose symbols go beyond this are not ranked
+UINT_OF_WIDTH = {1: np.uint8, 2: np.uint16, 4: np.uint32, 8: np.uint64}
+
+
+def width_of(v: int) -> int:
+    """Bytes needed for unsigned v."""
+    return 1 if v < 1 << 8 else 2 if v < 1 << 16 else 4 if v < 1 << 32 else 8
+
+
+def plan_partitions(keys, per_frame: int, limit: int) -> list[tuple[int, int]]:
+    """Consecutive frames of one kind (keyframe / predicted), at most `limit` elements
+    per partition unless a single frame is larger."""
+    parts: list[tuple[int, int]] = []
+    t0 = 0
+    n = len(keys)
+    for t in range(1, n + 1):
+        if t == n or keys[t] != keys[t0] or (t - t0 + 1) * per_frame > limit:
+            parts.append((t0, t))
+            t0 = t
+    return parts
+
+
+DESCRIPTOR = struct.Struct("<BBI")  # mode (0 plain, 1 ranked, 2 context), width / flag, table length / contexts
+
+
+class Partition:
+    """A decoded rank-coder partition descriptor: where its data lies in the body."""
+
+    __slots__ = ("t0", "t1", "width", "table", "data")
+
+    def __init__(self, t0, t1, width, table, data) -> None:
+        self.t0, self.t1, self.width, self.table, self.data = t0, t1, width, table, data
+
+
+class RankCoder:
+    """TEZip's coder (``fast``; modes 0/1): a frequency-ranked remap of the symbols (its
+    table stored) when that narrows the symbol width, the narrowest integer width, and a
+    byte-plane shuffle of multi-byte symbols; zstd after it does the entropy coding.
+
+    The coder protocol (RankCoder, ContextCoder): ``encode(frames, t0, t1, m, per_frame,
+    frame_shape, out) -> bool`` appends a partition (descriptor included) or returns False
+    to let the next coder take it; ``parse(reader, mode, width, n, t0, t1, per_frame,
+    sym_bytes, frame_shape)`` reads one; ``decode(part, t, per_frame, kind, frame_shape,
+    code_dtype)`` gives frame t's codes (inverse spatial included)."""
+
+    modes = (0, 1)
+
+    def __init__(self, cfg: CodecConfig, backend) -> None:
+        self.cfg, self.be = cfg, backend
+
+    def plan(self, frames, t0: int, t1: int, m: int, remap: bool):
+        """-> (width, lut, table): the narrowed width and the rank remap if it narrows."""
+        be = self.be
+        width, lut, table = width_of(m), None, None
+        if remap and width > 1 and m < REMAP_MAX:
+            counts = be.to_host(be.histogram(frames[t0][0], m + 1))
+            for t in range(t0 + 1, t1):
+                counts = counts + be.to_host(be.histogram(frames[t][0], m + 1))
+            syms = np.flatnonzero(counts)
+            if width_of(len(syms) - 1) < width:
+                order = np.argsort(-counts[syms], kind="stable")
+                table = syms[order].astype(np.uint32)
+                lut = np.zeros(m + 1, np.uint32)
+                lut[table] = np.arange(len(table), dtype=np.uint32)
+                width = width_of(len(table) - 1)
+        return width, lut, table
+
+    def encode(self, frames, t0, t1, m, per_frame, frame_shape, out, plan=None) -> bool:
+        width, lut, table = plan or self.plan(frames, t0, t1, m, self.cfg.entropy)
+        n = (t1 - t0) * per_frame
+        data = np.empty(n * width, np.uint8)
+        for t in range(t0, t1):
+            self.be.emit(frames[t][0], None if lut is None else self.be.asarray(lut), width, self.cfg.shuffle,
+                         data, (t - t0) * per_frame, n)
+        out.append(DESCRIPTOR.pack(0 if table is None else 1, width, 0 if table is None else len(table)))
+        if table is not None:
+            out.append(table.tobytes())
+        out.append(data)
+        return True
+
+    def parse(self, reader, mode, width, ntab, t0, t1, per_frame, sym_bytes, frame_shape) -> Partition:
+        n = (t1 - t0) * per_frame
+        if width not in UINT_OF_WIDTH or width > sym_bytes or (mode == 0 and ntab):
+            raise CodecError(f"corrupted payload: bad partition descriptor ({mode}, {width}, {ntab})")
+        if mode == 1 and not 1 <= ntab <= min(REMAP_MAX, n):
+            raise CodecError(f"corrupted payload: rank table of {ntab} symbols for {n} elements")
+        table = self.be.asarray(reader.array(np.uint32, ntab)) if mode == 1 else None
+        return Partition(t0, t1, width, table, reader.array(np.uint8, n * width))
+
+    def decode(self, part: Partition, t, per_frame, kind, frame_shape, code_dtype):
+        n = (part.t1 - part.t0) * per_frame
+        q, bad = self.be.unpack(part.data, (t - part.t0) * per_frame, n, part.width, self.cfg.shuffle,
+                                part.table, kind, frame_shape, code_dtype)
+        if bad:
+            raise CodecError(f"corrupted payload: {bad} symbols outside the rank table")
+        return q
+
+
+class ContextCoder:
+    """The context coder (``context``; mode 2, payload version 3): static-table rANS with
+    neighbour-activity contexts, band streams per frame (context.py, _ans.py). It takes a
+    partition of at least context.MIN_ELEMENTS elements when that is smaller than the rank
+    coder's narrowed symbols (so never worse than plain), else leaves it to the rank coder.
+    It runs on the host for every backend."""
+
+    modes = (2,)
+
+    def __init__(self, cfg: CodecConfig, backend, fallback: RankCoder) -> None:
+        self.cfg, self.be, self.fallback = cfg, backend, fallback
+
+    def estimate(self, u, frame_shape) -> int:
+        # the partition may code channel differences: the better of both
+        return _context().estimate(self.be.to_host(u), frame_shape, channels=True)
+
+    def encode(self, frames, t0, t1, m, per_frame, frame_shape, out) -> bool:
+        n = (t1 - t0) * per_frame
+        if frame_shape is None or n < _context().MIN_ELEMENTS:
+            return False
+        block: list = []
+        flag = _context().encode_partition([self.be.to_host(frames[t][0]) for t in range(t0, t1)], frame_shape,
+                                           block)
+        size = sum(len(b) for b in block)
+        if size >= n:  # under a byte per symbol it beats any plain width: no histogram pass needed
+            plan = self.fallback.plan(frames, t0, t1, m, True)
+            if size >= n * plan[0]:  # plain (ranked) symbols are no larger
+                return self.fallback.encode(frames, t0, t1, m, per_frame, frame_shape, out, plan)
+        out.append(DESCRIPTOR.pack(2, flag, _context().NCTX))
+        out.extend(block)
+        return True
+
+    def parse(self, reader, mode, width, nctx, t0, t1, per_frame, sym_bytes, frame_shape):
+        if frame_shape is None:
+            raise CodecError("corrupted payload: context partition without a frame shape")
+        return _context().parse_partition(reader, t0, t1, frame_shape, nctx, width)
+
+    def decode(self, part, t, per_frame, kind, frame_shape, code_dtype):
+        return self.be.asarray(_context().decode_frame(part, t, frame_shape, kind, code_dtype))
+
+
+def _context():
+    from . import context  # lazily: the context coder's kernels compile on first use
+
+    return context
