@@ -11,7 +11,10 @@ import os
 from dataclasses import dataclass
 
 _RANK_VARS = ("OMPI_COMM_WORLD_RANK", "PMIX_RANK", "PMI_RANK", "SLURM_PROCID", "MV2_COMM_WORLD_RANK")
-_SIZE_VARS = ("OMPI_COMM_WORLD_SIZE", "PMI_SIZE", "SLURM_NTASKS", "MV2_COMM_WORLD_SIZE")
+# horovodrun (Gloo) announces HOROVOD_SIZE; srun, its step's SLURM_STEP_NUM_TASKS (SLURM_NTASKS is set
+# in a batch script too, where the tool runs plainly, as one process)
+_SIZE_VARS = ("OMPI_COMM_WORLD_SIZE", "PMI_SIZE", "PMIX_SIZE", "HOROVOD_SIZE", "SLURM_STEP_NUM_TASKS",
+              "MV2_COMM_WORLD_SIZE")
 _LOCAL_VARS = ("OMPI_COMM_WORLD_LOCAL_RANK", "SLURM_LOCALID", "MPI_LOCALRANKID", "MV2_COMM_WORLD_LOCAL_RANK")
 _LOCAL_SIZE_VARS = ("OMPI_COMM_WORLD_LOCAL_SIZE", "MPI_LOCALNRANKS", "SLURM_NTASKS_PER_NODE",
                     "MV2_COMM_WORLD_LOCAL_SIZE")
@@ -50,9 +53,15 @@ def detect_launch() -> Launch:
     return Launch(
         launcher,
         _first_int(_RANK_VARS, 0),
-        _first_int(_SIZE_VARS, 1),
+        job_size(),
         _first_int(_LOCAL_VARS, 0),
     )
+
+
+def job_size() -> int:
+    """Ranks in the job, as its launcher announces them (mpirun, srun, hydra, horovodrun); 1
+    when started plainly. Read from the environment: no MPI call, no mpi4py or TensorFlow."""
+    return max(1, _first_int(_SIZE_VARS, 1))
 
 
 def local_size() -> int:

@@ -52,11 +52,11 @@ def _cmd_export(args: argparse.Namespace) -> int:
     import sys
 
     from ..errors import ConfigError
+    from ..launch import job_size
     from .artifact import ModelFile
     from .export import accuracy, calibration_sequences, export
-    from .train import _launcher_size
 
-    if _launcher_size() > 1:
+    if job_size() > 1:
         raise ConfigError("export is serial: run it without mpirun/srun")
     mf = ModelFile.load(args.model)
     seqs = calibration_sequences(args.data, nt=int(mf.config.get("horizon") or 20), frames=args.frames)
@@ -75,10 +75,10 @@ def _cmd_export(args: argparse.Namespace) -> int:
 
 def _cmd_prepare(args: argparse.Namespace) -> int:
     from ..errors import ConfigError
+    from ..launch import job_size
     from .data import prepare
-    from .train import _launcher_size
 
-    if _launcher_size() > 1:
+    if job_size() > 1:
         raise ConfigError("prepare is serial: run it without mpirun/srun")
     prepare(args.src, args.output, val_sequences=args.val_sequence, val_fraction=args.val_fraction,
             tile=args.tile, gray=args.gray, value_range=tuple(args.value_range) if args.value_range else None)
