@@ -101,8 +101,6 @@ def prepare(srcs: list[str], out: str, val_sequences: list[str] | None = None,
     """Write the training set ``out`` from SRCs; returns a summary. Validation data: the named
     sequences (``val_sequences``) and/or the last ``val_fraction`` of every other sequence
     (default 0.1 when no sequence is named)."""
-    import h5py
-
     if not srcs:
         raise ConfigError("prepare needs at least one SRC")
     val_sequences = list(val_sequences or [])
@@ -111,12 +109,38 @@ def prepare(srcs: list[str], out: str, val_sequences: list[str] | None = None,
     if not 0.0 <= float(val_fraction) < 1.0:
         raise ConfigError(f"--val-fraction must be in [0, 1), got {val_fraction}")
     tile_hw = _parse_hw(tile, "--tile")
+    seqs = _sequences(srcs, val_sequences)
+    dtype, (H, W, out_c) = _layout(seqs, tile_hw, gray)
+    pieces = _pieces(seqs, (H, W), val_sequences, float(val_fraction))
+    N = sum(p.t1 - p.t0 for p in pieces)
+    out_path = Path(out)
+    tmp = out_path.with_name(f".{out_path.name}.tmp{os.getpid()}")
+    try:
+        lo, hi = _write(tmp, srcs, seqs, pieces, (N, H, W, out_c), dtype, gray, value_range, log)
+        os.replace(tmp, out_path)
+    except OSError as exc:
+        tmp.unlink(missing_ok=True)
+        raise InputError(f"{out}: cannot write the training set ({exc})") from None
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    n_val = sum(p.t1 - p.t0 for p in pieces if p.val)
+    summary = {"out": str(out_path), "frames": N, "train_frames": N - n_val, "val_frames": n_val,
+               "sequences": len(pieces), "frame_shape": [H, W, out_c], "dtype": np.dtype(dtype).name,
+               "value_range": [lo, hi]}
+    log(f"[prepare] wrote {out_path}: {N} frames {W}x{H}x{out_c} ({N - n_val} train, {n_val} validation) in "
+        f"{len(pieces)} sequences, value range [{lo:g}, {hi:g}]")
+    return summary
 
+
+def _sequences(srcs: list[str], val_sequences: list[str]) -> list[_Seq]:
+    """Every SRC's sequences, named uniquely (a second 'clip' becomes 'clip#2'); the named
+    validation sequences must be among them."""
     seqs: list[_Seq] = []
     for s in srcs:
         seqs.extend(discover(s))
     names: dict[str, int] = {}
-    for q in seqs:  # unique names: a second 'clip' becomes 'clip#2'
+    for q in seqs:
         base, k = q.name, 1
         while q.name in names:
             k += 1
@@ -126,8 +150,12 @@ def prepare(srcs: list[str], out: str, val_sequences: list[str] | None = None,
     if unknown:
         raise ConfigError(f"--val-sequence {unknown[0]!r}: no such sequence "
                           f"(have: {', '.join(list(names)[:20])})")
+    return seqs
 
-    # One frame shape and dtype for the whole set.
+
+def _layout(seqs: list[_Seq], tile_hw: tuple[int, int] | None,
+            gray: bool) -> tuple[np.dtype, tuple[int, int, int]]:
+    """One frame shape and dtype for the whole set: (dtype, (H, W, channels)) of its frames."""
     first = seqs[0].source
     dtype = first.dtype
     chans = first.frame_shape[2]
@@ -147,16 +175,22 @@ def prepare(srcs: list[str], out: str, val_sequences: list[str] | None = None,
                              f"{tile_hw[0]}x{tile_hw[1]}")
     if gray and chans not in (1, 3):
         raise ConfigError(f"--gray needs RGB (3-channel) or gray frames, got {chans} channels")
-    out_c = 1 if gray else chans
     H, W = tile_hw if tile_hw else first.frame_shape[:2]
+    return dtype, (H, W, 1 if gray else chans)
 
+
+def _pieces(seqs: list[_Seq], hw: tuple[int, int], val_sequences: list[str],
+            val_fraction: float) -> list[_Piece]:
+    """The training-set sequences: every tile of every sequence, split into its training frames
+    and its last ``val_fraction`` (validation), laid out one after the other in /frames."""
+    H, W = hw
     pieces: list[_Piece] = []
     for i, q in enumerate(seqs):
         T = q.source.n_frames
         fh, fw = q.source.frame_shape[:2]
         tiles = [(y * H, x * W) for y in range(fh // H) for x in range(fw // W)]
         is_val = q.name in val_sequences
-        n_val = 0 if is_val else int(round(T * float(val_fraction)))
+        n_val = 0 if is_val else int(round(T * val_fraction))
         n_val = min(n_val, T - 1) if T > 1 else 0
         for (ty, tx) in tiles:
             nm = q.name if len(tiles) == 1 else f"{q.name}@{ty},{tx}"
@@ -168,67 +202,68 @@ def prepare(srcs: list[str], out: str, val_sequences: list[str] | None = None,
     for p in pieces:
         p.offset = N
         N += p.t1 - p.t0
+    return pieces
 
-    out_path = Path(out)
-    tmp = out_path.with_name(f".{out_path.name}.tmp{os.getpid()}")
+
+def _write(path: Path, srcs: list[str], seqs: list[_Seq], pieces: list[_Piece], shape: tuple, dtype,
+           gray: bool, value_range: tuple[float, float] | None, log) -> tuple[float, float]:
+    """Write the training set's file ``path``; returns its value range (``value_range``, else
+    the full range of 8-bit data, else the frames' finite range)."""
+    import h5py
+
+    with h5py.File(path, "w") as f:
+        frames = f.create_dataset("frames", shape, dtype=dtype)
+        seq_ids = np.empty(shape[0], np.int32)
+        for k, p in enumerate(pieces):
+            seq_ids[p.offset:p.offset + p.t1 - p.t0] = k
+        f.create_dataset("sequence", data=seq_ids)
+        lo, hi = np.inf, -np.inf
+        for i, q in enumerate(seqs):
+            a, b = _copy(q.source, [p for p in pieces if p.src == i], frames, gray, value_range is None)
+            lo, hi = min(lo, a), max(hi, b)
+            src = q.source
+            log(f"[prepare] {q.name}: {src.n_frames} frames {src.frame_shape[1]}x{src.frame_shape[0]}x"
+                f"{src.frame_shape[2]} {src.dtype} ({src.spec})")
+        if value_range is not None:
+            lo, hi = float(value_range[0]), float(value_range[1])
+        elif dtype == np.uint8:
+            lo, hi = 0.0, 255.0  # 8-bit images: the full range, as the codec will normalise them
+        if not hi > lo:
+            hi = lo + 1.0
+        f.attrs["format"] = FORMAT
+        f.attrs["version"] = VERSION
+        f.attrs["names"] = json.dumps([p.name for p in pieces])
+        f.attrs["val"] = json.dumps([bool(p.val) for p in pieces])
+        f.attrs["value_range"] = np.array([lo, hi], np.float64)
+        f.attrs["sources"] = json.dumps([s for s in srcs])
+    return lo, hi
+
+
+def _copy(src: FrameSource, mine: list[_Piece], frames, gray: bool, measure: bool) -> tuple[float, float]:
+    """Stream one source into its pieces' rows of ``frames``, a block of frames at a time (at
+    most BLOCK_BYTES), then close it; returns the finite range it wrote (when ``measure``)."""
+    H, W = frames.shape[1:3]
     lo, hi = np.inf, -np.inf
-    try:
-        with h5py.File(tmp, "w") as f:
-            frames = f.create_dataset("frames", (N, H, W, out_c), dtype=dtype)
-            seq_ids = np.empty(N, np.int32)
-            for k, p in enumerate(pieces):
-                seq_ids[p.offset:p.offset + p.t1 - p.t0] = k
-            f.create_dataset("sequence", data=seq_ids)
-            for i, q in enumerate(seqs):
-                src = q.source
-                mine = [p for p in pieces if p.src == i]
-                fbytes = int(np.prod(src.frame_shape)) * src.dtype.itemsize
-                step = max(1, BLOCK_BYTES // max(1, fbytes))
-                for t0 in range(0, src.n_frames, step):
-                    t1 = min(src.n_frames, t0 + step)
-                    block = src.read(t0, t1)
-                    if gray and block.shape[-1] == 3:
-                        block = _gray(block)
-                    for p in mine:
-                        a, b = max(t0, p.t0), min(t1, p.t1)
-                        if a >= b:
-                            continue
-                        ty, tx = p.tile
-                        part = block[a - t0:b - t0, ty:ty + H, tx:tx + W]
-                        frames[p.offset + a - p.t0:p.offset + b - p.t0] = part
-                        if value_range is None and part.size:
-                            fin = part if np.issubdtype(part.dtype, np.integer) else part[np.isfinite(part)]
-                            if fin.size:
-                                lo, hi = min(lo, float(fin.min())), max(hi, float(fin.max()))
-                src.close()
-                log(f"[prepare] {q.name}: {src.n_frames} frames {src.frame_shape[1]}x{src.frame_shape[0]}x"
-                    f"{src.frame_shape[2]} {src.dtype} ({src.spec})")
-            if value_range is not None:
-                lo, hi = float(value_range[0]), float(value_range[1])
-            elif dtype == np.uint8:
-                lo, hi = 0.0, 255.0  # 8-bit images: the full range, as the codec will normalise them
-            if not hi > lo:
-                hi = lo + 1.0
-            f.attrs["format"] = FORMAT
-            f.attrs["version"] = VERSION
-            f.attrs["names"] = json.dumps([p.name for p in pieces])
-            f.attrs["val"] = json.dumps([bool(p.val) for p in pieces])
-            f.attrs["value_range"] = np.array([lo, hi], np.float64)
-            f.attrs["sources"] = json.dumps([s for s in srcs])
-        os.replace(tmp, out_path)
-    except OSError as exc:
-        tmp.unlink(missing_ok=True)
-        raise InputError(f"{out}: cannot write the training set ({exc})") from None
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    n_val = sum(p.t1 - p.t0 for p in pieces if p.val)
-    summary = {"out": str(out_path), "frames": N, "train_frames": N - n_val, "val_frames": n_val,
-               "sequences": len(pieces), "frame_shape": [H, W, out_c], "dtype": np.dtype(dtype).name,
-               "value_range": [lo, hi]}
-    log(f"[prepare] wrote {out_path}: {N} frames {W}x{H}x{out_c} ({N - n_val} train, {n_val} validation) in "
-        f"{len(pieces)} sequences, value range [{lo:g}, {hi:g}]")
-    return summary
+    fbytes = int(np.prod(src.frame_shape)) * src.dtype.itemsize
+    step = max(1, BLOCK_BYTES // max(1, fbytes))
+    for t0 in range(0, src.n_frames, step):
+        t1 = min(src.n_frames, t0 + step)
+        block = src.read(t0, t1)
+        if gray and block.shape[-1] == 3:
+            block = _gray(block)
+        for p in mine:
+            a, b = max(t0, p.t0), min(t1, p.t1)
+            if a >= b:
+                continue
+            ty, tx = p.tile
+            part = block[a - t0:b - t0, ty:ty + H, tx:tx + W]
+            frames[p.offset + a - p.t0:p.offset + b - p.t0] = part
+            if measure and part.size:
+                fin = part if np.issubdtype(part.dtype, np.integer) else part[np.isfinite(part)]
+                if fin.size:
+                    lo, hi = min(lo, float(fin.min())), max(hi, float(fin.max()))
+    src.close()
+    return lo, hi
 
 
 def is_training_set(path: str) -> bool:
