@@ -5,7 +5,7 @@ The cluster-grade successor of TEZip (CCGrid 2021): a learned next-frame predict
 parallel-HDF5 archive.
 """
 
-__version__ = "0.1.0"
+from ._version import __version__  # noqa: F401  (public API; defined below everything)
 
 from .errors import (  # noqa: F401  (public API)
     ArchiveError,
