@@ -6,7 +6,7 @@ import argparse
 import os
 import sys
 
-from . import __version__
+from ._version import __version__
 from .errors import TezipError
 
 EPILOG = """\
@@ -77,13 +77,27 @@ def _report_peak_rss(path: str, command: str) -> None:
                             "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}) + "\n")
 
 
+def _raised_in_h5py(unraisable) -> bool:
+    """Whether an unraisable exception comes from h5py: the object it was raised for is an h5py
+    one, or the code that raised it belongs to an h5py module (Cython's ``__dealloc__`` reports
+    a name, not the object, so the traceback's frames are what tell)."""
+    def h5py_module(name) -> bool:
+        return isinstance(name, str) and name.partition(".")[0] == "h5py"
+
+    if h5py_module(type(unraisable.object).__module__):
+        return True
+    tb = unraisable.exc_traceback
+    while tb is not None:
+        if h5py_module(tb.tb_frame.f_globals.get("__name__")):
+            return True
+        tb = tb.tb_next
+    return False
+
+
 def _quiet_h5py_dealloc(unraisable) -> None:
     """h5py objects of a file HDF5 failed to close raise again when garbage-collected: noise
     after the one error line already printed. Everything else goes to Python's default hook."""
-    import traceback
-
-    where = repr(getattr(unraisable, "object", "")) + "".join(traceback.format_tb(unraisable.exc_traceback))
-    if "h5py" in where or "ObjectID" in where:
+    if _raised_in_h5py(unraisable):
         return
     sys.__unraisablehook__(unraisable)
 
@@ -113,7 +127,7 @@ def main(argv: list[str] | None = None) -> int:
 
         if printed_by(exc, detect_launch().rank):
             print(f"tezip-hpc {args.command}: error: {exc}", file=sys.stderr)
-        if getattr(exc, "hdf5_unclean", False):
+        if exc.hdf5_unclean:
             # HDF5 could not close a file (its data could not be flushed: a full disk). The library
             # would try again at interpreter exit and crash; the temporary file is already removed.
             sys.stdout.flush()

@@ -15,27 +15,24 @@ from pathlib import Path
 import numpy as np
 
 from ..archive import atomic
-from ..errors import ConfigError, first_line
+from ..collective import agree
+from ..errors import ConfigError, TezipError, first_line
 from .sources import split_h5_spec
 
 
-def _agree(comm, fn):
-    """Run fn on rank 0, broadcast its result or its error to everyone: any exception (not only
-    the tool's own) becomes the same one-line error on every rank, so none waits forever."""
-    from ..errors import TezipError, agreed
+def _on_root(comm, fn):
+    """Run fn on rank 0, its result or its error on every rank (collective.agree): any exception,
+    not only the tool's own, becomes the same one-line error on every rank, so none waits forever."""
 
-    res, err = None, None
-    if comm.rank == 0:
+    def run():
         try:
-            res = fn()
-        except TezipError as exc:
-            err = (type(exc), str(exc))
+            return fn()
+        except TezipError:
+            raise
         except Exception as exc:  # noqa: BLE001 - e.g. OSError from a path like /proc/x.npy
-            err = (TezipError, f"cannot create the output: {type(exc).__name__}: {exc}")
-    res, err = comm.bcast((res, err), root=0)
-    if err is not None:
-        raise agreed(err[0](err[1]))
-    return res
+            raise TezipError(f"cannot create the output: {type(exc).__name__}: {exc}") from None
+
+    return agree(comm, run, root=0)
 
 
 def confined_names(names: list[str]) -> list[str]:
@@ -74,7 +71,7 @@ class FrameSink:
     def finish(self) -> None:
         self._close()
         self.comm.Barrier()
-        _agree(self.comm, lambda: atomic.commit(self.tmp, self.final, self.force))
+        _on_root(self.comm, lambda: atomic.commit(self.tmp, self.final, self.force))
 
     def abort(self, close: bool = True) -> None:
         try:
@@ -101,7 +98,7 @@ class _PositionalSink(FrameSink):
             tmp = atomic.temp_path(final)
             return tmp, self._create(tmp)
 
-        self.tmp, self._offset = _agree(comm, create)
+        self.tmp, self._offset = _on_root(comm, create)
         self._frame_bytes = int(np.prod(self.shape[1:])) * self.dtype.itemsize
         self.fd: int | None = os.open(self.tmp, os.O_WRONLY)
 
@@ -176,7 +173,7 @@ class ImageFolderSink(FrameSink):
             tmp.mkdir()
             return tmp
 
-        self.tmp = _agree(comm, create)
+        self.tmp = _on_root(comm, create)
 
     def write(self, t, frames) -> None:
         from PIL import Image
@@ -222,7 +219,7 @@ class H5Sink(FrameSink):
                 raise ConfigError(f"{final}: cannot read the HDF5 file ({first_line(exc)})") from None
             return ("into", "/" + atomic.temp_name(posixpath.basename(self.dset)))
 
-        self.kind, where = _agree(comm, target)
+        self.kind, where = _on_root(comm, target)
         self.into = self.kind == "into"
         self.tmp = final if self.into else where
         self.tmp_dset = where if self.into else self.dset

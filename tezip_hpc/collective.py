@@ -1,0 +1,75 @@
+"""Collective rules of a job: the communicator, and "every rank agrees on an error".
+
+Every step that can fail on some ranks runs through :func:`agree` (archive/, io/ and
+parallel/ all do): the first error is sent to every rank as data (an errors.ErrorRecord: its
+kind, message and flags, never told apart by its text) and raised there as the same class,
+so no rank waits for ever in a collective and the job prints one line, once. It sits below
+every room that needs it and imports mpi4py only when a communicator is asked for.
+"""
+
+from __future__ import annotations
+
+import os
+
+from .errors import ErrorRecord, NoSpaceError, TezipError, first_line, rebuild
+
+
+def get_comm(comm=None):
+    """``comm``, or COMM_WORLD (mpi4py is imported only here, when needed)."""
+    if comm is not None:
+        return comm
+    from mpi4py import MPI
+
+    return MPI.COMM_WORLD
+
+
+def agree(comm, fn, *args, root: int | None = None, **kwargs):
+    """Run fn on every rank (with ``root``, on that rank only, its result broadcast); if it
+    raised anywhere, raise the first rank's error everywhere: the same class, message and
+    flags (``hdf5_unclean`` if any rank's error had it), marked agreed. An error of rank r > 0
+    gains "rank r: " unless it names its rank itself (its ``rank`` set)."""
+    res, rec = None, None
+    if root is None or comm.rank == root:
+        try:
+            res = fn(*args, **kwargs)
+        except Exception as exc:  # noqa: BLE001 - a bug must not hang the other ranks
+            rec = _record(comm, exc)
+    if root is None:
+        recs = comm.allgather(rec)
+    else:
+        res, rec = comm.bcast((res, rec), root=root)
+        recs = [rec if r == root else None for r in range(comm.size)]
+    if any(r is not None for r in recs):
+        raise _first(comm, recs)
+    return res
+
+
+def _record(comm, exc: Exception) -> ErrorRecord:
+    """The error ``exc`` as data: the tool's own as they are, a full disk as the user's to fix
+    (one clear line, not a bug), anything else as an internal error that says where to look."""
+    if isinstance(exc, TezipError):
+        return exc.record()
+    if isinstance(exc, OSError) and exc.errno in NoSpaceError.FULL:
+        return NoSpaceError.from_os(exc).record()
+    if os.environ.get("TEZIP_DEBUG"):
+        import traceback
+
+        traceback.print_exc()
+    return TezipError(f"internal error on rank {comm.rank}: {exc.__class__.__name__}: {first_line(exc)} "
+                      f"(set TEZIP_DEBUG=1 for the traceback)", rank=comm.rank).record()
+
+
+def _first(comm, recs: list[ErrorRecord | None]) -> TezipError:
+    """The error every rank raises: the lowest failing rank's, with that rank named."""
+    r, rec = next((r, rec) for r, rec in enumerate(recs) if rec is not None)
+    named = comm.size == 1 or r == 0 or rec.rank is not None
+    unclean = any(x is not None and x.hdf5_unclean for x in recs)
+    return rebuild(rec, rec.message if named else f"rank {r}: {rec.message}", rank=rec.rank if named else r,
+                   hdf5_unclean=unclean, agreed=True)
+
+
+def max_op():
+    """MPI.MAX, imported when first needed."""
+    from mpi4py import MPI
+
+    return MPI.MAX
