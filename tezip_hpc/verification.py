@@ -170,7 +170,7 @@ def _cmd(args: argparse.Namespace) -> int:
     res = verify(args.archive, args.reference, decoded=args.decoded, frames=args.frames, plot=args.plot,
                  model=args.model)
     if args.json:
-        print(json.dumps(res, indent=1, default=lambda v: v.item() if hasattr(v, "item") else str(v)))
+        print(json.dumps(res, indent=1, default=lambda v: v.item() if isinstance(v, np.generic) else str(v)))
     else:
         lim = "pointwise" if res["limit"] is None else f"{res['limit']:g}"
         psnr = "inf" if res["psnr_db"] == float("inf") else f"{res['psnr_db']:.2f}"

@@ -26,7 +26,7 @@ import numpy as np
 
 from ..codec.pipeline import Pipeline
 from ..errors import CodecError, IntegrityError, PredictionMismatch
-from ..predict.base import normalise
+from ..predict.base import Predictor, TiledSession, normalise
 
 READ_BATCH = 8  # frames read from a source at a time
 ABORT_MARGIN = 1.25  # the per-frame loop gives up when its estimate passes the volume's by this
@@ -56,8 +56,8 @@ class ChunkCodec:
     original TEZip); ``threshold``/``warmup``: the DWP policy (with ``keys`` None at encode);
     ``volume``: also try the whole chunk as one interpolated volume."""
 
-    def __init__(self, pipe: Pipeline, predictor, value_range, loop: str = "closed", threshold: float | None = None,
-                 warmup: int = 0, volume: bool = True) -> None:
+    def __init__(self, pipe: Pipeline, predictor: Predictor, value_range, loop: str = "closed",
+                 threshold: float | None = None, warmup: int = 0, volume: bool = True) -> None:
         self.pipe, self.predictor = pipe, predictor
         self.vrange = tuple(float(v) for v in value_range)
         self.loop, self.threshold, self.warmup = loop, threshold, int(warmup)
@@ -89,7 +89,7 @@ class ChunkCodec:
             plan = self.pipe.plan_volume(np.stack(frames), [bool(k) for k in keys])
         session = self.predictor.start(shape, self.vrange)
         enc = self.pipe.encoder(shape)
-        tiled = hasattr(session, "choose")  # per-tile choice: the prediction needs the frame, and leaves a map
+        tiled = isinstance(session, TiledSession)  # the prediction needs the frame, and leaves a map
         window: list[float] = []
         out_keys: list[bool] = []
         kept: list[np.ndarray] = []
@@ -97,7 +97,7 @@ class ChunkCodec:
             key = bool(keys[k]) if keys is not None else (k == 0 or first + k < self.warmup)
             p, side = None, b""
             if not key:
-                p, side = session.choose(x, enc.trial_symbols, enc.trial_cost) if tiled else (session.predict(), b"")
+                p, side = session.choose(x, enc) if tiled else (session.predict(), b"")
                 if self.threshold is not None:
                     err = normalise(p, self.vrange) - normalise(x, self.vrange)
                     window.append(float(np.mean(err * err)))
@@ -147,7 +147,7 @@ class ChunkCodec:
             dec.verify()
             return out, dec.digest().hex()
         session = self.predictor.start(shape, self.vrange)
-        tiled = hasattr(session, "follow")
+        tiled = isinstance(session, TiledSession)
         if tiled:  # a chunk whose maps never name the learned candidate decodes without running it
             session.expect([dec.side(k) for k in range(n_frames)])
         for k in range(n_frames):

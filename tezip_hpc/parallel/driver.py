@@ -29,8 +29,9 @@ import numpy as np
 
 from ..archive.format import (ArchiveReader, ArchiveWriter, ChunkEntry, archive_attrs, describe, predictor_attrs,
                               sha256_hex)
+from ..codec.config import RANGE_MODES
 from ..codec.pipeline import Pipeline
-from ..errors import ConfigError, FitStopped, ModelError
+from ..errors import ConfigError, FitStopped, ModelError, leaves_hdf5_unclean
 from ..io.sinks import open_sink
 from ..io.sources import FrameSource, open_source, split_h5_spec
 from ..chunk import READ_BATCH, ChunkCodec, decode_archive_chunk, read_frames
@@ -118,7 +119,7 @@ def _fit_predictor(src, vrange, opts: CompressOptions, checked, output: str, com
     def visible():  # every rank must see rank 0's folder (a node-local path on a multi-node job would not)
         if not (fit_dir(output) / "train.h5").exists():
             raise ConfigError(f"--fit: rank {comm.rank} cannot see {fit_dir(output)}: write the archive to a "
-                              f"file system every node shares")
+                              f"file system every node shares", rank=comm.rank)
 
     agree(comm, visible)
     say(f"[fit] training on frames 0..{frames - 1} of {src.n_frames} for at most {fp.seconds:.0f} s with "
@@ -135,6 +136,95 @@ def _fit_predictor(src, vrange, opts: CompressOptions, checked, output: str, com
     return predictor
 
 
+def _prepare(src: FrameSource, opts: CompressOptions, comm):
+    """Every option checked before any work (agreed by all ranks), then the job's predictor,
+    value range, pipeline and this rank's chunks."""
+    T = src.n_frames
+
+    def validate():
+        plan.check_policy(T, opts.window, opts.threshold, opts.warmup, opts.chunk_frames)
+        if opts.loop not in ("closed", "open"):
+            raise ConfigError(f"--loop must be closed or open, got {opts.loop}")
+        opts.codec_config(src.dtype, (0.0, 1.0))  # every codec option checked before any work
+        if opts.fit is not None:
+            return _check_fit(opts, T, src.frame_shape)
+        return load_for_job(opts.predictor, tiles=opts.tiles, motion_search=opts.motion_search)
+
+    predictor = agree(comm, validate)
+    need_range = opts.mode in RANGE_MODES or src.dtype != np.uint8
+    vrange = agree(comm, _value_range, src, src.dtype, need_range, comm)
+    backend = agree(comm, _pick_backend, opts.device)
+    pipe = Pipeline(opts.codec_config(src.dtype, vrange), backend)
+    if not opts.is_dwp:
+        chunks = plan.plan_swp(T, opts.window, opts.warmup, opts.chunk_frames)
+        mine = [chunks[i] for i in plan.assign([c.count for c in chunks], comm.size)[comm.rank]]
+    else:  # DWP: this rank's shard, in chunks of chunk_frames; keyframes decided while encoding
+        a, b = plan.shards(T, comm.size)[comm.rank]
+        mine = [plan.Chunk(s, min(opts.chunk_frames, b - s), None) for s in range(a, b, opts.chunk_frames)]
+    return predictor, vrange, backend, pipe, mine
+
+
+def _encode_rounds(src: FrameSource, mine: list, codecs: list, payoff: Payoff, writer, progress: Progress, comm):
+    """Encode this rank's chunks and append them, round by round -> (index entries, keyframes).
+
+    Rounds: each rank encodes chunks until it holds ROUND_BYTES of input's worth or ROUND_SECONDS
+    passed (at least one chunk), then one collective append writes them all: few collectives
+    (ranks wait for each other once per round), memory bounded by the round, not the input.
+    With a learned tile choice each chunk is also encoded classically and the smaller kept;
+    parallel/payoff.py decides whether the model pays for its bytes."""
+    entries: list[ChunkEntry] = []
+    keyframes: dict[int, list[bool]] = {}
+
+    def write(done: list) -> None:  # collective: one append of this rank's finished chunks
+        placed = agree(comm, writer.append, [e.payload for _, e in done])
+        for (c, e), (off, size) in zip(done, placed):
+            entries.append(ChunkEntry(c.start, c.count, off, size, sha256_hex(e.payload), e.digest))
+            keyframes[c.start] = e.keys
+
+    pending = list(mine)
+    frame_bytes = src.nbytes // max(src.n_frames, 1)
+    encoded = 0  # this rank's frames encoded (held chunks count: progress does not stall)
+    while comm.allreduce(len(pending), op=max_op()) > 0:
+        def work():
+            nonlocal encoded
+            out, used, t_round = [], 0, time.perf_counter()
+            while pending and (not out or (used < ROUND_BYTES and time.perf_counter() - t_round < ROUND_SECONDS)):
+                c = pending.pop(0)
+                enc = [codec.encode(read_frames(src, c.start, c.start + c.count), src.frame_shape, c.keys, c.start)
+                       for codec in codecs]
+                out += payoff.pick(c, enc[0], enc[1] if len(enc) > 1 else None)
+                used += c.count * frame_bytes
+                encoded += c.count
+            return out
+
+        write(agree(comm, work) + payoff.settle())
+        progress.update(comm.allreduce(encoded))
+    write(payoff.settle(final=True))
+    return entries, keyframes
+
+
+def _write_index(writer, src: FrameSource, entries: list, keyframes: dict, comm) -> tuple[int, np.ndarray]:
+    """Every rank's entries and keyframes into the archive's index -> (chunks, keyframe flags)."""
+    all_entries = [e for part in comm.allgather(entries) for e in part]
+    key_arr = np.zeros(src.n_frames, bool)
+    for part in comm.allgather(keyframes):
+        for s, ks in part.items():
+            key_arr[s:s + len(ks)] = ks
+    agree(comm, writer.write_index, all_entries, key_arr, src.names)
+    return len(all_entries), key_arr
+
+
+def _after_fit(output: str, dropped: bool) -> None:
+    """Rank 0, once the archive is complete: the fit's work folder goes, unless the model did
+    not pay (then the fitted model is kept for the user, and for a resume)."""
+    from ..predict.fit import cleanup, fit_dir
+
+    if dropped:
+        print(f"[fit] the fitted model is not in the archive; it is kept in {fit_dir(output)}", flush=True)
+    else:
+        cleanup(output)
+
+
 def compress(input_spec, output: str, opts: CompressOptions, comm=None) -> Summary:
     """Compress INPUT into the archive OUTPUT. Every rank calls it; returns on every rank."""
     comm = get_comm(comm)
@@ -143,28 +233,7 @@ def compress(input_spec, output: str, opts: CompressOptions, comm=None) -> Summa
     try:
         T = src.n_frames
         opts = opts.resolved(src.dtype)  # the caller's options are never changed
-
-        def validate():
-            plan.check_policy(T, opts.window, opts.threshold, opts.warmup, opts.chunk_frames)
-            if opts.loop not in ("closed", "open"):
-                raise ConfigError(f"--loop must be closed or open, got {opts.loop}")
-            opts.codec_config(src.dtype, (0.0, 1.0))  # every codec option checked before any work
-            if opts.fit is not None:
-                return _check_fit(opts, T, src.frame_shape)
-            return load_for_job(opts.predictor, tiles=opts.tiles, motion_search=opts.motion_search)
-
-        predictor = agree(comm, validate)
-        need_range = opts.mode in ("rel", "absrel") or src.dtype != np.uint8
-        vrange = agree(comm, _value_range, src, src.dtype, need_range, comm)
-        cfg = opts.codec_config(src.dtype, vrange)
-        backend = agree(comm, _pick_backend, opts.device)
-        pipe = Pipeline(cfg, backend)
-        if not opts.is_dwp:
-            chunks = plan.plan_swp(T, opts.window, opts.warmup, opts.chunk_frames)
-            mine = [chunks[i] for i in plan.assign([c.count for c in chunks], comm.size)[comm.rank]]
-        else:  # DWP: this rank's shard, in chunks of chunk_frames; keyframes decided while encoding
-            a, b = plan.shards(T, comm.size)[comm.rank]
-            mine = [plan.Chunk(s, min(opts.chunk_frames, b - s), None) for s in range(a, b, opts.chunk_frames)]
+        predictor, vrange, backend, pipe, mine = _prepare(src, opts, comm)
         h5 = split_h5_spec(src.spec)
         writer = agree(comm, ArchiveWriter, output, comm, force=opts.force, input_bytes=src.nbytes,
                        inputs=(h5[0] if h5 else src.spec,))
@@ -175,52 +244,17 @@ def compress(input_spec, output: str, opts: CompressOptions, comm=None) -> Summa
         if opts.fit is not None:  # learn the predictor from the input's first frames, then compress with it
             predictor = _fit_predictor(src, vrange, opts, predictor, output, comm)
         ident = predictor.identity()
-        attrs = archive_attrs(src, cfg, pipe.stage_configs(), opts.policy(T), ident, engine_attrs(ident), vrange,
-                              mpi_ranks=comm.size, backend=backend)
+        attrs = archive_attrs(src, pipe.config, pipe.stage_configs(), opts.policy(T), ident, engine_attrs(ident),
+                              vrange, mpi_ranks=comm.size, backend=backend)
         # the predictor's attributes go last: where the model does not pay (payoff.py) they change
         agree(comm, writer.write_attrs, {k: v for k, v in attrs.items() if k not in predictor_attrs(ident, {})})
-        blob = None
-        has_model = hasattr(predictor, "to_bytes")
-        if opts.embed_model and has_model:
-            blob = agree(comm, predictor.to_bytes)
-        classical = predictor.classical() if hasattr(predictor, "classical") else None
+        has_model = predictor.learned
+        blob = agree(comm, predictor.model_bytes) if (opts.embed_model and has_model) else None
+        classical = predictor.classical()
         payoff = Payoff(len(blob) if (blob is not None and classical is not None) else 0, comm)
         codecs = [ChunkCodec.from_options(pipe, p, vrange, opts) for p in (predictor, classical) if p is not None]
         progress = Progress("compress", T, src.nbytes // max(T, 1), opts.progress and comm.rank == 0)
-        entries: list[ChunkEntry] = []
-        keyframes: dict[int, list[bool]] = {}
-
-        def write(done: list) -> None:  # collective: one append of this rank's finished chunks
-            placed = agree(comm, writer.append, [e.payload for _, e in done])
-            for (c, e), (off, size) in zip(done, placed):
-                entries.append(ChunkEntry(c.start, c.count, off, size, sha256_hex(e.payload), e.digest))
-                keyframes[c.start] = e.keys
-
-        # Rounds: each rank encodes chunks until it holds ROUND_BYTES of input's worth or ROUND_SECONDS
-        # passed (at least one chunk), then one collective append writes them all: few collectives
-        # (ranks wait for each other once per round), memory bounded by the round, not the input.
-        # With a learned tile choice each chunk is also encoded classically and the smaller kept;
-        # parallel/payoff.py decides whether the model pays for its bytes.
-        pending = list(mine)
-        frame_bytes = src.nbytes // max(T, 1)
-        encoded = 0  # this rank's frames encoded (held chunks count: progress does not stall)
-        while comm.allreduce(len(pending), op=max_op()) > 0:
-            def work():
-                nonlocal encoded
-                out, used, t_round = [], 0, time.perf_counter()
-                while pending and (not out or (used < ROUND_BYTES
-                                               and time.perf_counter() - t_round < ROUND_SECONDS)):
-                    c = pending.pop(0)
-                    enc = [codec.encode(read_frames(src, c.start, c.start + c.count), src.frame_shape, c.keys, c.start)
-                           for codec in codecs]
-                    out += payoff.pick(c, enc[0], enc[1] if len(enc) > 1 else None)
-                    used += c.count * frame_bytes
-                    encoded += c.count
-                return out
-
-            write(agree(comm, work) + payoff.settle())
-            progress.update(comm.allreduce(encoded))
-        write(payoff.settle(final=True))
+        entries, keyframes = _encode_rounds(src, mine, codecs, payoff, writer, progress, comm)
         dropped = not payoff.uses_model() and classical is not None
         if dropped:  # the model did not pay: the archive is classical
             if opts.progress and comm.rank == 0 and blob is not None:
@@ -228,19 +262,14 @@ def compress(input_spec, output: str, opts: CompressOptions, comm=None) -> Summa
                       f"{len(blob):,}: written without the model (previous frame + classical tiles)", flush=True)
             ident, blob = classical.identity(), None
         agree(comm, writer.write_attrs, predictor_attrs(ident, engine_attrs(ident)))
-        all_entries = [e for part in comm.allgather(entries) for e in part]
-        key_arr = np.zeros(T, bool)
-        for part in comm.allgather(keyframes):
-            for s, ks in part.items():
-                key_arr[s:s + len(ks)] = ks
-        agree(comm, writer.write_index, all_entries, key_arr, src.names)
-        agree(comm, writer.write_attrs, {"model_embedded": blob is not None, "n_chunks": len(all_entries),
+        n_chunks, key_arr = _write_index(writer, src, entries, keyframes, comm)
+        agree(comm, writer.write_attrs, {"model_embedded": blob is not None, "n_chunks": n_chunks,
                                          "keyframe_count": int(key_arr.sum())})
         agree(comm, writer.embed_model, blob, sha256_hex(blob) if blob is not None else "")
         agree(comm, writer.finish)
         progress.update(T, final=True)
     except BaseException as exc:
-        writer.abort(close=not getattr(exc, "hdf5_unclean", False))
+        writer.abort(close=not leaves_hdf5_unclean(exc))
         keep = isinstance(exc, (FitStopped, KeyboardInterrupt, SystemExit))  # stopped: resumable
         if opts.fit is not None and comm.rank == 0 and not keep:
             from ..predict.fit import cleanup
@@ -250,15 +279,9 @@ def compress(input_spec, output: str, opts: CompressOptions, comm=None) -> Summa
     finally:
         src.close()
     if opts.fit is not None and comm.rank == 0:
-        from ..predict.fit import cleanup, fit_dir
-
-        if dropped:  # nothing is lost: the fitted model stays for the user (and a resume)
-            print(f"[fit] the fitted model is not in the archive; it is kept in {fit_dir(output)}", flush=True)
-        else:
-            cleanup(output)  # the archive is complete and embeds the model: the fit's work files go
-    size = os.path.getsize(output) if comm.rank == 0 else 0
-    size = comm.bcast(size, root=0)
-    return Summary(src.nbytes, size, time.perf_counter() - t0, T, len(all_entries),
+        _after_fit(output, dropped)
+    size = comm.bcast(os.path.getsize(output) if comm.rank == 0 else 0, root=0)
+    return Summary(src.nbytes, size, time.perf_counter() - t0, T, n_chunks,
                    {"keyframes": int(key_arr.sum()), "value_range": vrange, "backend": backend,
                     "model_bytes": len(blob) if blob is not None else 0,
                     "learned_chunks": payoff.learned_total if has_model else 0})
@@ -300,7 +323,7 @@ def decompress(archive: str, output: str, frames: str | None = None, model: str 
         agree(comm, sink.finish)
         prog.update(hi - lo, final=True)
     except BaseException as exc:
-        sink.abort(close=not getattr(exc, "hdf5_unclean", False))
+        sink.abort(close=not leaves_hdf5_unclean(exc))
         raise
     finally:
         reader.close()

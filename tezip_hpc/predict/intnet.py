@@ -224,7 +224,7 @@ class IntNet(PredNetSteps):
         return self.xp.asarray(q)
 
     def to_unit(self, ahat0) -> np.ndarray:
-        q = ahat0.get() if hasattr(ahat0, "get") else np.asarray(ahat0)
+        q = np.asarray(ahat0) if self.xp is np else self.xp.asnumpy(ahat0)
         return q.astype(np.float32) * np.float32(1.0 / (1 << fx.F_UNIT))  # exact: |q| <= 2^24
 
 
@@ -279,6 +279,7 @@ class IntPredNetPredictor(Predictor):
     """An integer PredNet model as a Predictor (portable: exact integer inference)."""
 
     id = "prednet"
+    learned = True
 
     def __init__(self, model_file: ModelFile, source: str = "model", device: str | None = None) -> None:
         if model_file.kind != KIND:
@@ -296,6 +297,12 @@ class IntPredNetPredictor(Predictor):
 
     def to_bytes(self) -> bytes:
         return self.model_file.to_bytes()
+
+    def model_bytes(self) -> bytes:
+        return self.to_bytes()
+
+    def use_threads(self, n: int) -> None:
+        limit_blas_threads(n)
 
     def save(self, path) -> None:
         self.model_file.save(path)

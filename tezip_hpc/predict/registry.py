@@ -138,28 +138,56 @@ def load_predictor_bytes(blob: bytes, allow_float: bool = False):
     return pred
 
 
-def share_cores(pred) -> None:
+def share_cores(pred: Predictor) -> None:
     """Each rank gets its share of the node's cores for PredNet inference. Predictions do not
     depend on the thread count (the integer engine is exact; tested), so this changes speed only.
     The float TensorFlow path (format-v1 archives) sizes TF's thread pools before TF starts."""
     from ..launch import threads_per_rank
 
-    if getattr(pred, "id", None) != "prednet":
-        return
-    if hasattr(pred, "net"):
-        from .intnet import limit_blas_threads
+    if pred.learned:
+        pred.use_threads(threads_per_rank())
 
-        limit_blas_threads(threads_per_rank())
-        return
-    from .prednet import tf_setup
 
-    tf_setup(threads_per_rank())
+def _class_for_id(pid: str) -> type[Predictor]:
+    """The class of a non-learned predictor recorded by its id ('previous' also runs 'linear')."""
+    for target, _ in _NAMED.values():
+        cls = _resolve(target)
+        if cls.id == pid:
+            return cls
+    raise ModelError(f"unknown predictor {pid!r} (this version knows {', '.join(predictor_names())}): "
+                     f"use the tezip-hpc version that wrote it")
+
+
+def from_config(ident: dict, model: bytes | str | None = None, allow_float: bool = False) -> Predictor:
+    """numcodecs style: the predictor a ``get_config()`` (what an archive records) describes.
+    A learned one is rebuilt from its model: the bytes an archive embeds, or a model file's
+    path; ``tiles`` in the config wraps it in the per-tile choice it was written with."""
+    config = ident.get("config") or {}
+    if not isinstance(config, dict):
+        raise ModelError("the predictor configuration is not a mapping (corrupted?)")
+    config = dict(config)
+    tiles = config.pop("tiles", None)
+    if ident.get("id") == "prednet":
+        if model is None:
+            raise ModelError("a PredNet predictor is rebuilt from its model: pass its bytes or file")
+        pred = (load_predictor_bytes(model, allow_float) if isinstance(model, bytes)
+                else load_for_job(model, allow_float))
+    else:
+        pred = _class_for_id(str(ident.get("id"))).from_config(config)
+    if tiles is not None:
+        from .tiles import TileChoicePredictor
+
+        if not isinstance(tiles, dict):
+            raise ModelError("the recorded tile-choice configuration is not a mapping (corrupted?)")
+        pred = TileChoicePredictor.from_config(pred, tiles)
+    return pred
 
 
 def for_archive(reader, model: str | None) -> Predictor:
-    """The predictor an archive was written with: a baseline, the embedded model, or
-    --model (which must be the same model, by sha256). Format v2 archives use the integer
-    engine (portable); format v1 archives embed a float model that needs TensorFlow."""
+    """The predictor an archive was written with (``from_config`` of what it records): a
+    baseline, the embedded model, or --model (which must be the same model, by sha256).
+    Format v2 archives use the integer engine (portable); format v1 archives embed a float
+    model that needs TensorFlow."""
     info = reader.predictor()
     pid, want = info["id"], info["sha256"]
     v1 = reader.version == 1
@@ -170,26 +198,16 @@ def for_archive(reader, model: str | None) -> Predictor:
             raise ModelError(f"{reader.path} is a format-v1 archive predicted by a float PredNet: decoding it "
                              f"needs TensorFlow 2.18 (install tezip-hpc[train]) on the kind of machine that "
                              f"wrote it; archives from this version are portable")
-    if pid != "prednet":
-        pred = load_for_job("linear" if (pid == "previous" and (info["config"] or {}).get("linear")) else pid)
-    elif model is not None:
-        pred = load_for_job(model, allow_float=v1)
-    else:
-        blob = reader.model_blob()
-        if blob is None:
+    source = None
+    if pid == "prednet":
+        source = model if model is not None else reader.model_blob()
+        if source is None:
             raise ModelError(f"{reader.path} was compressed with a PredNet model (sha256 {want[:16]}...) that is "
                              f"not embedded: pass it with --model PATH")
-        pred = load_predictor_bytes(blob, allow_float=v1)
+    pred = from_config(info, source, allow_float=v1)
     if pred.sha256() != want:
         raise ModelError(f"{reader.path} was compressed with predictor {pid} sha256 {want[:16]}..., but the "
                          f"given one is {pred.id} sha256 {pred.sha256()[:16]}...: decoding needs the same model")
-    tiles = (info["config"] or {}).get("tiles")
-    if tiles is not None:
-        from .tiles import TileChoicePredictor
-
-        if not isinstance(tiles, dict):
-            raise ModelError(f"{reader.path}: the tile-choice configuration is not a mapping (corrupted?)")
-        pred = TileChoicePredictor.from_config(pred, tiles)
     engine = info.get("engine") or ""
     if pid == "prednet" and not v1:
         from .fixedpoint import engine_id

@@ -29,7 +29,7 @@ from numba import njit
 
 from ..codec.config import prediction_dtype
 from ..errors import CodecError, ConfigError, ModelError
-from .base import Predictor, Session
+from .base import CostOracle, Predictor, Session, TiledSession
 
 TILE_DEFAULT = 16   # px; measured 8 / 16 / 32 on real clips (docs/BENCHMARKS.md section 9)
 SEARCH_DEFAULT = 4  # motion search radius (px) of the coarse step; refinement adds 1
@@ -149,12 +149,13 @@ class TileChoicePredictor(Predictor):
             raise ConfigError(f"the motion search radius must be 0..{MAX_SEARCH} px, got {search}")
         self.inner, self.size, self.search = inner, size, search
         self.id = inner.id
-        self.learned = inner.id == "prednet"
+        self.learned = inner.learned
 
-    def __getattr__(self, name):  # to_bytes, model_file, ... of a wrapped model
-        if name == "inner":
-            raise AttributeError(name)
-        return getattr(self.inner, name)
+    def model_bytes(self) -> bytes | None:
+        return self.inner.model_bytes()
+
+    def use_threads(self, n: int) -> None:
+        self.inner.use_threads(n)
 
     def tiles_config(self) -> dict:
         return {"size": self.size, "search": self.search, "slots": list(self.slots())}
@@ -199,9 +200,9 @@ class TileChoicePredictor(Predictor):
         return pred
 
 
-class TileSession(Session):
+class TileSession(TiledSession):
     """Prediction state of one chunk with per-tile choice. ``observe`` as any session;
-    the encoder calls ``choose(frame, symbols)`` -> (prediction, side bytes), the decoder
+    the encoder calls ``choose(frame, oracle)`` -> (prediction, side bytes), the decoder
     ``follow(side bytes)`` -> the same prediction. ``predict()`` alone gives the inner
     (or previous-frame) prediction, untiled."""
 
@@ -262,13 +263,15 @@ class TileSession(Session):
     def _luma(self, a: np.ndarray) -> np.ndarray:
         return np.ascontiguousarray(np.asarray(a, np.float64).sum(axis=2))
 
-    def choose(self, frame: np.ndarray, symbols, frame_cost=None) -> tuple[np.ndarray, bytes]:
-        """The encoder's choice for ``frame``. ``symbols(frame, prediction)`` returns the codec's
-        symbol arrays for that prediction, one per spatial form it may use. ``frame_cost(frame,
-        prediction)``, if given, estimates a whole frame's bytes as the codec's own choices do:
-        the tiled map must then beat the best single candidates (the cheapest by the tile costs,
-        the previous frame, zero, the learned one), or that candidate is taken for every tile,
-        so the choice is never worse than a single predictor by the codec's own estimate."""
+    def choose(self, frame: np.ndarray, oracle: CostOracle) -> tuple[np.ndarray, bytes]:
+        """The encoder's choice for ``frame``. ``oracle.trial_symbols(frame, prediction)`` returns
+        the codec's symbol arrays for that prediction, one per spatial form it may use;
+        ``oracle.trial_cost(frame, prediction)`` estimates a whole frame's bytes as the codec's
+        own choices do: the tiled map must beat the best single candidates (the cheapest by the
+        tile costs, the previous frame, zero, the learned one), or that candidate is taken for
+        every tile, so the choice is never worse than a single predictor by the codec's own
+        estimate."""
+        symbols, frame_cost = oracle.trial_symbols, oracle.trial_cost
         H, W, C = self.shape
         x = np.asarray(frame).reshape(self.shape)
         cands = self._candidates()
@@ -298,8 +301,6 @@ class TileSession(Session):
         form = int(np.argmin(best.sum(axis=(1, 2))))  # ties: the first form
         tmap = np.argmin(costs[form], axis=0).astype(np.uint8)  # ties: the lower slot
         pred, side = self._compose(cands, tmap, vec), self._side(tmap, vec)
-        if frame_cost is None:
-            return pred, side
         whole = costs[form].sum(axis=(1, 2))
         offered = [k for k in range(self.n_slots) if k != MOTION]  # motion is per tile by nature
         cheapest = offered[int(np.argmin(whole[offered]))]
