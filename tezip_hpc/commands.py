@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import json
 
+from .codec.config import MODES
 from .errors import ConfigError
 from .predict.registry import predictor_names
 
@@ -182,7 +183,7 @@ def register(sub) -> None:
                    help="the fit's time box in seconds of training (default 600)")
     p.add_argument("--motion-search", type=int, default=None, metavar="R",
                    help="motion search radius of the tile choice in px (default 4; 0: no motion candidate)")
-    p.add_argument("--mode", "-m", choices=["abs", "rel", "absrel", "pwrel"], default="abs",
+    p.add_argument("--mode", "-m", choices=MODES, default="abs",
                    help="error-bound mode (default abs)")
     p.add_argument("--bound", "-b", nargs="+", metavar="B", help="bound value(s); 0 = lossless (default); "
                    "absrel takes two: ABS REL")

@@ -15,6 +15,7 @@ import os
 import numpy as np
 
 from .._version import __version__
+from ..codec.config import MODES
 from ..errors import ArchiveError, ConfigError, IntegrityError, first_line
 from .describe import summary
 from .schema import (  # noqa: F401  (the schema's names, importable from here)
@@ -149,7 +150,7 @@ class ArchiveReader:
         b = np.asarray(self.f.attrs["bounds"], np.float64).reshape(-1)
         if not 1 <= b.size <= 2 or np.any(b < 0):
             raise ArchiveError(f"{p}: bad bounds attribute {b.tolist()}")
-        if self._attr("mode") not in ("abs", "rel", "absrel", "pwrel"):
+        if self._attr("mode") not in MODES:
             raise ArchiveError(f"{p}: bad mode attribute {str(self._attr('mode'))[:40]!r}")
 
     def _check_attrs(self) -> None:

@@ -22,7 +22,14 @@ import numpy as np
 
 from ..errors import ConfigError
 
-MODES = ("abs", "rel", "absrel", "pwrel")
+MODES = ("abs", "rel", "absrel", "pwrel")  # the one list of error-bound modes (CLI, API, archive, codec)
+RANGE_MODES = ("rel", "absrel")  # modes whose bound scales with the value range of the whole input
+
+
+def bound_count(mode: str) -> int:
+    """How many bound values ``mode`` takes: absrel two (ABS REL), the others one."""
+    return 2 if mode == "absrel" else 1
+
 DTYPES = {"uint8": np.uint8, "uint16": np.uint16, "int16": np.int16, "int32": np.int32, "uint32": np.uint32,
           "float32": np.float32, "float64": np.float64}
 FLOATS = ("float32", "float64")
@@ -97,14 +104,14 @@ class CodecConfig:
         check_dtype(self.dtype)
         if self.mode not in MODES:
             raise ConfigError(f"unknown error-bound mode {self.mode!r} (choose from {', '.join(MODES)})")
-        want = 2 if self.mode == "absrel" else 1
+        want = bound_count(self.mode)
         if len(self.bounds) != want:
             raise ConfigError(f"mode {self.mode} takes {want} bound value{'s' if want > 1 else ''}, "
                               f"got {len(self.bounds)}")
         for b in self.bounds:
             if not isinstance(b, (int, float)) or math.isnan(b) or b < 0 or math.isinf(b):
                 raise ConfigError(f"error bounds must be finite and >= 0, got {b!r}")
-        if self.mode in ("rel", "absrel") and self.value_range is None and self.bound_value() > 0:
+        if self.mode in RANGE_MODES and self.value_range is None and self.bound_value() > 0:
             raise ConfigError(f"mode {self.mode} needs the value range of the whole input")
         if self.value_range is not None:
             lo, hi = self.value_range

@@ -22,6 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..codec.config import CodecConfig
 from ..errors import ConfigError, FitStopped
 
 FIT_SECONDS = 600.0
@@ -61,16 +62,12 @@ def fit_frames(spec: str, n_frames: int) -> int:
 
 
 def quant_step(dtype, mode: str, bounds, value_range) -> float:
-    """The job's quantization step on the 0..1 scale of its value range (the rate loss's unit)."""
+    """The job's quantization step on the 0..1 scale of its value range (the rate loss's unit);
+    the absolute bound is codec.config's rule (CodecConfig.effective_abs_bound), not a copy."""
     lo, hi = float(value_range[0]), float(value_range[1])
     span = hi - lo if hi > lo else 1.0
-    bounds = [float(v) for v in bounds] or [0.0]
-    if mode == "rel":
-        b = bounds[0] * span
-    elif mode == "absrel":
-        b = min(bounds[0], bounds[-1] * span)
-    else:
-        b = bounds[0]
+    cfg = CodecConfig(np.dtype(dtype).name, mode, tuple(float(v) for v in bounds) or (0.0,), (lo, hi))
+    b = 0.0 if mode == "pwrel" else cfg.effective_abs_bound()
     integer = np.dtype(dtype).kind in "iu"
     if mode == "pwrel" or b == 0:
         step = 1.0 if integer else span * 1e-4
