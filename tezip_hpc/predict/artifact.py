@@ -21,7 +21,9 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
+import stat
 import struct
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,6 +31,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import ModelError
+from ..limits import ENV_MAX_ALLOC, human, model_file_limit
 
 MAGIC = b"TZHPMDL\0"
 VERSION = 1
@@ -38,6 +41,46 @@ _DTYPES = ("float32", "float64", "int64", "int32", "int16", "int8", "uint8")
 
 def _canonical(obj) -> bytes:
     return json.dumps(obj, sort_keys=True, separators=(",", ":"), allow_nan=False).encode()
+
+
+def _no_constant(name: str):
+    raise ValueError(f"{name} is not a number a model file may hold")
+
+
+def _finite(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        raise ValueError(f"{text} is out of range")
+    return value
+
+
+def _parse_header(raw: bytes) -> dict:
+    """The JSON header, its types checked (ValueError/TypeError/KeyError on any defect):
+    NaN, Infinity and numbers that overflow to them are refused (the header is hashed as
+    strict JSON)."""
+    header = json.loads(raw.decode(), parse_constant=_no_constant, parse_float=_finite)
+    if not isinstance(header, dict):
+        raise TypeError("the header is not a mapping")
+    for key, kind in (("kind", str), ("config", dict), ("normalisation", dict), ("arrays", list),
+                      ("sha256", str), ("weights_sha256", str)):
+        if not isinstance(header[key], kind):
+            raise TypeError(f"{key} is not a {kind.__name__}")
+    for key in ("meta", "extra"):
+        if not isinstance(header.get(key, {}), dict):
+            raise TypeError(f"{key} is not a mapping")
+    for s in header["arrays"]:
+        if not isinstance(s, dict) or not isinstance(s["name"], str) or s["dtype"] not in _DTYPES:
+            raise ValueError(f"array entry {str(s)[:60]} (name, dtype)")
+        shape, ints = s["shape"], (s["offset"], s["nbytes"])
+        if not isinstance(shape, list) or not all(_count(v) for v in list(shape) + list(ints)):
+            raise ValueError(f"array {s['name']}: shape, offset and size must be integers >= 0")
+        if s["nbytes"] != math.prod(shape) * np.dtype(s["dtype"]).itemsize:
+            raise ValueError(f"array {s['name']}: {s['nbytes']} bytes do not hold shape {shape}")
+    return header
+
+
+def _count(v) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool) and v >= 0
 
 
 @dataclass
@@ -129,37 +172,56 @@ class ModelFile:
         if start > len(data):
             raise ModelError(f"{where}: truncated model file (header cut short)")
         try:
-            header = json.loads(bytes(data[_FIXED.size:start]).decode())
+            header = _parse_header(bytes(data[_FIXED.size:start]))
             arrays = []
             for s in header["arrays"]:
-                a0, a1 = start + int(s["offset"]), start + int(s["offset"]) + int(s["nbytes"])
+                a0, a1 = start + s["offset"], start + s["offset"] + s["nbytes"]
                 if a1 > len(data):
                     raise ModelError(f"{where}: truncated model file (array {s['name']} cut short)")
-                if s["dtype"] not in _DTYPES:
-                    raise ModelError(f"{where}: array {s['name']} has unsupported dtype {s['dtype']}")
                 dt = np.dtype(s["dtype"]).newbyteorder("<")
                 a = np.frombuffer(data[a0:a1], dtype=dt).reshape(s["shape"]).astype(dt.newbyteorder("="))
                 arrays.append((s["name"], a))
             mf = cls(header["kind"], header["config"], header["normalisation"], arrays,
                      header.get("meta", {}), header.get("extra", {}))
-            expected, ws = header["sha256"], header["weights_sha256"]
+            intact = mf.weights_sha256() == header["weights_sha256"] and mf.sha256() == header["sha256"]
         except ModelError:
             raise
-        except (ValueError, KeyError, TypeError, UnicodeDecodeError) as exc:
+        except (ValueError, KeyError, TypeError, UnicodeDecodeError, RecursionError) as exc:
             raise ModelError(f"{where}: corrupt model file header ({type(exc).__name__}: {exc})") from None
-        if mf.weights_sha256() != ws or mf.sha256() != expected:
+        if not intact:
             raise ModelError(f"{where}: model file is corrupt (sha256 mismatch)")
         return mf
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> "ModelFile":
+        """Read and verify a model file: a regular file of at most model_file_limit() bytes
+        (checked before reading: a device, a pipe or a huge file is refused, never read)."""
         path = Path(path)
-        if path.is_dir():
-            raise ModelError(f"{path}: is a folder, not a model file")
         try:
-            data = path.read_bytes()
+            _check_file(path, os.stat(path))
+            fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0))
+            with os.fdopen(fd, "rb") as f:
+                _check_file(path, os.fstat(f.fileno()))  # the file opened is the one checked
+                data = f.read(model_file_limit() + 1)
         except FileNotFoundError:
             raise ModelError(f"{path}: no such model file") from None
         except OSError as exc:
             raise ModelError(f"{path}: cannot read the model file ({exc.strerror or exc})") from None
+        _check_size(path, len(data))
         return cls.from_bytes(data, str(path))
+
+
+def _check_file(path: Path, st: os.stat_result) -> None:
+    """ModelError unless ``st`` is a regular file within the model file limit."""
+    if stat.S_ISDIR(st.st_mode):
+        raise ModelError(f"{path}: is a folder, not a model file")
+    if not stat.S_ISREG(st.st_mode):
+        raise ModelError(f"{path}: not a regular file (a device, pipe or socket): a model file is read from disk")
+    _check_size(path, st.st_size)
+
+
+def _check_size(path: Path, size: int) -> None:
+    limit = model_file_limit()
+    if size > limit:
+        raise ModelError(f"{path}: {human(size)} is more than a model file may have ({human(limit)}; "
+                         f"{ENV_MAX_ALLOC} raises it): not a tezip-hpc model file?")

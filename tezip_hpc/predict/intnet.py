@@ -26,7 +26,7 @@ from ..errors import ConfigError, ModelError
 from . import fixedpoint as fx
 from .artifact import ModelFile
 from .base import Predictor
-from .session import RecurrentSession
+from .session import RecurrentSession, check_depth
 from .steps import PredNetSteps
 
 KIND = "prednet-int"
@@ -77,6 +77,7 @@ def check_int_config(cfg: dict) -> dict:
     """Validate the fixed-point part of a prednet-int config (ModelError with the reason)."""
     from .prednet import check_config
 
+    check_depth(cfg, "integer model")  # types and depth first: depth is a memory claim
     try:
         check_config(cfg)
     except ConfigError as exc:
@@ -284,6 +285,7 @@ class IntPredNetPredictor(Predictor):
     def __init__(self, model_file: ModelFile, source: str = "model", device: str | None = None) -> None:
         if model_file.kind != KIND:
             raise ModelError(f"{source}: holds a {model_file.kind!r}, not an integer PredNet model")
+        check_depth(model_file.config, source)
         check_int_config(model_file.config)
         self.model_file = model_file
         self.source = source

@@ -73,7 +73,9 @@ def from_model_file(mf, source: str, allow_float: bool = False) -> Predictor:
                              f"model that `tezip-hpc train` writes, or convert it with `tezip-hpc export "
                              f"{source} --data FRAMES -o MODEL`")
         from .prednet import check_config, n_params
+        from .session import check_depth
 
+        check_depth(mf.config, source)  # types and depth first: depth is a memory claim
         try:  # the network TensorFlow would build must be the one the file holds: no allocation bomb
             need = n_params(check_config(mf.config))
         except (ConfigError, KeyError, TypeError, ValueError) as exc:

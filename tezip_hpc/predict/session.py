@@ -20,7 +20,27 @@ from __future__ import annotations
 import numpy as np
 
 from ..errors import ModelError
+from ..limits import MODEL_MAX_LAYERS, PAD_FREE_ELEMENTS, PAD_MAX_RATIO, padding_ok
 from .base import Session, denormalise, normalise
+
+_LAYER_LISTS = ("stack_sizes", "R_stack_sizes", "A_filt_sizes", "Ahat_filt_sizes", "R_filt_sizes")
+
+
+def check_depth(cfg: dict, source: str = "model") -> int:
+    """The layer count of a PredNet config, checked before anything is built from it: its
+    per-layer lists are lists of integers and there are at most MODEL_MAX_LAYERS layers
+    (frames are padded to a multiple of 2^(layers-1): depth is a memory claim)."""
+    if not isinstance(cfg, dict):
+        raise ModelError(f"{source}: the PredNet config is not a mapping (corrupted?)")
+    for key in _LAYER_LISTS:
+        v = cfg.get(key)
+        if not isinstance(v, list) or not all(isinstance(s, int) and not isinstance(s, bool) for s in v):
+            raise ModelError(f"{source}: PredNet config {key} must be a list of integers, got {str(v)[:40]}")
+    nl = len(cfg["stack_sizes"])
+    if nl > MODEL_MAX_LAYERS:
+        raise ModelError(f"{source}: the PredNet config has {nl} layers, at most {MODEL_MAX_LAYERS} are "
+                         f"supported (frames are padded to a multiple of 2^(layers-1)): corrupted or crafted model")
+    return nl
 
 
 class RecurrentSession(Session):
@@ -53,6 +73,10 @@ class RecurrentSession(Session):
                              f"with {self.C} channels or a 1-channel model")
         m = int(net.multiple)
         self.Hp, self.Wp = -(-self.H // m) * m, -(-self.W // m) * m
+        if not padding_ok(self.H, self.W, self.C, self.Hp, self.Wp):
+            raise ModelError(f"the PredNet model pads {self.H}x{self.W} frames to {self.Hp}x{self.Wp} (a multiple of "
+                             f"{m}): more than {PAD_MAX_RATIO} times the frame and {PAD_FREE_ELEMENTS} elements; "
+                             f"use a model with fewer layers")
         self.value_range = (float(value_range[0]), float(value_range[1]))
         self.net = net
         self._zero = net.zero(batch, self.Hp, self.Wp)
