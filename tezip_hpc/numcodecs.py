@@ -17,19 +17,28 @@ relative to the value range of each chunk (zarr codes chunks independently). Chu
 self-describing: the header holds the codec configuration and shape, so decoding needs no
 codec parameters. Both classes register themselves under the name "tezip" when numcodecs
 or zarr loads its entry points (``[options.entry_points]`` in setup.cfg).
+
+A chunk's header is a claim: before anything is allocated, the shape it claims is checked
+against the caller's (``out``'s size, the zarr array's chunk) or, when the caller gives none,
+against the budget of tezip_hpc.limits (a few hundred bytes of zeros can claim gigabytes;
+TEZIP_MAX_ALLOC raises the budget for genuine chunks that large). Every refusal is a
+one-line CodecError.
 """
 
 from __future__ import annotations
 
 import json
+import math
 import struct
+from typing import NamedTuple
 
 import numpy as np
 
 from .chunk import ChunkCodec
-from .codec.config import CodecConfig, check_dtype
+from .codec.config import CodecConfig, bound_count, check_dtype
 from .codec.pipeline import Pipeline
 from .errors import CodecError, ConfigError
+from .limits import DECODE_WORK_PER_ELEMENT, DECODE_WORK_PER_FRAME, check_alloc
 from .predict.registry import baseline_names
 
 MAGIC = b"TZN1"
@@ -74,7 +83,7 @@ class Tezip(_CodecBase):
         CodecConfig(mode=mode, bounds=bounds, value_range=(0.0, 1.0), zstd_level=int(zstd_level),
                     coder=coder).validate()
         self.coder = coder
-        self.mode, self.bound, self.predictor = mode, bounds if mode == "absrel" else bounds[0], predictor
+        self.mode, self.bound, self.predictor = mode, bounds if bound_count(mode) > 1 else bounds[0], predictor
         self.window, self.zstd_level = int(window), int(zstd_level)
 
     # ------------------------------------------------------------------ numcodecs API
@@ -121,37 +130,66 @@ class Tezip(_CodecBase):
         return _HEAD.pack(MAGIC, len(head)) + head + payload
 
     def decode(self, buf, out=None):
-        data = memoryview(buf).cast("B") if not isinstance(buf, (bytes, bytearray)) else buf
-        data = bytes(data)
-        if len(data) < _HEAD.size:
-            raise CodecError(f"tezip codec: truncated chunk ({len(data)} bytes)")
-        magic, n = _HEAD.unpack_from(data)
-        if magic != MAGIC or _HEAD.size + n > len(data):
-            raise CodecError("tezip codec: not a tezip chunk (bad magic or header length)")
-        try:
-            head = json.loads(data[_HEAD.size:_HEAD.size + n])
-            cfg = CodecConfig.from_json(json.dumps(head["config"]))
-            shape = tuple(int(s) for s in head["shape"])
-            predictor, window = str(head["predictor"]), int(head["window"])
-        except (ValueError, KeyError, TypeError) as exc:
-            raise CodecError(f"tezip codec: corrupted chunk header ({exc})") from None
-        if predictor not in baseline_names() or window < 1 or len(shape) not in (2, 3, 4) or min(shape) < 1:
-            raise CodecError("tezip codec: corrupted chunk header (predictor, window or shape)")
-        full = (1,) + shape if len(shape) == 2 else shape
-        fshape = full[1:] if len(full) == 4 else full[1:] + (1,)
-        codec = ChunkCodec(Pipeline(cfg), _baseline(predictor), cfg.value_range or (0.0, 0.0))
-        try:
-            res, _ = codec.decode(data[_HEAD.size + n:], fshape, full[0], np.arange(full[0]) % window == 0)
-        except CodecError as exc:
-            raise CodecError(f"tezip codec: {exc} (corrupted chunk)") from None
-        res = res.reshape(shape)
-        if out is None:
+        """A chunk's array. What its header claims is checked before anything is allocated:
+        against ``out``'s size when given, and against the budget (tezip_hpc.limits)."""
+        o = None if out is None else np.asarray(out)
+        res = self._decode_checked(buf, None if o is None else o.nbytes)
+        if o is None:
             return res
-        o = np.asarray(out)
-        if o.nbytes != res.nbytes:
-            raise CodecError(f"tezip codec: output buffer of {o.nbytes} bytes for a {res.nbytes}-byte chunk")
         o.reshape(-1).view(np.uint8)[:] = res.reshape(-1).view(np.uint8)
         return out
+
+    def _decode_checked(self, buf, expect_nbytes: int | None = None, expect_size: int | None = None) -> np.ndarray:
+        """decode, the claimed chunk first checked against what the caller expects (its bytes,
+        its element count) and the budget: a CodecError before any allocation."""
+        data = memoryview(buf).cast("B") if not isinstance(buf, (bytes, bytearray)) else buf
+        head = _read_head(bytes(data))
+        cfg, shape, window = head.cfg, head.shape, head.window
+        size = math.prod(shape)
+        nbytes = size * np.dtype(cfg.dtype).itemsize
+        if expect_nbytes is not None and nbytes != expect_nbytes:
+            raise CodecError(f"tezip codec: output buffer of {expect_nbytes} bytes for a {nbytes}-byte chunk")
+        if expect_size is not None and size != expect_size:
+            raise CodecError(f"tezip codec: the chunk claims shape {shape} ({size} elements), the array's chunks "
+                             f"hold {expect_size} (corrupted chunk)")
+        full = (1,) + shape if len(shape) == 2 else shape
+        fshape = full[1:] if len(full) == 4 else full[1:] + (1,)
+        if expect_nbytes is None and expect_size is None:  # nothing but the header vouches for the size
+            work = DECODE_WORK_PER_ELEMENT * math.prod(fshape) + DECODE_WORK_PER_FRAME * full[0]
+            check_alloc(nbytes + work, f"tezip codec: a chunk claiming shape {shape} {cfg.dtype}", CodecError)
+        codec = ChunkCodec(Pipeline(cfg), _baseline(head.predictor), cfg.value_range or (0.0, 0.0))
+        try:
+            res, _ = codec.decode(head.payload, fshape, full[0], np.arange(full[0]) % window == 0)
+        except CodecError as exc:
+            raise CodecError(f"tezip codec: {exc} (corrupted chunk)") from None
+        return res.reshape(shape)
+
+
+class _Head(NamedTuple):
+    cfg: CodecConfig
+    shape: tuple
+    predictor: str
+    window: int
+    payload: bytes
+
+
+def _read_head(data: bytes) -> _Head:
+    """A chunk blob's header (CodecError if malformed) and its payload."""
+    if len(data) < _HEAD.size:
+        raise CodecError(f"tezip codec: truncated chunk ({len(data)} bytes)")
+    magic, n = _HEAD.unpack_from(data)
+    if magic != MAGIC or _HEAD.size + n > len(data):
+        raise CodecError("tezip codec: not a tezip chunk (bad magic or header length)")
+    try:
+        head = json.loads(data[_HEAD.size:_HEAD.size + n])
+        cfg = CodecConfig.from_json(json.dumps(head["config"]))
+        shape = tuple(int(s) for s in head["shape"])
+        predictor, window = str(head["predictor"]), int(head["window"])
+    except (ValueError, KeyError, TypeError, RecursionError) as exc:
+        raise CodecError(f"tezip codec: corrupted chunk header ({exc})") from None
+    if predictor not in baseline_names() or window < 1 or len(shape) not in (2, 3, 4) or min(shape) < 1:
+        raise CodecError("tezip codec: corrupted chunk header (predictor, window or shape)")
+    return _Head(cfg, shape, predictor, window, data[_HEAD.size + n:])
 
 
 # ---------------------------------------------------------------------------- zarr v3
@@ -199,7 +237,8 @@ def _make_zarr_codec():
             return chunk_spec.prototype.buffer.from_bytes(blob)
 
         async def _decode_single(self, chunk_bytes: Buffer, chunk_spec) -> NDBuffer:
-            a = self._codec().decode(chunk_bytes.to_bytes())
+            size = math.prod(chunk_spec.shape)  # the array's chunk: checked before decoding
+            a = self._codec()._decode_checked(chunk_bytes.to_bytes(), expect_size=size)
             if a.shape != tuple(chunk_spec.shape):
                 a = a.reshape(chunk_spec.shape)
             return chunk_spec.prototype.nd_buffer.from_numpy_array(a)

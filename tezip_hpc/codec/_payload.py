@@ -27,6 +27,10 @@ _HEAD = struct.Struct("<4sBBHIIIIQQ8s32s")
 HEADER_SIZE = _HEAD.size
 FLAG_FLOAT, FLAG_CLASSES, FLAG_SIDE, FLAG_VOLUME = 1, 2, 4, 8
 MAX_SIDE_BYTES = 1 << 26  # per frame: far above any tile map
+# zstd cuts its output into blocks of at most 128 KiB, each costing at least 4 bytes (3 of
+# header, 1 of an RLE byte): no zstd frame expands more than this (a body's size is a claim
+# the compressed bytes must be able to prove before anything is allocated for it)
+ZSTD_MAX_EXPANSION = 1 << 15
 FRAME_KEY, FRAME_MERGE, FRAME_LORENZO, FRAME_INTRA, FRAME_INTERP = 1, 2, 4, 8, 16  # per-frame flag bits
 VOLUME_MARK = b"tezip volume: no predictions"  # what a volume's prediction digest covers
 
@@ -84,6 +88,10 @@ def read_header(payload: bytes, tag: bytes, frame_shape, max_frames: int | None)
         raise CodecError(f"payload frames are {h}x{w}x{c}, expected {H}x{W}x{C}")
     if T < 1 or (max_frames is not None and T > max_frames):
         raise CodecError(f"payload holds {T} frames, expected 1..{max_frames}")
+    packed = len(payload) - HEADER_SIZE
+    if not T <= n_body <= ZSTD_MAX_EXPANSION * packed:  # the body starts with one flag byte per frame
+        raise CodecError(f"payload body of {n_body} bytes is impossible for {T} frames in {packed} "
+                         f"compressed bytes")
     return Header(ver, flags, T, n_out, n_body, digest)
 
 
