@@ -15,9 +15,10 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..errors import ConfigError
+from ..limits import PLAN_BYTES_PER_CHUNK, check_alloc
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Chunk:
     """Frames [start, start + count); ``keys`` flags its keyframes (None: decided while
     encoding, DWP)."""
@@ -46,27 +47,62 @@ def check_policy(n_frames: int, window: int | None, threshold: float | None, war
         raise ConfigError(f"--warmup {warmup} is more than the {n_frames} frames of the input")
     if chunk_frames < 1:
         raise ConfigError(f"--chunk-frames must be at least 1, got {chunk_frames}")
+    if window is not None or threshold is None:  # SWP (the default window when neither is given)
+        n_chunks = swp_chunk_count(n_frames, window or chunk_frames, warmup, chunk_frames)
+    else:  # DWP: each rank's shard in chunks of chunk_frames
+        n_chunks = n_frames // chunk_frames + 1
+    check_alloc(n_chunks * PLAN_BYTES_PER_CHUNK, f"planning an input of {n_frames} frames in {n_chunks} chunks "
+                f"(--chunk-frames {chunk_frames})", ConfigError)
 
 
-def swp_keys(n_frames: int, window: int, warmup: int) -> np.ndarray:
-    """Keyframe flags of the fixed-window policy."""
-    t = np.arange(n_frames)
+def swp_keys(n_frames: int, window: int, warmup: int, start: int = 0) -> np.ndarray:
+    """Keyframe flags of the fixed-window policy, of frames [start, n_frames)."""
+    t = np.arange(start, n_frames)
     return (t < warmup) | (((t - warmup) % window) == 0)
+
+
+def _next_edge(s: int, n_frames: int, window: int, warmup: int, chunk_frames: int) -> int:
+    """Where the chunk starting at window edge ``s`` ends: the last window edge within
+    ``chunk_frames`` frames of s, or the end of s's own window if that alone overfills it.
+    Window edges are 0, warmup + k * window (k >= 1) and n_frames: arithmetic, no list."""
+    k = max(1, (s - warmup) // window + 1)  # the first edge after s
+    first = min(warmup + k * window, n_frames)
+    fit = s + chunk_frames
+    if first >= fit or first == n_frames:
+        return first
+    last = warmup + max(k, (fit - warmup) // window) * window  # the last edge <= fit
+    return n_frames if n_frames <= fit else last
+
+
+def swp_chunk_count(n_frames: int, window: int, warmup: int, chunk_frames: int) -> int:
+    """How many chunks plan_swp makes (one more at most), without making them: past the
+    first, every chunk but the last has the same length."""
+    first = _next_edge(0, n_frames, window, warmup, chunk_frames) if n_frames else 0
+    if first >= n_frames:
+        return 1
+    room = first + chunk_frames + window + 1  # an end far enough not to cut the next chunk
+    step = _next_edge(first, room, window, warmup, chunk_frames) - first
+    return 1 + -(-(n_frames - first) // step)
 
 
 def plan_swp(n_frames: int, window: int, warmup: int, chunk_frames: int) -> list[Chunk]:
     """Keyframe-aligned chunks of whole windows (the warm-up frames join the first one),
-    grouped up to ``chunk_frames`` frames; independent of the rank count."""
-    keys = swp_keys(n_frames, window, warmup)
-    starts = list(range(warmup, n_frames, window))
-    edges = ([0] + starts[1:] if starts else [0]) + [n_frames]  # window edges
+    grouped up to ``chunk_frames`` frames; independent of the rank count. Memory is O(chunks):
+    no per-frame array of the whole series, and chunks with the same keyframe pattern share
+    one tuple (a claimed 10^9 frames costs what its chunks cost, not 10^9 flags)."""
     chunks: list[Chunk] = []
+    patterns: dict[tuple[int, int], tuple[bool, ...]] = {}  # (phase in the window, count) -> keys
     s = 0
-    for lo, hi in zip(edges[:-1], edges[1:]):
-        if hi - s > chunk_frames and lo > s:  # this window would overfill the chunk: close it
-            chunks.append(Chunk(s, lo - s, tuple(bool(k) for k in keys[s:lo])))
-            s = lo
-    chunks.append(Chunk(s, n_frames - s, tuple(bool(k) for k in keys[s:])))
+    while s < n_frames or not chunks:
+        e = _next_edge(s, n_frames, window, warmup, chunk_frames) if s < n_frames else n_frames
+        tag = ((s - warmup) % window, e - s) if s >= warmup else None  # past the warm-up: periodic
+        keys = patterns.get(tag) if tag else None
+        if keys is None:
+            keys = tuple(swp_keys(e, window, warmup, s).tolist())
+            if tag:
+                patterns[tag] = keys
+        chunks.append(Chunk(s, e - s, keys))
+        s = e
     return chunks
 
 
