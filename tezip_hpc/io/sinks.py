@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import posixpath
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -53,6 +54,34 @@ def confined_names(names: list[str]) -> list[str]:
                                f"archive); write a .npy or .h5 instead")
         seen.add(n)
     return names
+
+
+# Image suffixes and the Pillow modes each stores without loss (measured by round trips; BMP
+# drops RGBA's alpha and cannot hold LA or I;16). Any other suffix (JPEG, WebP, GIF: lossy or
+# palette; or no image format at all) is written as PNG, so a restore never changes a pixel.
+LOSSLESS = {".png": ("L", "LA", "RGB", "RGBA", "I;16"), ".tif": ("L", "LA", "RGB", "RGBA", "I;16"),
+            ".tiff": ("L", "LA", "RGB", "RGBA", "I;16"), ".bmp": ("L", "RGB"),
+            ".pgm": ("L", "RGB", "I;16"), ".ppm": ("L", "RGB", "I;16")}
+
+
+def lossless_names(names: list[str], mode: str) -> tuple[list[str], list[tuple[str, str]]]:
+    """The archive's (checked) frame names, each one whose suffix would not keep ``mode``'s
+    pixels exactly (a .jpg, .webp, .gif, or a name like ``a.exe``) renamed to PNG: ``a.jpg`` ->
+    ``a.png``, or ``a.jpg.png`` where ``a.png`` is taken; and the (old, new) pairs renamed."""
+    taken = set(names)
+    out, renamed = [], []
+    for n in names:
+        stem, dot, suffix = n.rpartition(".")
+        if dot and mode in LOSSLESS.get("." + suffix.lower(), ()):
+            out.append(n)
+            continue
+        new = f"{stem}.png" if dot and stem else f"{n}.png"
+        if new in taken:
+            new = f"{n}.png"
+        taken.add(new)
+        out.append(new)
+        renamed.append((n, new))
+    return out, renamed
 
 
 class FrameSink:
@@ -163,7 +192,13 @@ class ImageFolderSink(FrameSink):
                               f"(images take uint8 L/LA/RGB/RGBA or uint16 gray); write a .npy or .h5 instead")
         self.mode = {2: "LA", 3: "RGB", 4: "RGBA"}.get(C, "I;16" if self.dtype == np.uint16 else "L")
         if names is not None and len(names) >= first + T:
-            self.names = confined_names(list(names[first:first + T]))
+            full, renamed = lossless_names(confined_names(list(names)), self.mode)
+            self.names = confined_names(full)[first:first + T]
+            if renamed and comm.rank == 0:
+                old, new = renamed[0]
+                print(f"note: {final}: {len(renamed)} frame name(s) have a suffix that would not keep the "
+                      f"{self.mode} pixels exactly (lossy like JPEG/WebP/GIF, or not an image format): "
+                      f"written as PNG instead, lossless ({old!r} -> {new!r}, ...)", file=sys.stderr, flush=True)
         else:
             self.names = [f"frame_{first + k:06d}.png" for k in range(T)]
 
