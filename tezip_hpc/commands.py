@@ -41,9 +41,11 @@ names the chunk (exit 6), never silently wrong output.
 """
 
 
-def _bounds(values: list[str] | None) -> tuple[float, ...]:
+def _bounds(values: list[str] | None, mode: str = "abs") -> tuple[float, ...]:
+    """--bound's numbers; none given: lossless for abs, and for another mode an empty tuple
+    (CompressOptions then says that mode needs its bound)."""
     if not values:
-        return (0.0,)
+        return (0.0,) if mode == "abs" else ()
     out = []
     for v in values:
         try:
@@ -61,7 +63,8 @@ def cmd_compress(args: argparse.Namespace) -> int:
     comm = get_comm()
     opts = CompressOptions(
         predictor=args.model if args.model else args.predictor, window=args.window, threshold=args.threshold,
-        warmup=args.warmup, mode=args.mode, bounds=_bounds(args.bound), entropy=not args.no_entropy, coder=args.coder,
+        warmup=args.warmup, mode=args.mode, bounds=_bounds(args.bound, args.mode), entropy=not args.no_entropy,
+        coder=args.coder,
         quantizer=args.quantizer, zstd_level=args.zstd_level, chunk_frames=args.chunk_frames, loop=args.loop,
         tiles=args.tiles, motion_search=args.motion_search, fit=args.fit, fit_seconds=args.fit_seconds,
         device=args.device, embed_model=not args.no_embed_model, force=args.force, progress=not args.quiet)
@@ -95,9 +98,18 @@ def cmd_decompress(args: argparse.Namespace) -> int:
 
 
 def cmd_info(args: argparse.Namespace) -> int:
+    from .launch import detect_launch
     from .parallel.driver import info
 
-    i = info(args.archive)
+    if detect_launch().size > 1:  # under a launcher: rank 0 reads and prints, once per job; errors agreed
+        from .parallel.collective import agree, get_comm
+
+        comm = get_comm()
+        i = agree(comm, info, args.archive, root=0)
+        if comm.rank != 0:
+            return 0
+    else:
+        i = info(args.archive)
     if args.json:
         print(json.dumps(i, indent=1))
         return 0

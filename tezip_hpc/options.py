@@ -19,6 +19,7 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 
 from .codec.config import CodecConfig
+from .errors import ConfigError
 
 DEFAULT_WINDOW = 16
 
@@ -47,6 +48,15 @@ class CompressOptions:
     force: bool = False
     progress: bool = True
     extra: dict = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        """A lossy mode needs its bound: none given (an empty ``bounds``, what the CLI and the
+        API pass when there was no --bound / bound=) would compress losslessly without a word,
+        which is never what ``--mode rel`` asked for; an explicit 0 is lossless, as documented."""
+        if self.mode != "abs" and not self.bounds:
+            need = "A R" if self.mode == "absrel" else "B"
+            raise ConfigError(f"--mode {self.mode} needs --bound {need} (bound= in the Python API); for "
+                              f"lossless compression use --mode abs, the default, with no bound")
 
     @property
     def is_dwp(self) -> bool:
