@@ -82,6 +82,51 @@ def fit_dir(output: str) -> Path:
     return out.resolve().parent / f".{out.name}.fit"
 
 
+# What a fit writes in its folder (the training set, its stamp, the sample, the model, its
+# checkpoint and float twin), and the temporary names of their atomic writes (".NAME.tmp...").
+FIT_FILES = ("train.h5", "train.h5.part", "fit.json", "sample.npy", "model.tzm", "model.tzm.ckpt",
+             "model.tzm.float")
+
+
+def _written_by_fit(name: str) -> bool:
+    """Whether ``name`` in the fit's folder is one of the fit's files or their temporary names."""
+    return name in FIT_FILES or (name.startswith(".") and any(name[1:].startswith(f"{f}.tmp") for f in FIT_FILES))
+
+
+def check_fit_dir(output: str) -> Path:
+    """The fit's folder, checked before anything is written in it: a plain folder (or none
+    yet), never a symbolic link (it would be followed and written into) nor another file, and
+    holding only what a fit writes (its files are removed later, so a stranger's would be too)."""
+    work = fit_dir(output)
+    if work.is_symlink():
+        raise ConfigError(f"{work} is a symbolic link: the --fit work folder must be a plain folder; "
+                          f"remove the link")
+    if work.exists() and not work.is_dir():
+        raise ConfigError(f"{work} exists and is not a folder: the --fit work folder needs that name; "
+                          f"remove it")
+    if work.is_dir():
+        foreign = sorted(p.name for p in work.iterdir() if not _written_by_fit(p.name) or p.is_symlink())
+        if foreign:
+            raise ConfigError(f"{work / foreign[0]} was not written by --fit: the fit's work folder is "
+                              f"removed when the archive is complete; move that file out of it")
+    return work
+
+
+def _remove_fit_files(work: Path) -> None:
+    """Remove what the fit wrote in ``work`` (only that), then the folder if nothing else is left."""
+    if work.is_symlink() or not work.is_dir():
+        return
+    for p in work.iterdir():
+        if _written_by_fit(p.name) and (p.is_file() or p.is_symlink()):
+            p.unlink(missing_ok=True)
+        elif _written_by_fit(p.name) and p.is_dir():
+            shutil.rmtree(p, ignore_errors=True)
+    try:
+        work.rmdir()
+    except OSError:
+        pass  # something the fit did not write is there: it stays, and so does the folder
+
+
 def fit_args(plan: FitPlan, init: str | None) -> "object":
     from .train import TrainArgs
 
@@ -98,7 +143,7 @@ def stage_sample(src, vrange, plan: FitPlan, output: str) -> bool:
     from .data import prepare
     from .train import checkpoint_path
 
-    work = fit_dir(output)
+    work = check_fit_dir(output)
     trainset = work / "train.h5"
     stamp = work / "fit.json"
     want = {"input": str(src.spec), "n_frames": int(src.n_frames), "frame_shape": list(src.frame_shape),
@@ -110,7 +155,7 @@ def stage_sample(src, vrange, plan: FitPlan, output: str) -> bool:
             same = False
         if same:
             return checkpoint_path(work / "model.tzm").exists()
-        shutil.rmtree(work)  # another input or other fit options: start afresh, never resume a stranger
+        _remove_fit_files(work)  # another input or other fit options: start afresh, never resume a stranger
     work.mkdir(exist_ok=True)
     sample = work / "sample.npy"
     arr = np.lib.format.open_memmap(sample, mode="w+", dtype=src.dtype, shape=(plan.frames,) + tuple(src.frame_shape))
@@ -142,5 +187,6 @@ def run_fit(plan: FitPlan, output: str, init: str | None, resume: bool, log) -> 
 
 
 def cleanup(output: str) -> None:
-    """Remove the fit's work folder (after the archive is complete)."""
-    shutil.rmtree(fit_dir(output), ignore_errors=True)
+    """Remove the fit's work folder (after the archive is complete): only the files the fit
+    wrote; a symbolic link is never followed."""
+    _remove_fit_files(fit_dir(output))
