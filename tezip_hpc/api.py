@@ -27,18 +27,22 @@ from .errors import ConfigError
 __all__ = ["compress", "decompress", "open", "read_parallel", "Archive"]  # verify: tezip_hpc.verification
 
 
-def compress(data, out, *, mode: str = "abs", bound=0.0, predictor: str | None = None, model: str | None = None,
+def compress(data, out, *, mode: str = "abs", bound=None, predictor: str | None = None, model: str | None = None,
              window: int | None = None, threshold: float | None = None, warmup: int = 0, force: bool = False,
              progress: bool = False, comm=None, **options):
     """Compress ``data`` (a numpy array (T, H, W[, C]), or an input path as the CLI takes it:
     image folder, .npy, file.h5:/dataset) into the archive ``out``. ``bound``: a number, or
-    (abs, rel) for mode 'absrel'; 0 is lossless. ``predictor``: prednet (default), previous,
+    (abs, rel) for mode 'absrel'; 0 (the default for mode 'abs') is lossless, another mode needs
+    its bound. ``predictor``: prednet (default), previous,
     linear, zero; ``model``: a PredNet model file. Returns the Summary (ratio, seconds, ...)."""
     from .io.sources import ArraySource
     from .options import CompressOptions
     from .parallel.driver import compress as _compress
 
-    bounds = tuple(float(b) for b in bound) if isinstance(bound, (tuple, list)) else (float(bound),)
+    if bound is None:  # none given: lossless for abs; CompressOptions refuses another mode without its bound
+        bounds = (0.0,) if mode == "abs" else ()
+    else:
+        bounds = tuple(float(b) for b in bound) if isinstance(bound, (tuple, list)) else (float(bound),)
     opts = CompressOptions(predictor=model or predictor, window=window, threshold=threshold, warmup=warmup,
                            mode=mode, bounds=bounds, force=force, progress=progress, **options)
     src = str(data) if isinstance(data, (str, os.PathLike)) else ArraySource(np.asarray(data))
