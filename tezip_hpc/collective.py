@@ -10,6 +10,7 @@ every room that needs it and imports mpi4py only when a communicator is asked fo
 from __future__ import annotations
 
 import os
+import time
 
 from .errors import ErrorRecord, NoSpaceError, TezipError, first_line, rebuild
 
@@ -35,13 +36,42 @@ def agree(comm, fn, *args, root: int | None = None, **kwargs):
         except Exception as exc:  # noqa: BLE001 - a bug must not hang the other ranks
             rec = _record(comm, exc)
     if root is None:
-        recs = comm.allgather(rec)
+        recs = _gather(comm, rec)
     else:
         res, rec = comm.bcast((res, rec), root=root)
         recs = [rec if r == root else None for r in range(comm.size)]
     if any(r is not None for r in recs):
         raise _first(comm, recs)
     return res
+
+
+GRACE_S = 5.0  # how long a rank whose HDF5 write failed waits for the others (see _gather)
+
+
+def _gather(comm, rec: ErrorRecord | None) -> list[ErrorRecord | None]:
+    """Every rank's record: first a non-blocking exchange of one flag per rank, then the
+    records themselves only where some rank failed. A rank whose own HDF5 write failed
+    (``hdf5_unclean``: a full disk) waits GRACE_S at most: parallel HDF5 may have left the
+    other ranks inside one of its own collectives, which the failure broke and they never
+    leave. This rank then raises its own error alone; the CLI prints it and ends the process
+    without closing the file, and mpirun ends the job (its status: this error's exit code)."""
+    if comm.size == 1:
+        return [rec]
+    import numpy as np
+
+    flags = np.zeros(comm.size, np.int8)
+    req = comm.Iallgather(np.array([rec is not None], np.int8), flags)
+    if rec is not None and rec.hdf5_unclean:
+        deadline = time.monotonic() + GRACE_S
+        while not req.Test():
+            if time.monotonic() > deadline:
+                raise rebuild(rec, rank=rec.rank, hdf5_unclean=True)
+            time.sleep(0.005)
+    else:
+        req.Wait()
+    if not flags.any():
+        return [None] * comm.size
+    return comm.allgather(rec)
 
 
 def _record(comm, exc: Exception) -> ErrorRecord:

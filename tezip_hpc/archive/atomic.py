@@ -17,9 +17,10 @@ import signal
 import stat
 import threading
 import uuid
+from contextlib import contextmanager
 from pathlib import Path
 
-from ..errors import ConfigError
+from ..errors import ArchiveError, ConfigError, NoSpaceError, TezipError, first_line
 
 _TEMPS: set[str] = set()
 _LOCK = threading.Lock()
@@ -121,6 +122,47 @@ def commit(tmp, final, force: bool) -> None:
         return
     os.unlink(tmp)
     forget(tmp)
+
+
+FULL_MARGIN = 1 << 20  # after a failed write, less free space than this (or than the step needed) is a full disk
+
+
+def space_left(final) -> int | None:
+    """Bytes an unprivileged writer may still use in ``final``'s folder (None: unknown)."""
+    try:
+        st = os.statvfs(Path(final).resolve().parent)
+    except OSError:
+        return None
+    return st.f_bavail * st.f_frsize
+
+
+def write_error(exc: Exception, final, need: int = 0) -> Exception:
+    """What a failed HDF5 write of ``final`` is: a full disk (by errno, or, where parallel HDF5
+    drops the errno, by the free space left after the failure) is a NoSpaceError; any other
+    OSError/RuntimeError out of HDF5 an ArchiveError. Both are ``hdf5_unclean``: a file whose
+    write failed is never closed (closing flushes again, and under MPI-IO spins for ever).
+    Anything else (a bug) is returned as it is. Never told apart by the message's text."""
+    if isinstance(exc, TezipError) or not isinstance(exc, (OSError, RuntimeError)):
+        return exc
+    if isinstance(exc, OSError) and exc.errno in NoSpaceError.FULL:
+        return NoSpaceError(errno=exc.errno, filename=str(final), hdf5_unclean=True)
+    free = space_left(final)
+    if free is not None and free < max(int(need), FULL_MARGIN):
+        return NoSpaceError(errno=errno.ENOSPC, filename=str(final), hdf5_unclean=True)
+    return ArchiveError(f"{final}: HDF5 could not write the archive ({type(exc).__name__}: {first_line(exc)}); "
+                        f"the partial output was removed", hdf5_unclean=True)
+
+
+@contextmanager
+def hdf5_writes(final, need: int = 0):
+    """A step that writes ``final`` through HDF5: its failure raised typed (:func:`write_error`)."""
+    try:
+        yield
+    except Exception as exc:  # noqa: BLE001 - typed here, re-raised
+        typed = write_error(exc, final, need)
+        if typed is exc:
+            raise
+        raise typed from exc
 
 
 _KEPT: list = []

@@ -17,7 +17,6 @@ from pathlib import Path
 import numpy as np
 
 from ..collective import agree
-from ..errors import ArchiveError, first_line
 from . import atomic
 from .schema import INDEX_FIELDS, ChunkEntry, fixed_str, h5, index_digest, meta_digest
 
@@ -70,13 +69,15 @@ class ArchiveWriter:
 
         self.tmp = tmp = agree(comm, target, root=0)
         self.f = None
+        self._meta = self.h5_chunk + (64 << 10)  # what a metadata step may need on disk
         # libver="latest": version-2 object headers and B-trees carry checksums, so corrupted
         # metadata is reported by HDF5 instead of read (found by fuzzing: a flipped bit in a
         # version-1 object header made HDF5 loop forever).
-        if self.parallel:
-            self.f = h5py.File(tmp, "w", driver="mpio", comm=comm, libver="latest")
-        elif self.rank == 0:
-            self.f = h5py.File(tmp, "w", libver="latest")
+        with atomic.hdf5_writes(self.final, self._meta):
+            if self.parallel:
+                self.f = h5py.File(tmp, "w", driver="mpio", comm=comm, libver="latest")
+            elif self.rank == 0:
+                self.f = h5py.File(tmp, "w", libver="latest")
         self.total = 0
         self._payload = None
 
@@ -89,12 +90,13 @@ class ArchiveWriter:
             attrs = self.comm.bcast(attrs, root=0)
         if self.f is None:
             return
-        for k, v in attrs.items():
-            if isinstance(v, (dict, list, tuple)) and k not in ("shape", "bounds", "value_range"):
-                v = json.dumps(v, sort_keys=True)
-            if v is None:
-                v = "null"
-            self.f.attrs[k] = fixed_str(v)
+        with atomic.hdf5_writes(self.final, self._meta):
+            for k, v in attrs.items():
+                if isinstance(v, (dict, list, tuple)) and k not in ("shape", "bounds", "value_range"):
+                    v = json.dumps(v, sort_keys=True)
+                if v is None:
+                    v = "null"
+                self.f.attrs[k] = fixed_str(v)
 
     # ------------------------------------------------------------------ payload placement
     def _payload_ds(self):
@@ -113,20 +115,26 @@ class ArchiveWriter:
         base = start + sum(sizes[:self.rank])
         self.total += sum(sizes)
         if self.parallel:
-            ds = self._payload_ds()
-            ds.resize((self.total,))
-            write_at(ds, base, payloads)
+            with atomic.hdf5_writes(self.final, sum(sizes) + self._meta):
+                ds = self._payload_ds()
+                ds.resize((self.total,))
+                write_at(ds, base, payloads)
         else:  # rank 0 writes every rank's payloads, in rank order
             gathered = self.comm.gather(payloads, root=0) if self.size > 1 else [payloads]
             if self.rank == 0:
-                ds = self._payload_ds()
-                ds.resize((self.total,))
-                write_at(ds, start, [p for plist in gathered for p in plist])
+                with atomic.hdf5_writes(self.final, sum(sizes) + self._meta):
+                    ds = self._payload_ds()
+                    ds.resize((self.total,))
+                    write_at(ds, start, [p for plist in gathered for p in plist])
         return placements(base, payloads)
 
     # ------------------------------------------------------------------ index and model
     def write_index(self, entries: list[ChunkEntry], keyframes: np.ndarray, names: list[str] | None) -> None:
         """Collective: every rank passes the full index (allgathered by the caller)."""
+        with atomic.hdf5_writes(self.final, self._meta + 256 * len(entries) + len(keyframes)):
+            self._write_index(entries, keyframes, names)
+
+    def _write_index(self, entries: list[ChunkEntry], keyframes: np.ndarray, names: list[str] | None) -> None:
         self._payload_ds()
         if self.f is None:
             return
@@ -160,10 +168,11 @@ class ArchiveWriter:
     def embed_model(self, blob: bytes | None, sha: str) -> None:
         if self.f is None or blob is None:
             return
-        ds = self.f.create_dataset("model", shape=(len(blob),), dtype=np.uint8)
-        ds.attrs["sha256"] = fixed_str(sha)  # of these bytes; the predictor's own digest is the root's predictor_sha256
-        if self.rank == 0:
-            ds[:] = np.frombuffer(blob, np.uint8)
+        with atomic.hdf5_writes(self.final, self._meta + len(blob)):
+            ds = self.f.create_dataset("model", shape=(len(blob),), dtype=np.uint8)
+            ds.attrs["sha256"] = fixed_str(sha)  # of these bytes; the predictor's own digest is the root's
+            if self.rank == 0:
+                ds[:] = np.frombuffer(blob, np.uint8)
 
     # ------------------------------------------------------------------ end
     def finish(self) -> None:
@@ -173,29 +182,29 @@ class ArchiveWriter:
         agree(self.comm, atomic.commit, self.tmp, self.final, self.force, root=0)
 
     def _close_complete(self) -> None:
-        """The last attributes, `complete` set, the file closed (exactly once, whatever happens)."""
+        """The last attributes, `complete` set, the file closed (once). A failed write leaves the
+        file open (closing would flush again: under MPI-IO that spins) and raises typed."""
         if self.f is None:
             return
-        f, self.f = self.f, None
-        err = None
-        try:
+        f = self.f
+        with atomic.hdf5_writes(self.final, self._meta):
             f.attrs["payload_bytes"] = self.total
             f.attrs["meta_sha256"] = fixed_str(meta_digest(f.attrs))
             f.attrs["complete"] = True
-        except Exception as exc:  # noqa: BLE001 - reported below, after the close
-            err = exc
+            f.flush()  # the data goes to disk here: a full disk fails here, not in close
+        self.f = None
         try:
-            f.close()
-        except Exception as exc:  # noqa: BLE001 - the data is flushed at close
-            err = err or exc
-        if err is not None:
-            raise ArchiveError(f"{self.final}: cannot finish writing the archive (disk full or quota exceeded?): "
-                               f"{type(err).__name__}: {first_line(err)}", hdf5_unclean=True)
+            with atomic.hdf5_writes(self.final, self._meta):
+                f.close()
+        except Exception:
+            atomic.keep_open(f)
+            raise
 
     def abort(self, close: bool = True) -> None:
         """Close and delete the temporary file (never leaves a 'complete' archive). ``close``
         False: HDF5 failed to write (a full disk) and would fail again, noisily, on closing;
-        the file is left open, unlinked, and the process ends without closing it."""
+        the file is left open, unlinked (by every rank: another may be stuck in HDF5), and the
+        process ends without closing it."""
         try:
             if self.f is not None:
                 if close:
@@ -205,5 +214,5 @@ class ArchiveWriter:
         except Exception:  # noqa: BLE001 - best effort on the error path
             pass
         self.f = None
-        if self.rank == 0:
+        if self.rank == 0 or not close:  # not closed: rank 0 may be stuck inside HDF5, any rank removes it
             atomic.remove(self.tmp)
