@@ -22,22 +22,35 @@ from collections import OrderedDict
 
 import numpy as np
 
-from .errors import ConfigError
+from .errors import ArchiveError, ConfigError
 
 __all__ = ["compress", "decompress", "open", "read_parallel", "Archive"]  # verify: tezip_hpc.verification
 
 
 def compress(data, out, *, mode: str = "abs", bound=None, predictor: str | None = None, model: str | None = None,
              window: int | None = None, threshold: float | None = None, warmup: int = 0, force: bool = False,
-             progress: bool = False, comm=None, **options):
+             progress: bool = False, quiet: bool = False, comm=None, **options):
     """Compress ``data`` (a numpy array (T, H, W[, C]), or an input path as the CLI takes it:
     image folder, .npy, file.h5:/dataset) into the archive ``out``. ``bound``: a number, or
     (abs, rel) for mode 'absrel'; 0 (the default for mode 'abs') is lossless, another mode needs
     its bound. ``predictor``: prednet (default), previous,
-    linear, zero; ``model``: a PredNet model file. Returns the Summary (ratio, seconds, ...)."""
+    linear, zero; ``model``: a PredNet model file. ``quiet``: as the CLI's --quiet (no progress
+    lines; progress is off by default here). Other keywords: CompressOptions' fields (an unknown
+    one is a ConfigError naming them). Returns the Summary (ratio, seconds, ...)."""
+    import dataclasses
+
     from .io.sources import ArraySource
     from .options import CompressOptions
     from .parallel.driver import compress as _compress
+
+    known = {f.name for f in dataclasses.fields(CompressOptions)} - {"predictor", "window", "threshold", "warmup",
+                                                                     "mode", "bounds", "force", "progress"}
+    unknown = sorted(set(options) - known)
+    if unknown:
+        raise ConfigError(f"compress() got unknown option(s) {', '.join(unknown)}; it takes mode, bound, "
+                          f"predictor, model, window, threshold, warmup, force, progress, quiet, comm and "
+                          f"{', '.join(sorted(known))}")
+    progress = bool(progress) and not quiet
 
     if bound is None:  # none given: lossless for abs; CompressOptions refuses another mode without its bound
         bounds = (0.0,) if mode == "abs" else ()
@@ -50,9 +63,11 @@ def compress(data, out, *, mode: str = "abs", bound=None, predictor: str | None 
 
 
 def decompress(archive, out=None, *, frames: str | slice | None = None, model: str | None = None,
-               force: bool = False, progress: bool = False, comm=None):
+               force: bool = False, progress: bool = False, quiet: bool = False, comm=None):
     """Decompress ``archive``: into ``out`` (a .npy, an image folder or file.h5:/dataset, as the
-    CLI; returns the Summary), or, with no ``out``, into a numpy array that is returned."""
+    CLI; returns the Summary), or, with no ``out``, into a numpy array that is returned.
+    ``quiet``: as the CLI's --quiet (no progress lines)."""
+    progress = bool(progress) and not quiet
     if out is None:
         with open(archive, model=model) as a:
             return a[frames if isinstance(frames, slice) else _parse_frames(frames, len(a))]
@@ -101,6 +116,7 @@ class Archive:
         self._cache_size = max(1, int(cache_chunks))
         self._lock = threading.Lock()
         self.decoded_chunks = 0  # how many chunk decodes this object ran (the cache saves the others)
+        self.closed = False
 
     # -- container protocol
     def __len__(self) -> int:
@@ -120,8 +136,14 @@ class Archive:
         self.close()
 
     def close(self) -> None:
+        self.closed = True
         self._cache.clear()
         self._reader.close()
+
+    def _check_open(self) -> None:
+        if self.closed:
+            raise ArchiveError(f"{self.path}: the archive is closed (read it inside its `with` block, "
+                               f"or before close())")
 
     def __array__(self, dtype=None, copy=None) -> np.ndarray:
         a = self[:]
@@ -132,6 +154,7 @@ class Archive:
         from .chunk import decode_archive_chunk
 
         with self._lock:
+            self._check_open()
             if i in self._cache:
                 self._cache.move_to_end(i)
                 return self._cache[i]
@@ -152,6 +175,7 @@ class Archive:
         return out if self.channel_axis else out[..., 0]
 
     def __getitem__(self, key):
+        self._check_open()
         key = key if isinstance(key, tuple) else (key,)
         if any(k is Ellipsis for k in key) or any(k is None for k in key):
             return self._frames(np.arange(len(self)))[key]

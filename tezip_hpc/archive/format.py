@@ -20,7 +20,7 @@ from ..errors import ArchiveError, ConfigError, IntegrityError, first_line
 from .describe import summary
 from .schema import (  # noqa: F401  (the schema's names, importable from here)
     ARCHIVE_VERSION, ATTR_TYPES, FORMAT_NAME, INDEX_FIELDS, META_EXCLUDED, PREDICTOR_NAMES,
-    READABLE_ARCHIVE_VERSIONS, REQUIRED_ATTRS, ChunkEntry, archive_attrs, base_attrs, fixed_str, h5,
+    READABLE_ARCHIVE_VERSIONS, REQUIRED_ATTRS, V1_ATTRS, ChunkEntry, archive_attrs, base_attrs, fixed_str, h5,
     index_digest, meta_digest, predictor_attrs, sha256_hex, utc_now)
 from .writer import ArchiveWriter, parallel_hdf5  # noqa: F401  (the writer, importable from here)
 
@@ -70,6 +70,8 @@ class ArchiveReader:
         complete = self.f.attrs.get("complete", False)
         if not (isinstance(complete, (bool, np.bool_)) and bool(complete)):  # a string "false" is not True
             raise ArchiveError(f"{self.path}: the archive is incomplete (its writer did not finish)")
+        if self.version < 2:
+            self._check_downgrade()
         if self.version >= 2 and meta_digest(self.f.attrs) != self._attr("meta_sha256"):
             raise IntegrityError(f"{self.path}: the archive's metadata (root attributes) fails its checksum: "
                                  f"the archive is corrupted or was edited")
@@ -100,6 +102,21 @@ class ArchiveReader:
         if np.any(off < 0) or np.any(size < 0) or np.any(off + size > total):
             bad = int(np.flatnonzero((off < 0) | (size < 0) | (off + size > total))[0])
             raise IntegrityError(f"{self.path}: chunk {bad} lies outside the payload (truncated archive?)")
+
+    def _check_downgrade(self) -> None:
+        """A format-1 archive carries no metadata checksum: refuse one that cannot be genuine, a
+        later version's archive whose format_version was edited back to switch the check off.
+        Format 1 wrote only schema.V1_ATTRS, and its strings variable-length (format 2 writes
+        them fixed-length)."""
+        later = sorted(set(self.f.attrs.keys()) - V1_ATTRS)
+        fixed = sorted(k for k in self.f.attrs.keys() if ATTR_TYPES.get(k) == "str"
+                       and isinstance(t := self.f.attrs.get_id(k).get_type(), h5().h5t.TypeStringID)
+                       and not t.is_variable_str())
+        if later or fixed:
+            what = (f"attribute(s) only later versions write ({', '.join(later[:4])})" if later
+                    else f"fixed-length string attribute(s) ({', '.join(fixed[:4])}), as only later versions write")
+            raise IntegrityError(f"{self.path}: the archive says format version {self.version} but carries {what}: "
+                                 f"its version was edited (a downgrade would skip the metadata checksum); refused")
 
     def _check_sizes(self) -> None:
         """Every dataset read whole must fit in the file: a crafted archive declaring a huge,

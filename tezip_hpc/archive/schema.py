@@ -38,6 +38,15 @@ from .._version import __version__
 FORMAT_NAME = "tezip_hpc"
 ARCHIVE_VERSION = 2  # 2: learned predictions by the integer engine (predict_engine, predict_rounding attrs)
 READABLE_ARCHIVE_VERSIONS = (1, 2)  # 1: float PredNet archives, decoded through TensorFlow when it is installed
+# The root attributes format 1 wrote (its golden archives: tests/fixtures/archive/v1_*.h5). An
+# archive that says format_version 1 and carries any other attribute (meta_sha256, predict_engine,
+# source_path, ...) was written by a later version and its version edited back: a downgrade
+# that would switch the metadata checksum off. The reader refuses it.
+V1_ATTRS = frozenset({
+    "backend", "bounds", "channel_axis", "codec", "codec_stages", "complete", "created", "dtype", "format",
+    "format_version", "image_mode", "index_sha256", "input_bytes", "keyframe_count", "mode", "model_embedded",
+    "mpi_ranks", "n_chunks", "payload_bytes", "policy", "predictor", "predictor_config", "predictor_sha256",
+    "shape", "source_kind", "tool_version", "value_range"})
 INDEX_FIELDS = ("first_frame", "n_frames", "offset", "size")
 # The predictor names an archive may record: a name from this fixed list, never a path. The
 # registry (predict/registry.py) has a class for each; tests/archive/test_schema.py checks the two agree.

@@ -174,9 +174,13 @@ def decode_archive_chunk(codec: ChunkCodec, reader, i: int) -> np.ndarray:
         frames, digest = codec.decode(reader.payload(i), reader.shape[1:], e.n_frames,
                                       reader.keyframes[e.first_frame:e.first_frame + e.n_frames])
     except PredictionMismatch:
+        # reader.payload checked the bytes against the index's sha256 (itself under index_sha256):
+        # that rules out accidental corruption, not an archive edited with its checksums renewed
         raise IntegrityError(f"{reader.path}: {where}: prediction digest mismatch: this machine's "
-                             f"predictions differ from the encoder's (different model, library or "
-                             f"platform), so decoding would be wrong") from None
+                             f"predictions differ from the encoder's, so decoding would be wrong: either the "
+                             f"payload was altered and its checksums renewed (its bytes match the index's "
+                             f"sha256, so it is not accidental corruption), or it was written with a different "
+                             f"model, library or platform") from None
     except CodecError as exc:
         raise IntegrityError(f"{reader.path}: {where}: {exc}") from None
     if digest != e.pred_digest:
