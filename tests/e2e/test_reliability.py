@@ -81,3 +81,21 @@ def test_info_under_mpirun_prints_once(cli, tmp_path, n):
     assert first and out.count(first) == 1, out
     code, out, _ = _mpirun(n, ["info", str(tmp_path / "missing.h5")])
     assert code == 5 and sum("error:" in ln for ln in out.splitlines()) == 1, out
+
+
+@needs_mpirun
+@pytest.mark.parametrize("n", [2, 3])
+@pytest.mark.parametrize("tmpfs", ["64k"], indirect=True)
+def test_decompressing_to_hdf5_on_a_full_disk_ends_in_seconds(tmp_path, tmpfs, n):
+    """The HDF5 sink's writes are typed like the archive writer's: a full disk under mpirun is
+    one line, exit 5, nothing left (it was "internal error ... Can't write data", exit 1)."""
+    import tezip_hpc
+
+    rng = np.random.default_rng(1)
+    tezip_hpc.compress(rng.integers(0, 256, (40, 64, 64), np.uint8), tmp_path / "a.h5", predictor="previous")
+    code, err, took = _mpirun(n, ["decompress", str(tmp_path / "a.h5"), "-o", f"{tmpfs / 'o.h5'}:/x", "--quiet"])
+    assert code is not None, f"hung after {took:.0f} s: {err[-2000:]}"
+    lines = [ln for ln in err.splitlines() if "error:" in ln]
+    assert code == 5 and len(lines) == 1 and "no space left on the device" in lines[0], (code, err[-3000:])
+    assert "Traceback" not in err and took < 30, (took, err[-2000:])
+    assert list(tmpfs.iterdir()) == []

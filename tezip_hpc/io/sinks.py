@@ -269,7 +269,8 @@ class H5Sink(FrameSink):
         else:
             raise ConfigError("writing HDF5 from several ranks needs h5py built on parallel HDF5 "
                               "(run scripts/install.sh), or write a .npy instead")
-        self.ds = self.f.create_dataset(self.tmp_dset, shape=out_shape, dtype=self.dtype)
+        with atomic.hdf5_writes(final):
+            self.ds = self.f.create_dataset(self.tmp_dset, shape=out_shape, dtype=self.dtype)
         for k, v in sorted((attrs or {}).items()):  # the source dataset's attributes, restored (collective)
             if self.parallel and isinstance(v, str):
                 v = np.bytes_(v.encode())  # parallel HDF5 writes fixed-length strings only
@@ -279,7 +280,10 @@ class H5Sink(FrameSink):
                 pass
 
     def write(self, t, frames) -> None:
-        self.ds[t:t + len(frames)] = frames.reshape((len(frames),) + self.ds.shape[1:])
+        """Frames t.. into the dataset; a failed HDF5 write is typed (a full disk is exit 5)
+        and marks the file as one HDF5 cannot close again (archive/atomic.hdf5_writes)."""
+        with atomic.hdf5_writes(self.final, frames.nbytes):
+            self.ds[t:t + len(frames)] = frames.reshape((len(frames),) + self.ds.shape[1:])
 
     def _close(self) -> None:
         if self.f is not None:
@@ -288,14 +292,17 @@ class H5Sink(FrameSink):
 
     def finish(self) -> None:
         if not self.into:
+            with atomic.hdf5_writes(self.final):
+                self._close()
             return super().finish()
         # collective metadata operations: every rank replaces the dataset, then closes the file
-        self.ds = None
-        if self.dset in self.f:
-            del self.f[self.dset]
-        self.f.require_group(posixpath.dirname(self.dset) or "/")
-        self.f.move(self.tmp_dset, self.dset)
-        self._close()
+        with atomic.hdf5_writes(self.final):
+            self.ds = None
+            if self.dset in self.f:
+                del self.f[self.dset]
+            self.f.require_group(posixpath.dirname(self.dset) or "/")
+            self.f.move(self.tmp_dset, self.dset)
+            self._close()
         self.comm.Barrier()
 
     def abort(self, close: bool = True) -> None:
