@@ -142,7 +142,18 @@ class ModelError(TezipError):
 
 
 class FitStopped(ModelError):
-    """compress --fit stopped by a signal: its checkpoint is kept for the same command to resume."""
+    """compress --fit stopped by a signal: its checkpoint is kept for the same command to resume.
+    The exit status is the shell's for that signal, 128 + its number (143 for SIGTERM), as a
+    batch system expects of a job it cancelled; 7 (a model error) when the signal is unknown."""
+
+    def __init__(self, message: str = "", *, signum: int | None = None, **flags) -> None:
+        super().__init__(message, **flags)
+        self.signum = int(signum) if signum and signum > 0 else None
+        if self.signum:
+            self.exit_code = 128 + self.signum
+
+    def fields(self) -> dict:
+        return {"signum": self.signum}
 
 
 class StackError(TezipError):

@@ -182,7 +182,7 @@ def run_fit(plan: FitPlan, output: str, init: str | None, resume: bool, log) -> 
                     log_every=30.0)
     if summary.get("interrupted"):
         raise FitStopped(f"--fit was stopped by a signal: its checkpoint is kept in {work}; run the same command "
-                         f"again to resume the fit")
+                         f"again to resume the fit", signum=summary.get("signal"))
     return str(model)
 
 
