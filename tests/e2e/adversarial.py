@@ -7,8 +7,11 @@ original's; never a traceback, a hang, wrong data ("silent") or unbounded memory
 root attributes (deleted, retyped, bit-flipped, absurd values; with the metadata checksum
 renewed or not), chunk-index entries (with the index checksum renewed or not), datasets
 replaced by huge never-written ones (memory bombs), payload headers and bytes (with the
-chunk checksums renewed or not), truncation, raw bit flips anywhere, and the embedded model
-(bit flips, and crafted model files whose digests are all renewed).
+chunk checksums renewed or not), truncation, raw bit flips anywhere, the embedded model
+(bit flips, and crafted model files whose digests are all renewed: huge layers, a deep stack
+that pads frames to 2^(layers-1)), version downgrades (format_version lowered, with an edit
+the metadata checksum would have caught, renewed or not); and numcodecs/zarr codec blobs
+(claimed shapes, windows, dtypes and payload bytes mutated) fed to ``Tezip().decode``.
 """
 
 from __future__ import annotations
@@ -149,6 +152,20 @@ def mutations(arc: Path, rng: random.Random):
                             f["chunks/sha256"][k] = hashlib.sha256(bytes(pl)).hexdigest().encode()
                             _rehash_index(f)
                 yield f"payload-header:{'rehash' if rehash else 'raw'}", fn
+    for edit in ("channel_axis", "value_range", "mode", None):
+        for rehash in (False, True):
+            def fn(p, edit=edit, rehash=rehash):
+                with h5py.File(p, "r+") as f:
+                    f.attrs["format_version"] = 1
+                    if edit == "channel_axis":
+                        f.attrs["channel_axis"] = not bool(f.attrs.get("channel_axis", True))
+                    elif edit == "value_range":
+                        f.attrs["value_range"] = np.array([0.0, 1e6])
+                    elif edit == "mode":
+                        f.attrs["mode"] = np.bytes_(b"pwrel")
+                    if rehash:
+                        _rehash_meta(f)
+            yield f"downgrade:{edit}:{'rehash' if rehash else 'raw'}", fn
     for _ in range(24):
         pos, bit = rng.randrange(payload_len), rng.randrange(8)
 
@@ -176,7 +193,7 @@ def mutations(arc: Path, rng: random.Random):
                     pos = rng.randrange(f["model"].shape[0])
                     f["model"][pos] = f["model"][pos] ^ (1 << rng.randrange(8))
             yield "model-byte", fn
-        for variant in ("huge-stack", "huge-filter", "engine", "kind", "F"):
+        for variant in ("huge-stack", "huge-filter", "engine", "kind", "F", "deep"):
             def fn(p, variant=variant):
                 _craft_model(p, variant)
             yield f"model-crafted:{variant}", fn
@@ -200,6 +217,13 @@ def _craft_model(p, variant: str) -> None:
             cfg["engine"] = "tezip-int-prednet/99"
         elif variant == "kind":
             kind = "prednet"
+        elif variant == "deep":  # 14 one-channel layers: frames padded to 2^13, ~10 GB before the limit
+            n = 14
+            for key in ("stack_sizes", "R_stack_sizes"):
+                cfg[key] = [1] * n
+            for key in ("A_filt_sizes", "Ahat_filt_sizes", "R_filt_sizes"):
+                if key in cfg:
+                    cfg[key] = [3] * (n - 1 if key == "A_filt_sizes" else n)
         else:
             cfg["F"] = [16, 0, 0]
         blob = ModelFile(kind, cfg, mf.normalisation, mf.arrays, mf.meta).to_bytes()
@@ -209,6 +233,67 @@ def _craft_model(p, variant: str) -> None:
         ds.attrs["sha256"] = fixed_str(hashlib.sha256(blob).hexdigest())
         f.attrs["predictor_sha256"] = fixed_str(new.sha256())
         _rehash_meta(f)
+
+
+# ----------------------------------------------------------------------------- codec blobs
+def blob_cases(rng: random.Random):
+    """Yield (label, blob, reference array) for the numcodecs codec: genuine blobs of each kind
+    with their JSON header's claims (shape, window, dtype) or payload bytes mutated."""
+    from tezip_hpc.numcodecs import Tezip
+
+    rs = np.random.default_rng(rng.randrange(1 << 30))
+    x8 = rs.integers(0, 9, (6, 12, 10), dtype=np.uint8)
+    f32 = np.cumsum(rs.normal(size=(6, 12, 10)), axis=0).astype(np.float32)
+    for name, codec, x in (("u8", Tezip(), x8), ("f32-rel", Tezip(mode="rel", bound=1e-3), f32)):
+        blob = codec.encode(x)
+        n = struct.unpack_from("<I", blob, 4)[0]
+        head = json.loads(blob[8:8 + n])
+        claims = [("shape", [6, 10 ** 5, 10 ** 5]), ("shape", [10 ** 7, 1, 1]), ("shape", [6, 10, 12]),
+                  ("shape", [12, 12, 10]), ("shape", [0, 12, 10]), ("window", 0), ("window", 10 ** 9),
+                  ("shape", "6x12x10"), ("predictor", "prednet")]
+        for key, val in claims:
+            h = dict(head, **{key: val})
+            text = json.dumps(h).encode()
+            yield f"blob:{name}:claim-{key}", blob[:4] + struct.pack("<I", len(text)) + text + blob[8 + n:], x
+        for key, val in (("dtype", "float64"), ("dtype", "uint16"), ("bounds", [10.0])):
+            h = dict(head, config=dict(head["config"], **{key: val}))
+            text = json.dumps(h).encode()
+            yield f"blob:{name}:config-{key}", blob[:4] + struct.pack("<I", len(text)) + text + blob[8 + n:], x
+        for _ in range(30):
+            b = bytearray(blob)
+            for _ in range(rng.randint(1, 3)):
+                pos = rng.randrange(8 + n, len(b))
+                b[pos] ^= 1 << rng.randrange(8)
+            yield f"blob:{name}:payload-bits", bytes(b), x
+        for frac in (0.0, 0.3, 0.9):
+            yield f"blob:{name}:truncate", blob[:int(len(blob) * frac)], x
+
+
+def run_blob(label: str, blob: bytes, ref: np.ndarray, counts: dict, kinds: dict) -> None:
+    """One mutated blob: a CodecError (rejected), the reference within its bound (harmless), or
+    a problem: another exception (traceback), a hang, or different data with no error (silent)."""
+    from tezip_hpc.errors import CodecError
+    from tezip_hpc.numcodecs import Tezip
+
+    counts["tried"] += 1
+    signal.alarm(60)
+    try:
+        got = Tezip().decode(blob)
+        outcome = "harmless"
+        if got.shape != ref.shape or np.max(np.abs(got.astype(np.float64) - ref)) > 1e-3 * np.ptp(ref) + 1e-9:
+            outcome = "silent"
+    except CodecError:
+        outcome = "rejected"
+    except Hang:
+        outcome = "hang"
+    except BaseException as exc:  # noqa: BLE001 - anything but the codec's own error is a traceback
+        outcome = f"traceback:{type(exc).__name__}:{str(exc)[:120]}"
+    finally:
+        signal.alarm(0)
+    key = outcome.split(":")[0]
+    counts[key] = counts.get(key, 0) + 1
+    if key not in ("harmless", "rejected"):
+        kinds.setdefault(key, []).append(f"{label}: {outcome}")
 
 
 # ----------------------------------------------------------------------------- running
@@ -278,6 +363,7 @@ def main(argv=None) -> int:
     cases = []
     for name, (arc, ref) in arcs.items():
         cases += [(arc, ref, f"{name}/{label}", fn) for label, fn in mutations(arc, rng)]
+    cases += [(None, ref, label, blob) for label, blob, ref in blob_cases(rng)]
     rng.shuffle(cases)
     if count < len(cases):
         cases = cases[:count]
@@ -285,7 +371,10 @@ def main(argv=None) -> int:
               "unclear": 0, "left-output": 0}
     kinds: dict = {}
     for arc, ref, label, fn in cases:
-        run_one(arc, ref, label, fn, work, counts, kinds)
+        if arc is None:
+            run_blob(label, fn, ref, counts, kinds)
+        else:
+            run_one(arc, ref, label, fn, work, counts, kinds)
     counts["peak_rss_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
     counts["wall_s"] = round(time.time() - t0, 1)
     counts["problems"] = {k: v[:10] for k, v in kinds.items()}
