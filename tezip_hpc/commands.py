@@ -97,6 +97,20 @@ def cmd_decompress(args: argparse.Namespace) -> int:
     return 0
 
 
+def _tiles_lines(config) -> list[str]:
+    """info's tiles line, from a recorded predictor config that may be crafted: what it cannot
+    read is said, never a traceback (decoding such an archive is refused in one line)."""
+    t = config.get("tiles") if isinstance(config, dict) else None
+    if t is None:
+        return []
+    try:
+        size, slots, search = int(t["size"]), [str(s) for s in t["slots"]], int(t.get("search") or 0)
+    except (KeyError, TypeError, ValueError, AttributeError):
+        return ["tiles:      unreadable tile-choice configuration (corrupted?)"]
+    return [f"tiles:      {size} px, per-tile choice of {', '.join(slots)}"
+            + (f" (motion search +-{search} px)" if search else "")]
+
+
 def cmd_info(args: argparse.Namespace) -> int:
     from .launch import detect_launch
     from .parallel.driver import info
@@ -134,9 +148,7 @@ def cmd_info(args: argparse.Namespace) -> int:
         + (f"; engine {pred['engine']} (portable integer inference)" if pred.get("engine") else "")
         + ("; float model of format v1 (decoding needs TensorFlow)" if pred["id"] == "prednet"
            and not pred.get("engine") else ""),
-        *([f"tiles:      {t['size']} px, per-tile choice of {', '.join(t['slots'])}"
-           + (f" (motion search +-{t['search']} px)" if t.get("search") else "")]
-          if isinstance(t := (pred.get("config") or {}).get("tiles"), dict) else []),
+        *_tiles_lines(pred.get("config")),
         f"codec:      quantizer {i['codec']['quantizer']}, coder {i['codec'].get('coder', 'fast')}"
         + (f", rank remap {'on' if i['codec']['entropy'] else 'off'}" if i['codec'].get('coder', 'fast') == 'fast'
            else "") + ", "

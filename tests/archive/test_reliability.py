@@ -169,3 +169,27 @@ def test_compress_takes_quiet_and_names_an_unknown_option(tmp_path, capsys):
     assert np.array_equal(tezip_hpc.decompress(tmp_path / "q.h5", quiet=True), x)
     with pytest.raises(ConfigError, match="unknown option.*qiet"):
         tezip_hpc.compress(x, tmp_path / "r.h5", predictor="previous", qiet=True)
+
+
+# ---------------------------------------------------------------- a crafted predictor config
+def test_info_and_decompress_of_a_crafted_tile_config_are_one_line(tmp_path, capsys):
+    """Found by the 50,000-case soak: a tile-choice config missing 'size' (metadata checksum
+    renewed) made `info` raise KeyError; it now says the config is unreadable, and decompress
+    refuses the archive in one line."""
+    import tezip_hpc
+    from tezip_hpc.archive.format import fixed_str, meta_digest
+    from tezip_hpc.cli import main
+
+    x = np.random.default_rng(0).integers(0, 9, (6, 16, 16), np.uint8)
+    a = tmp_path / "a.h5"
+    tezip_hpc.compress(x, a, predictor="previous", tiles=8)
+    with h5py.File(a, "r+") as f:
+        cfg = json.loads(f.attrs["predictor_config"])
+        del cfg["tiles"]["size"]
+        f.attrs["predictor_config"] = fixed_str(json.dumps(cfg))
+        f.attrs["meta_sha256"] = fixed_str(meta_digest(f.attrs))
+    assert main(["info", str(a)]) == 0
+    assert "unreadable tile-choice configuration" in capsys.readouterr().out
+    assert main(["decompress", str(a), "-o", str(tmp_path / "o.npy"), "-q"]) != 0
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err and "tile-choice configuration is unreadable" in err
