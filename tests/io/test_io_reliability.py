@@ -196,3 +196,30 @@ def test_fit_folder_foreign_file_is_refused_and_never_deleted(tmp_path):
     (work / ".model.tzm.tmp123").write_text("x")
     cleanup(str(tmp_path / "a.h5"))
     assert not work.exists()
+
+
+# claimed frame sizes (issue 31): a tiny file claiming a huge frame is refused before reading
+def test_a_tiny_hdf5_or_tiff_claiming_huge_frames_is_refused(tmp_path):
+    import h5py
+    import tifffile
+
+    from tezip_hpc.errors import InputError
+    from tezip_hpc.io.sources import open_source
+
+    p = tmp_path / "claim.h5"
+    with h5py.File(p, "w") as f:  # never written: 2^48 bytes claimed in a few KB
+        f.create_dataset("x", shape=(4, 1 << 22, 1 << 22), dtype=np.uint16, chunks=(1, 64, 64))
+    assert p.stat().st_size < 1 << 20
+    with pytest.raises(InputError, match=r"one frame of \(4194304, 4194304\) uint16 would need 256 TiB.*TEZIP_MAX_ALLOC"):
+        open_source(f"{p}:/x")
+    t = tmp_path / "claim.tif"
+    tifffile.imwrite(t, np.zeros((8, 8), np.uint8))  # an 8 x 8 page whose header claims 100000 x 100000
+    with tifffile.TiffFile(t, mode="r+") as tf:
+        for tag, v in (("ImageWidth", 100000), ("ImageLength", 100000), ("RowsPerStrip", 100000)):
+            tf.pages[0].tags[tag].overwrite(v)
+    assert t.stat().st_size < 1 << 10
+    with pytest.raises(InputError, match=r"one frame of \(100000, 100000(, 1)?\) uint8 would need 149 GiB"):
+        open_source(str(t))
+    x = np.zeros((2, 64, 64), np.uint8)  # ordinary frames: unchanged
+    np.save(tmp_path / "ok.npy", x)
+    assert open_source(str(tmp_path / "ok.npy")).shape == (2, 64, 64, 1)

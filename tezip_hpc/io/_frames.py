@@ -3,12 +3,14 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 
 import numpy as np
 
 from ..codec.config import DTYPES
 from ..errors import ConfigError, InputError
+from ..limits import DECODE_WORK_PER_ELEMENT, check_alloc
 
 
 @dataclass
@@ -49,10 +51,12 @@ class FrameSource:
         self.close()
 
 
-def check_frames(dtype, shape, spec) -> tuple[np.dtype, tuple]:
+def check_frames(dtype, shape, spec, claimed: bool = True) -> tuple[np.dtype, tuple]:
     """The (native byte order) dtype and the shape of a series, checked: a supported dtype,
     (T,H,W) or (T,H,W,C), at least one frame, no empty dimension. Big-endian data is accepted:
-    its sources convert what they read to the native order."""
+    its sources convert what they read to the native order. A ``claimed`` shape (a file's
+    header, not an array in memory) may ask for one frame's working set only within the budget
+    of tezip_hpc.limits: a 1 KB TIFF or HDF5 file can claim 10^10-pixel frames."""
     dt = np.dtype(dtype)
     if dt.kind in "biufc" and not dt.isnative:
         dt = dt.newbyteorder("=")
@@ -66,4 +70,7 @@ def check_frames(dtype, shape, spec) -> tuple[np.dtype, tuple]:
         raise InputError(f"{spec}: the input holds no frames")
     if any(s < 1 for s in shape):
         raise InputError(f"{spec}: empty dimension in shape {tuple(shape)}")
+    if claimed:  # a frame is read, predicted and coded whole: its working set is the claim
+        frame = tuple(int(s) for s in shape[1:])
+        check_alloc(math.prod(frame) * DECODE_WORK_PER_ELEMENT, f"{spec}: one frame of {frame} {dt}", InputError)
     return dt, tuple(int(s) for s in shape)

@@ -73,7 +73,7 @@ class ArraySource(FrameSource):
         a = np.asarray(array)
         if a.ndim not in (3, 4):
             raise InputError(f"{name}: expected an array of shape (T, H, W) or (T, H, W, C), got {a.shape}")
-        dt, shape = check_frames(a.dtype, a.shape, name)
+        dt, shape = check_frames(a.dtype, a.shape, name, claimed=False)  # in memory: proven
         super().__init__(name, shape + (1,) if len(shape) == 3 else shape, dt, a.ndim == 4, kind="array")
         self._a = a
 
