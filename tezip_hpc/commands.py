@@ -209,8 +209,8 @@ def register(sub) -> None:
                    help="motion search radius of the tile choice in px (default 4; 0: no motion candidate)")
     p.add_argument("--mode", "-m", choices=MODES, default="abs",
                    help="error-bound mode (default abs)")
-    p.add_argument("--bound", "-b", nargs="+", metavar="B", help="bound value(s); 0 = lossless (default); "
-                   "absrel takes two: ABS REL")
+    p.add_argument("--bound", "-b", nargs="+", metavar="B", help="bound value(s); 0 = lossless (the default "
+                   "with --mode abs; the other modes need it); absrel takes two: ABS REL")
     p.add_argument("--coder", choices=["context", "fast"], default="context",
                    help="entropy coder: context = rANS with contexts from the coded neighbours (default; "
                         "smaller), fast = TEZip's frequency ranking + zstd (faster to encode)")
