@@ -35,21 +35,6 @@ def _mpirun(n: int, args: list[str], timeout: float = 90) -> tuple[int | None, s
         return None, out + err, time.monotonic() - t0
 
 
-@pytest.fixture
-def tmpfs(tmp_path, request):
-    """A small tmpfs (its size: the test's parameter): a real full file system (needs root)."""
-    mnt = tmp_path / "fs"
-    mnt.mkdir()
-    res = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={request.param}", "tmpfs", str(mnt)],
-                         capture_output=True, text=True)
-    if res.returncode != 0:
-        pytest.skip(f"cannot mount a small tmpfs here: {res.stderr.strip()[:200]}")
-    try:
-        yield mnt
-    finally:
-        subprocess.run(["umount", "-l", str(mnt)], capture_output=True)
-
-
 @needs_mpirun
 @pytest.mark.parametrize("n", [2, 3])
 @pytest.mark.parametrize("tmpfs,frames", [("40k", 10), ("256k", 70), ("256k", 300)], indirect=["tmpfs"])
