@@ -273,3 +273,19 @@ def unspatial(q, H, W, C, kind):
     _prefix(q[:WC], C)
     for h in range(1, H):
         _unlorenzo(q[h * WC:(h + 1) * WC], q[(h - 1) * WC:h * WC], C)
+
+
+# --------------------------------------------------------------------------- statistics
+@_jit
+def distinct_capped(u, seen, cap):
+    """How many distinct values u (non-negative integers below len(seen)) holds, counting stops
+    past ``cap``; ``seen`` is a zeroed bool scratch array."""
+    n = 0
+    for i in range(u.size):
+        v = u[i]
+        if not seen[v]:
+            seen[v] = True
+            n += 1
+            if n > cap:
+                return n
+    return n

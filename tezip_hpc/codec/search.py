@@ -226,7 +226,9 @@ class EncoderTrials:
         of at most 256 distinct values): cap its estimate by that fallback's size."""
         if self.p.config.coder != "context" or m >= 1 << 16:
             return est
-        host = self.p.be.to_host(u)
-        if np.count_nonzero(np.bincount(host.astype(np.int64, copy=False), minlength=1)) <= 256:
+        from ._cpu import distinct_capped
+
+        host = np.ascontiguousarray(self.p.be.to_host(u)).ravel()
+        if host.size and distinct_capped(host, np.zeros(int(host.max()) + 1, np.bool_), 256) <= 256:
             return min(est, host.size + 1024)
         return est
