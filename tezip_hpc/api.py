@@ -33,8 +33,8 @@ def compress(data, out, *, mode: str = "abs", bound=None, predictor: str | None 
     """Compress ``data`` (a numpy array (T, H, W[, C]), or an input path as the CLI takes it:
     image folder, .npy, file.h5:/dataset) into the archive ``out``. ``bound``: a number, or
     (abs, rel) for mode 'absrel'; 0 (the default for mode 'abs') is lossless, another mode needs
-    its bound. ``predictor``: prednet (default), previous,
-    linear, zero; ``model``: a PredNet model file. ``quiet``: as the CLI's --quiet (no progress
+    its bound. ``predictor``: auto (the default: the embedded PredNet where a sample of the
+    input says it pays, else the classical tiles), prednet, previous, linear, zero; ``model``: a PredNet model file. ``quiet``: as the CLI's --quiet (no progress
     lines; progress is off by default here). Other keywords: CompressOptions' fields (an unknown
     one is a ConfigError naming them). Returns the Summary (ratio, seconds, ...)."""
     import dataclasses

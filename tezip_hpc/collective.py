@@ -15,10 +15,38 @@ import time
 from .errors import ErrorRecord, NoSpaceError, TezipError, first_line, rebuild
 
 
+class SerialComm:
+    """The one-rank communicator of a job started without a launcher: mpi4py's interface for
+    the calls tezip makes, so a serial command never initialises MPI (a third of a second of
+    every command's start-up). Reductions of one value are that value, whatever the op."""
+
+    rank, size = 0, 1
+
+    def allreduce(self, value, op=None):
+        return value
+
+    def allgather(self, value) -> list:
+        return [value]
+
+    def gather(self, value, root: int = 0) -> list:
+        return [value]
+
+    def bcast(self, value, root: int = 0):
+        return value
+
+    def Barrier(self) -> None:
+        pass
+
+
 def get_comm(comm=None):
-    """``comm``, or COMM_WORLD (mpi4py is imported only here, when needed)."""
+    """``comm``; else COMM_WORLD under a launcher (mpi4py is imported only then), or a
+    SerialComm for a plain start."""
     if comm is not None:
         return comm
+    from .launch import detect_launch
+
+    if detect_launch().launcher is None:
+        return SerialComm()
     from mpi4py import MPI
 
     return MPI.COMM_WORLD
@@ -98,8 +126,19 @@ def _first(comm, recs: list[ErrorRecord | None]) -> TezipError:
                    hdf5_unclean=unclean, agreed=True)
 
 
-def max_op():
-    """MPI.MAX, imported when first needed."""
+def max_op(comm=None):
+    """MPI.MAX, imported when first needed (None for a SerialComm, which needs no op)."""
+    if isinstance(comm, SerialComm):
+        return None
     from mpi4py import MPI
 
     return MPI.MAX
+
+
+def min_op(comm=None):
+    """MPI.MIN, as max_op."""
+    if isinstance(comm, SerialComm):
+        return None
+    from mpi4py import MPI
+
+    return MPI.MIN

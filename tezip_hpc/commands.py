@@ -8,7 +8,7 @@ import json
 
 from .codec.config import MODES
 from .errors import ConfigError
-from .predict.registry import predictor_names
+from .predict.registry import choice_names
 
 COMPRESS_EPILOG = """\
 INPUT / OUTPUT kinds (the kind follows the name):
@@ -183,8 +183,11 @@ def register(sub) -> None:
     p.add_argument("-o", "--output", required=True, metavar="ARCHIVE.h5", help="the archive to write")
     g = p.add_mutually_exclusive_group()
     g.add_argument("--model", metavar="PATH", help="a PredNet model file from `tezip-hpc train`")
-    g.add_argument("--predictor", choices=predictor_names(), default=None,
-                   help="prednet (default: the embedded model), previous frame, linear extrapolation, or zero")
+    g.add_argument("--predictor", choices=choice_names(), default=None,
+                   help="auto (default): a small sample of the input (at most 5%% of its frames) decides whether "
+                        "the embedded PredNet pays for its bytes and time here; if not, no PredNet runs and the "
+                        "classical tiles do the job. prednet: always the embedded model (it is still left out "
+                        "where it saved fewer bytes than it weighs). previous frame, linear extrapolation, or zero")
     k = p.add_mutually_exclusive_group()
     k.add_argument("--window", "-w", type=int, metavar="W",
                    help="fixed windows: a keyframe every W frames (default 16)")

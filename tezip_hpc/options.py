@@ -26,7 +26,8 @@ DEFAULT_WINDOW = 16
 
 @dataclass(frozen=True)
 class CompressOptions:
-    predictor: str | None = None        # None/"prednet": embedded model; "previous"/"linear"/"zero"; a path
+    predictor: str | None = None        # None/"auto": the embedded model where a sample says it pays, else the
+                                        # classical tiles; "prednet": the embedded model; a baseline name; a path
     window: int | None = None           # SWP: keyframe every `window` frames (default 16 without threshold)
     threshold: float | None = None      # DWP: keyframe when the running prediction MSE passes it
     warmup: int = 0
@@ -57,6 +58,11 @@ class CompressOptions:
             need = "A R" if self.mode == "absrel" else "B"
             raise ConfigError(f"--mode {self.mode} needs --bound {need} (bound= in the Python API); for "
                               f"lossless compression use --mode abs, the default, with no bound")
+
+    @property
+    def is_auto(self) -> bool:
+        """The default predictor: decide from a sample whether the learned one pays (parallel/sample.py)."""
+        return self.predictor in (None, "auto") and self.fit is None
 
     @property
     def is_dwp(self) -> bool:

@@ -94,3 +94,42 @@ def test_parallel_collective_re_exports_the_one_agree():
     from tezip_hpc.parallel import collective as pc
 
     assert pc.agree is collective.agree and pc.get_comm is collective.get_comm
+
+
+def test_a_plain_start_runs_serially_without_initialising_mpi(tmp_path):
+    """No launcher in the environment: the whole compress/decompress/info commands run on a
+    SerialComm and never import mpi4py.MPI (its MPI_Init is a third of a second of start-up)."""
+    import os
+    import subprocess
+    import sys
+
+    import numpy as np
+
+    from tezip_hpc.launch import _RANK_VARS, _SIZE_VARS
+
+    np.save(tmp_path / "x.npy", np.arange(4 * 16 * 16, dtype=np.float32).reshape(4, 16, 16))
+    env = {k: v for k, v in os.environ.items() if k not in _RANK_VARS + _SIZE_VARS and not k.startswith("SLURM")}
+    code = ("import sys; from tezip_hpc.cli import main; a = sys.argv[1:]; "
+            "rc = main(['compress', a[0] + '/x.npy', '-o', a[0] + '/x.h5', '--predictor', 'previous', "
+            "'--mode', 'rel', '--bound', '1e-3', '-q']) or main(['decompress', a[0] + '/x.h5', '-o', "
+            "a[0] + '/y.npy', '-q']) or main(['info', a[0] + '/x.h5']); "
+            "print('MPI initialised' if 'mpi4py.MPI' in sys.modules else 'serial', rc)")
+    res = subprocess.run([sys.executable, "-c", code, str(tmp_path)], capture_output=True, text=True, env=env)
+    assert res.returncode == 0, res.stderr
+    assert res.stdout.splitlines()[-1] == "serial 0", res.stdout
+    x, y = np.load(tmp_path / "x.npy"), np.load(tmp_path / "y.npy")
+    assert np.abs(y - x).max() <= 1e-3 * (x.max() - x.min())
+
+
+def test_the_serial_communicator_answers_as_one_rank():
+    from tezip_hpc.collective import SerialComm, agree, get_comm, max_op, min_op
+    from tezip_hpc.errors import ConfigError
+
+    c = SerialComm()
+    assert (c.rank, c.size) == (0, 1)
+    assert c.allreduce(5, op=max_op(c)) == 5 and c.allreduce(-2.5, op=min_op(c)) == -2.5
+    assert c.allgather("a") == ["a"] and c.gather(3) == [3] and c.bcast({"k": 1}) == {"k": 1}
+    assert agree(c, lambda: 7) == 7 and agree(c, lambda: 8, root=0) == 8
+    with pytest.raises(ConfigError, match="bad"):
+        agree(c, lambda: (_ for _ in ()).throw(ConfigError("bad")))
+    assert get_comm(c) is c

@@ -88,9 +88,9 @@ def test_two_jobs_one_name_exactly_one_wins(npy, tmp_path):
 
 @pytest.mark.parametrize("sig,code", [(signal.SIGTERM, 143), (signal.SIGINT, 130)])
 def test_signals_remove_the_temporary_output(tmp_path, sig, code):
-    np.save(tmp_path / "big.npy", np.repeat(moving_shapes(8, C=1), 30, axis=0))  # slow with PredNet
+    np.save(tmp_path / "big.npy", np.repeat(moving_shapes(8, C=1), 30, axis=0))  # slow with PredNet forced
     proc = subprocess.Popen([sys.executable, "-m", "tezip_hpc", "compress", str(tmp_path / "big.npy"), "-o",
-                             str(tmp_path / "out.h5")], stderr=subprocess.PIPE, text=True)
+                             str(tmp_path / "out.h5"), "--predictor", "prednet"], stderr=subprocess.PIPE, text=True)
     t0 = time.time()
     while not _temps(tmp_path):
         assert proc.poll() is None and time.time() - t0 < 120, "no temporary archive appeared"

@@ -74,7 +74,7 @@ def test_prednet_on_a_clip_it_cannot_pay_for_writes_the_classical_archive(tmp_pa
     yy, xx = np.mgrid[0:48, 0:64]
     x = np.stack([(120 + 60 * np.sin((xx + 2 * t) / 7.0) * np.cos((yy - t) / 9.0)
                    + r.normal(0, 2, (48, 64))) for t in range(20)]).clip(0, 255).astype(np.uint8)
-    s = tezip_hpc.compress(x, tmp_path / "pn.h5", bound=1, window=10)
+    s = tezip_hpc.compress(x, tmp_path / "pn.h5", bound=1, window=10, predictor="prednet")  # forced: no sample
     c = tezip_hpc.compress(x, tmp_path / "cl.h5", bound=1, window=10, predictor="previous", tiles=16)
     d = info(str(tmp_path / "pn.h5"))
     assert d["predictor"]["id"] == "previous" and d["predictor"]["config"]["tiles"]["size"] == 16

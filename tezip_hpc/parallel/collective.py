@@ -4,6 +4,6 @@ io/ to use the same ``agree``; this module re-exports them for the driver and th
 
 from __future__ import annotations
 
-from ..collective import agree, get_comm, max_op
+from ..collective import SerialComm, agree, get_comm, max_op, min_op
 
-__all__ = ["agree", "get_comm", "max_op"]
+__all__ = ["SerialComm", "agree", "get_comm", "max_op", "min_op"]

@@ -38,9 +38,9 @@ from ..chunk import READ_BATCH, ChunkCodec, decode_archive_chunk, read_frames
 from ..options import DEFAULT_WINDOW, CompressOptions
 from ..predict.registry import engine_attrs, load_for_job
 from . import plan
-from .collective import agree, get_comm, max_op
+from .collective import agree, get_comm, max_op, min_op
 from .payoff import Payoff
-from .report import Progress, Summary
+from .report import Progress, Summary, announce
 
 __all__ = ["compress", "decompress", "info", "CompressOptions", "Summary", "get_comm", "agree",
            "DEFAULT_WINDOW"]
@@ -70,9 +70,7 @@ def _value_range(src, dtype, need: bool, comm) -> tuple[float, float]:
             x = x[np.isfinite(x)]
         if x.size:
             lo, hi = min(lo, float(x.min())), max(hi, float(x.max()))
-    from mpi4py import MPI
-
-    lo, hi = comm.allreduce(lo, op=MPI.MIN), comm.allreduce(hi, op=MPI.MAX)
+    lo, hi = comm.allreduce(lo, op=min_op(comm)), comm.allreduce(hi, op=max_op(comm))
     if not np.isfinite(lo):  # no finite value at all
         lo = hi = 0.0
     return lo, hi
@@ -90,7 +88,7 @@ def _check_fit(opts: CompressOptions, T: int, frame_shape):
     if min(frame_shape[:2]) < 8:
         raise ConfigError(f"--fit needs frames of at least 8x8 pixels, got {frame_shape[1]}x{frame_shape[0]}")
     init = None
-    if opts.predictor not in (None, "prednet"):
+    if opts.predictor not in (None, "auto", "prednet"):
         from ..predict.artifact import ModelFile
 
         mf = ModelFile.load(opts.predictor)
@@ -134,6 +132,24 @@ def _fit_predictor(src, vrange, opts: CompressOptions, checked, output: str, com
 
     agree(comm, same_model)
     return predictor
+
+
+def _auto(src: FrameSource, pipe: Pipeline, vrange, predictor, opts: CompressOptions, comm):
+    """The default predictor (``auto``): the learned tile choice where a sample of the input
+    says it pays (parallel/sample.py), else its classical choice alone, with no PredNet run."""
+    from .sample import decide
+
+    classical = predictor.classical()
+    if not predictor.learned or classical is None:
+        return predictor
+    model_bytes = len(agree(comm, predictor.model_bytes)) if opts.embed_model else 0
+    codecs = tuple(ChunkCodec(pipe, p, vrange, opts.loop) for p in (predictor, classical))  # as the job's (volume too)
+    T, w = src.n_frames, opts.window or opts.chunk_frames
+    keys = min(opts.warmup, T) + (-(-(T - opts.warmup) // w) if T > opts.warmup else 0)
+    verdict = decide(src, codecs, model_bytes, T - keys, opts.window, comm)
+    if opts.progress and comm.rank == 0:
+        print(verdict.line(T, model_bytes), flush=True)
+    return predictor if verdict.learned else classical
 
 
 def _prepare(src: FrameSource, opts: CompressOptions, comm):
@@ -184,7 +200,7 @@ def _encode_rounds(src: FrameSource, mine: list, codecs: list, payoff: Payoff, w
     pending = list(mine)
     frame_bytes = src.nbytes // max(src.n_frames, 1)
     encoded = 0  # this rank's frames encoded (held chunks count: progress does not stall)
-    while comm.allreduce(len(pending), op=max_op()) > 0:
+    while comm.allreduce(len(pending), op=max_op(comm)) > 0:
         def work():
             nonlocal encoded
             out, used, t_round = [], 0, time.perf_counter()
@@ -232,6 +248,7 @@ def compress(input_spec, output: str, opts: CompressOptions, comm=None) -> Summa
     src = input_spec if isinstance(input_spec, FrameSource) else agree(comm, open_source, input_spec)
     try:
         T = src.n_frames
+        announce("compress", T, src.frame_shape, src.dtype, src.nbytes, comm.size, opts.progress and comm.rank == 0)
         opts = opts.resolved(src.dtype)  # the caller's options are never changed
         predictor, vrange, backend, pipe, mine = _prepare(src, opts, comm)
         h5 = split_h5_spec(src.spec)
@@ -243,6 +260,8 @@ def compress(input_spec, output: str, opts: CompressOptions, comm=None) -> Summa
     try:
         if opts.fit is not None:  # learn the predictor from the input's first frames, then compress with it
             predictor = _fit_predictor(src, vrange, opts, predictor, output, comm)
+        elif opts.is_auto:  # decide from a sample whether the learned predictor can pay here
+            predictor = _auto(src, pipe, vrange, predictor, opts, comm)
         ident = predictor.identity()
         attrs = archive_attrs(src, pipe.config, pipe.stage_configs(), opts.policy(T), ident, engine_attrs(ident),
                               vrange, mpi_ranks=comm.size, backend=backend)
@@ -294,6 +313,9 @@ def decompress(archive: str, output: str, frames: str | None = None, model: str 
     reader = agree(comm, ArchiveReader, archive)
     try:
         lo, hi = agree(comm, plan.parse_frames, frames, reader.shape[0])
+        announce("decompress", hi - lo, reader.shape[1:], reader.dtype,
+                 (hi - lo) * int(np.prod(reader.shape[1:])) * reader.dtype.itemsize, comm.size,
+                 progress and comm.rank == 0)
         backend = agree(comm, _pick_backend, device)
         codec = agree(comm, ChunkCodec.from_archive, reader, model, backend)
         need = reader.chunks_for(lo, hi)

@@ -10,6 +10,16 @@ from dataclasses import dataclass, field
 import numpy as np
 
 
+def announce(what: str, n_frames: int, frame_shape, dtype, nbytes: int, ranks: int, enabled: bool) -> None:
+    """The job's first line (rank 0, stdout: errors alone go to stderr), printed before any
+    pass over the data, so a batch log shows at once what started; Progress lines follow every
+    few seconds."""
+    if enabled:
+        shape = "x".join(str(int(v)) for v in frame_shape)
+        print(f"{what}: {n_frames} frames of {shape} {np.dtype(dtype).name} ({nbytes / 1e6:.1f} MB) on {ranks} "
+              f"rank(s), started", flush=True)
+
+
 class Progress:
     """Rank 0 prints a line every few seconds: frames done, MB/s, ETA (to stderr)."""
 

@@ -50,8 +50,14 @@ def baseline_names() -> tuple[str, ...]:
 
 
 def predictor_names() -> tuple[str, ...]:
-    """Every name --predictor takes: prednet (a model) and the baselines."""
+    """Every predictor name an archive records: prednet (a model) and the baselines."""
     return ("prednet",) + baseline_names()
+
+
+def choice_names() -> tuple[str, ...]:
+    """Every name --predictor takes: auto (the default: prednet where a sample of the input
+    says it pays, else the classical tiles), then the names an archive records."""
+    return ("auto",) + predictor_names()
 
 
 def baseline(name: str) -> Predictor:
@@ -99,7 +105,7 @@ def load_predictor(spec: str | None = None, allow_float: bool = False) -> Predic
         return baseline(spec)
     from .intnet import default_model_path
 
-    if spec is None or spec == "prednet":
+    if spec is None or spec in ("prednet", "auto"):
         path = default_model_path()
         if not path.exists():
             raise ModelError(f"the embedded default PredNet model is missing from this installation ({path})")

@@ -1,0 +1,114 @@
+"""parallel/sample.py and the ``auto`` default: a sample of the input decides whether the
+learned predictor runs on the whole job; the decision does not depend on the rank count."""
+
+from __future__ import annotations
+
+import h5py
+import numpy as np
+import pytest
+
+from tezip_hpc.chunk import ChunkCodec
+from tezip_hpc.codec.pipeline import Pipeline
+from tezip_hpc.demo import SAMPLE
+from tezip_hpc.io.sources import open_source
+from tezip_hpc.options import CompressOptions
+from tezip_hpc.parallel import sample
+from tezip_hpc.predict.registry import load_predictor
+
+
+@pytest.mark.parametrize("T", [1, 2, 3, 10, 47, 60, 240, 1000, 10 ** 7])
+def test_pieces_are_few_spread_and_start_with_a_keyframe(T):
+    ps = sample.pieces(T, 16)
+    if T < 2:
+        assert ps == []
+        return
+    frames = sum(c.count for c in ps)
+    assert 1 <= len(ps) <= sample.MAX_PIECES
+    assert frames <= max(sample.PIECE, sample.SHARE * T)  # the sample's bound
+    assert all(0 <= c.start and c.stop <= T and c.keys[0] and not any(c.keys[1:]) for c in ps)
+    assert [c.start for c in ps] == sorted({c.start for c in ps})  # distinct, in order
+    if len(ps) > 1:  # spread over the input, not bunched at its start
+        assert ps[-1].stop > T // 2
+
+
+def test_pieces_follow_a_short_window():
+    assert {c.count for c in sample.pieces(100, 3)} == {3}
+    assert {c.count for c in sample.pieces(100, 1)} == {2}  # a keyframe and one predicted frame at least
+
+
+def _codecs(src, first: str, second: str, bound=0.0):
+    opts = CompressOptions(bounds=(bound,)).resolved(src.dtype)
+    pipe = Pipeline(opts.codec_config(src.dtype, (0.0, 255.0)), "cpu")
+    return tuple(ChunkCodec(pipe, load_predictor(p), (0.0, 255.0), volume=False) for p in (first, second))
+
+
+def test_decide_weighs_the_sampled_savings_against_the_model():
+    """Real frames (the demo's sample), real codecs: the previous frame against zero
+    prediction saves most of the bytes; the verdict follows the model's weight."""
+    from mpi4py import MPI
+
+    with open_source(str(SAMPLE)) as src:
+        codecs = _codecs(src, "previous", "zero")
+        yes = sample.decide(src, codecs, 0, src.n_frames - 3, 16, MPI.COMM_SELF)
+        no = sample.decide(src, codecs, 10 ** 9, src.n_frames - 3, 16, MPI.COMM_SELF)
+        same = sample.decide(src, codecs[:1] * 2, 0, src.n_frames - 3, 16, MPI.COMM_SELF)
+    assert yes.learned and yes.saved > 0.2 * yes.classical and yes.frames == sample.PIECE
+    assert yes.pixels == 240 * 256  # the crop of a 240x320 frame
+    assert yes.estimate == yes.saved * (src.n_frames - 3) * 320 // ((sample.PIECE - 1) * 256)
+    assert not no.learned and (no.saved, no.classical) == (yes.saved, yes.classical)
+    assert not same.learned and same.saved == 0  # no gain: the classical choice
+    assert "[auto] sampled 6 of 48 frames (61,440 px crops)" in yes.line(48, 0)
+
+
+def test_crops_are_bounded_and_move_along_the_diagonal():
+    assert sample.crop((100, 80, 1), 0, 1) == (slice(0, 100), slice(0, 80))
+    crops = [sample.crop((1080, 1920, 3), i, 4) for i in range(4)]
+    assert all(ys.stop - ys.start == xs.stop - xs.start == sample.CROP for ys, xs in crops)
+    assert [ys.start for ys, _ in crops] == sorted({ys.start for ys, _ in crops})
+    assert all(0 <= ys.start and ys.stop <= 1080 and 0 <= xs.start and xs.stop <= 1920 for ys, xs in crops)
+
+
+def _payloads(path):
+    with h5py.File(path) as f:
+        off, size, data = f["chunks/offset"][()], f["chunks/size"][()], f["payload"][()]
+        return [data[o:o + s].tobytes() for o, s in zip(off, size)]
+
+
+def test_the_default_runs_no_prednet_where_the_sample_says_it_cannot_pay(tmp_path, capsys):
+    """On the real sample the default model cannot pay: the default command writes the same
+    chunks as the classical tiles asked for by name, no model, and says why once."""
+    import tezip_hpc
+    from tezip_hpc.parallel.driver import info
+
+    a = tezip_hpc.compress(str(SAMPLE), tmp_path / "auto.h5", bound=2, progress=True)
+    line = [ln for ln in capsys.readouterr().out.splitlines() if ln.startswith("[auto]")]
+    c = tezip_hpc.compress(str(SAMPLE), tmp_path / "cl.h5", bound=2, predictor="previous", tiles=16)
+    assert len(line) == 1 and "no PredNet" in line[0], line
+    assert info(str(tmp_path / "auto.h5"))["predictor"]["id"] == "previous"
+    assert a.extra["model_bytes"] == 0 and a.extra["learned_chunks"] == 0
+    assert _payloads(tmp_path / "auto.h5") == _payloads(tmp_path / "cl.h5")
+    y = tezip_hpc.decompress(tmp_path / "auto.h5")
+    with open_source(str(SAMPLE)) as src:
+        x = src.read(0, src.n_frames)
+    assert np.abs(y.astype(int) - x.reshape(y.shape).astype(int)).max() <= 2
+
+
+def test_auto_is_a_name_and_the_default():
+    from tezip_hpc.predict.registry import choice_names, predictor_names
+
+    assert choice_names()[0] == "auto" and "auto" not in predictor_names()  # never recorded in an archive
+    assert CompressOptions().is_auto and CompressOptions(predictor="auto").is_auto
+    assert not CompressOptions(predictor="prednet").is_auto and not CompressOptions(fit="10%").is_auto
+
+
+@pytest.mark.mpi(min_size=2)
+def test_the_verdict_does_not_depend_on_the_rank_count():
+    from mpi4py import MPI
+
+    with open_source(str(SAMPLE)) as src:
+        codecs = _codecs(src, "linear", "previous", bound=1.0)
+        par = sample.decide(src, codecs, 0, 400, 4, MPI.COMM_WORLD)
+        ser = sample.decide(src, codecs, 0, 400, 4, MPI.COMM_SELF)
+    assert (par.learned, par.frames, par.saved, par.classical, par.estimate) == \
+        (ser.learned, ser.frames, ser.saved, ser.classical, ser.estimate)
+    assert par.frames == 4  # 5 % of 48 frames is under one piece: one piece of the 4-frame window
