@@ -24,7 +24,7 @@ error bounds (checked on every element of the output):
   --mode pwrel --bound B      |x' - x| <= B * |x|; zeros stay exact
 
 examples:
-  tezip-hpc compress frames/ -o run.h5                          lossless, embedded PredNet
+  tezip-hpc compress frames/ -o run.h5                          lossless; PredNet only where a sample says it pays
   tezip-hpc compress stack.npy -o run.h5 --mode abs --bound 2 --window 32
   tezip-hpc compress sim.h5:/u -o u.h5 --mode rel --bound 1e-3 --predictor previous
   mpirun -n 8 tezip-hpc compress big.h5:/frames -o big_c.h5 --threshold 0.002
@@ -199,7 +199,7 @@ def register(sub) -> None:
                    help="per-tile predictor choice: each PX x PX tile of a predicted frame takes the candidate "
                         "(PredNet, previous frame, a blend of the two, linear extrapolation, zero, or the previous "
                         "frame moved by a motion vector) whose residual codes smallest; the map is stored. "
-                        "0 = off. Default: 16 with PredNet, off with the baselines")
+                        "0 = off. Default: 16 with auto and prednet, off with the baselines")
     p.add_argument("--fit", metavar="FRACTION|FRAMES",
                    help="learn the predictor from this input first: train a PredNet (from scratch, or from "
                         "--model MODEL.float) on its first frames (10%%, 0.1 or a frame count) with Horovod "

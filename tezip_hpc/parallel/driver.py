@@ -136,12 +136,13 @@ def _fit_predictor(src, vrange, opts: CompressOptions, checked, output: str, com
 
 def _auto(src: FrameSource, pipe: Pipeline, vrange, predictor, opts: CompressOptions, comm):
     """The default predictor (``auto``): the learned tile choice where a sample of the input
-    says it pays (parallel/sample.py), else its classical choice alone, with no PredNet run."""
+    says it pays (parallel/sample.py), else its classical choice alone, with no PredNet run
+    -> (predictor, the Verdict or None when there was nothing to decide)."""
     from .sample import decide
 
     classical = predictor.classical()
     if not predictor.learned or classical is None:
-        return predictor
+        return predictor, None
     model_bytes = len(agree(comm, predictor.model_bytes)) if opts.embed_model else 0
     codecs = tuple(ChunkCodec(pipe, p, vrange, opts.loop) for p in (predictor, classical))  # as the job's (volume too)
     T, w = src.n_frames, opts.window or opts.chunk_frames
@@ -149,7 +150,7 @@ def _auto(src: FrameSource, pipe: Pipeline, vrange, predictor, opts: CompressOpt
     verdict = decide(src, codecs, model_bytes, T - keys, opts.window, comm)
     if opts.progress and comm.rank == 0:
         print(verdict.line(T, model_bytes), flush=True)
-    return predictor if verdict.learned else classical
+    return (predictor if verdict.learned else classical), verdict
 
 
 def _prepare(src: FrameSource, opts: CompressOptions, comm):
@@ -258,10 +259,11 @@ def compress(input_spec, output: str, opts: CompressOptions, comm=None) -> Summa
         src.close()
         raise
     try:
+        verdict = None
         if opts.fit is not None:  # learn the predictor from the input's first frames, then compress with it
             predictor = _fit_predictor(src, vrange, opts, predictor, output, comm)
         elif opts.is_auto:  # decide from a sample whether the learned predictor can pay here
-            predictor = _auto(src, pipe, vrange, predictor, opts, comm)
+            predictor, verdict = _auto(src, pipe, vrange, predictor, opts, comm)
         ident = predictor.identity()
         attrs = archive_attrs(src, pipe.config, pipe.stage_configs(), opts.policy(T), ident, engine_attrs(ident),
                               vrange, mpi_ranks=comm.size, backend=backend)
@@ -303,7 +305,8 @@ def compress(input_spec, output: str, opts: CompressOptions, comm=None) -> Summa
     return Summary(src.nbytes, size, time.perf_counter() - t0, T, n_chunks,
                    {"keyframes": int(key_arr.sum()), "value_range": vrange, "backend": backend,
                     "model_bytes": len(blob) if blob is not None else 0,
-                    "learned_chunks": payoff.learned_total if has_model else 0})
+                    "learned_chunks": payoff.learned_total if has_model else 0, "predictor": ident["id"],
+                    "auto": verdict})
 
 
 def decompress(archive: str, output: str, frames: str | None = None, model: str | None = None, device: str = "auto",
