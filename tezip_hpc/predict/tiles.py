@@ -56,14 +56,13 @@ def _tile_cost(u, H, W, C, S, tab, out):
         while v >> b:
             b += 1
         small[v] = tab[b]
+    ntx = out.shape[1]
     for h in range(H):
         ty = h // S
-        for w in range(W):
-            tx = w // S
+        for tx in range(ntx):  # one tile's stretch of this row, summed locally (integers: any order)
             acc = 0
-            base = (h * W + w) * C
-            for c in range(C):
-                v = np.uint64(u[base + c])
+            for i in range((h * W + tx * S) * C, (h * W + min(tx * S + S, W)) * C):
+                v = np.uint64(u[i])
                 if v < 256:
                     acc += small[v]
                     continue
@@ -252,6 +251,7 @@ class TileSession(TiledSession):
         self.n_slots = len(SLOTS) if inner is not None else LEARNED
         self.frames: list[np.ndarray] = []
         self.use_inner = inner is not None
+        self._buf: np.ndarray | None = None  # the candidates, reused frame to frame (_candidates)
 
     def expect(self, sides) -> None:
         """Decoder: given every side map of the chunk, skip the inner predictor (PredNet) when
@@ -282,14 +282,16 @@ class TileSession(TiledSession):
             raise ModelError("predict() before any frame was observed")
         last = self.frames[-1]
         pt = prediction_dtype(last.dtype)
-        c = np.empty((self.n_slots,) + self.shape, pt)
+        c = self._buf
+        if c is None or c.dtype != pt:  # one buffer per chunk: no fresh pages to fault in every frame
+            c = self._buf = np.zeros((self.n_slots,) + self.shape, pt)  # (the zero slot stays zero)
         c[PREVIOUS] = last
         if len(self.frames) > 1:
             with np.errstate(all="ignore"):
-                c[LINEAR] = pt.type(2.0) * c[PREVIOUS] - self.frames[-2].astype(pt)
+                np.multiply(c[PREVIOUS], pt.type(2.0), out=c[LINEAR])
+                np.subtract(c[LINEAR], self.frames[-2].astype(pt), out=c[LINEAR])
         else:
             c[LINEAR] = c[PREVIOUS]
-        c[ZERO] = 0
         if not self.search:  # (with a search, choose() fills every tile of the motion slot)
             c[MOTION] = c[PREVIOUS]
         if self.use_inner:
