@@ -145,3 +145,40 @@ def test_a_changed_input_or_fit_is_staged_afresh_never_resumed(tmp_path):
     a2 = ArraySource(blobs(31, 16, 16, seed=1)[..., None], name="other")
     assert stage_sample(a2, (0.0, 255.0), FitPlan(24, 60.0, 1 / 255), out) is False  # other input: afresh
     assert stage_sample(b, (0.0, 10.0), FitPlan(24, 60.0, 1 / 255), out) is False
+
+
+def test_one_fit_job_at_a_time_per_archive_name(tmp_path):
+    """A second job on the same archive name is refused while the first runs, and leaves its
+    folder alone; a lock left by a job that died is taken over; release keeps the files."""
+    import subprocess as sp
+    import sys
+
+    from tezip_hpc.errors import ConfigError
+    from tezip_hpc.io.sources import ArraySource
+    from tezip_hpc.predict import fit
+    from tezip_hpc.predict.fit import FitPlan, fit_dir, stage_sample
+
+    out = str(tmp_path / "a.h5")
+    work = fit_dir(out)
+    work.mkdir()
+    (work / "model.tzm.ckpt").write_bytes(b"the other job's checkpoint")
+    other = sp.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        import json
+        import socket
+
+        (work / fit.LOCK).write_text(json.dumps({"host": socket.gethostname(), "pid": other.pid}))
+        src = ArraySource(blobs(30, 16, 16, seed=1)[..., None])
+        with pytest.raises(ConfigError, match="in use by another --fit job"):
+            stage_sample(src, (0.0, 255.0), FitPlan(20, 60.0, 1 / 255), out)
+        fit.cleanup(out)  # what a refused job's error path runs: nothing of the other job's goes
+        assert (work / "model.tzm.ckpt").read_bytes() == b"the other job's checkpoint"
+        assert json.loads((work / fit.LOCK).read_text())["pid"] == other.pid
+    finally:
+        other.kill()
+        other.wait()
+    # the other job is gone without releasing its lock: this one takes the folder over
+    assert stage_sample(src, (0.0, 255.0), FitPlan(20, 60.0, 1 / 255), out) is False
+    assert json.loads((work / fit.LOCK).read_text())["pid"] == os.getpid()
+    fit.release(out)
+    assert not (work / fit.LOCK).exists() and (work / "train.h5").exists()  # released, files kept

@@ -234,9 +234,10 @@ def _write_index(writer, src: FrameSource, entries: list, keyframes: dict, comm)
 def _after_fit(output: str, dropped: bool) -> None:
     """Rank 0, once the archive is complete: the fit's work folder goes, unless the model did
     not pay (then the fitted model is kept for the user, and for a resume)."""
-    from ..predict.fit import cleanup, fit_dir
+    from ..predict.fit import cleanup, fit_dir, release
 
     if dropped:
+        release(output)
         print(f"[fit] the fitted model is not in the archive; it is kept in {fit_dir(output)}", flush=True)
     else:
         cleanup(output)
@@ -292,10 +293,13 @@ def compress(input_spec, output: str, opts: CompressOptions, comm=None) -> Summa
     except BaseException as exc:
         writer.abort(close=not leaves_hdf5_unclean(exc))
         keep = isinstance(exc, (FitStopped, KeyboardInterrupt, SystemExit))  # stopped: resumable
-        if opts.fit is not None and comm.rank == 0 and not keep:
-            from ..predict.fit import cleanup
+        if opts.fit is not None and comm.rank == 0:
+            from ..predict.fit import cleanup, release
 
-            cleanup(output)  # a failed fit leaves nothing behind; a stopped one keeps its checkpoint
+            if keep:
+                release(output)  # a stopped fit keeps its checkpoint, for the same command to resume
+            else:
+                cleanup(output)  # a failed fit leaves nothing behind
         raise
     finally:
         src.close()

@@ -9,14 +9,19 @@ previous frame). The decoder needs only the embedded model, never the training.
 Work files live in one folder beside the archive, ``.NAME.fit`` (the rule: :func:`fit_dir`):
 the training set, the checkpoint and the models. It is removed when the archive is
 complete; a job stopped during the fit (SIGTERM, SIGUSR1) keeps its checkpoint there, and the
-same command run again resumes the training from it.
+same command run again resumes the training from it. One job at a time: ``fit.lock`` names
+the job that uses the folder (host, pid); a second job on the same archive name is refused
+and touches nothing, a lock left by a job that died on this host is taken over.
 """
 
 from __future__ import annotations
 
 import json
 import math
+import os
 import shutil
+import socket
+import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -84,8 +89,10 @@ def fit_dir(output: str) -> Path:
 
 # What a fit writes in its folder (the training set, its stamp, the sample, the model, its
 # checkpoint and float twin), and the temporary names of their atomic writes (".NAME.tmp...").
+LOCK = "fit.lock"
 FIT_FILES = ("train.h5", "train.h5.part", "fit.json", "sample.npy", "model.tzm", "model.tzm.ckpt",
-             "model.tzm.float")
+             "model.tzm.float", LOCK)
+_HELD: set[Path] = set()  # the fit folders this process holds the lock of
 
 
 def _written_by_fit(name: str) -> bool:
@@ -112,11 +119,65 @@ def check_fit_dir(output: str) -> Path:
     return work
 
 
-def _remove_fit_files(work: Path) -> None:
-    """Remove what the fit wrote in ``work`` (only that), then the folder if nothing else is left."""
+def _alive(pid) -> bool:
+    """Whether process ``pid`` runs on this host."""
+    if not isinstance(pid, int) or pid < 1:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def acquire(work: Path) -> None:
+    """Take the fit's folder for this job (one process: rank 0), or ConfigError naming the
+    job that has it. The lock is a file created exclusively; this process's own lock is
+    taken again freely, one left by a dead process of this host is replaced."""
+    lock = work / LOCK
+    me = {"host": socket.gethostname(), "pid": os.getpid()}
+    for _ in range(3):
+        try:
+            fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+        except FileExistsError:
+            try:
+                other = json.loads(lock.read_text())
+            except (OSError, ValueError):
+                other = {}
+            if {k: other.get(k) for k in me} == me:
+                break
+            if other.get("host") == me["host"] and not _alive(other.get("pid")):
+                lock.unlink(missing_ok=True)  # its job died without releasing it
+                continue
+            who = f"pid {other.get('pid')} on {other.get('host')}" if other else "unknown"
+            raise ConfigError(f"{work} is in use by another --fit job writing the same archive name ({who}); "
+                              f"wait for it to end or write to another name (if no such job runs, remove {lock})")
+        with os.fdopen(fd, "w") as f:
+            json.dump({**me, "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}, f)
+        break
+    else:
+        raise ConfigError(f"{lock}: cannot take the --fit work folder's lock (it keeps changing)")
+    _HELD.add(work)
+
+
+def release(output: str) -> None:
+    """Give the fit's folder up (its files stay: a resume, or a model kept for the user)."""
+    work = fit_dir(output)
+    if work in _HELD:
+        _HELD.discard(work)
+        (work / LOCK).unlink(missing_ok=True)
+
+
+def _remove_fit_files(work: Path, keep: tuple[str, ...] = ()) -> None:
+    """Remove what the fit wrote in ``work`` (only that, but ``keep``), then the folder if
+    nothing else is left."""
     if work.is_symlink() or not work.is_dir():
         return
     for p in work.iterdir():
+        if p.name in keep:
+            continue
         if _written_by_fit(p.name) and (p.is_file() or p.is_symlink()):
             p.unlink(missing_ok=True)
         elif _written_by_fit(p.name) and p.is_dir():
@@ -144,6 +205,8 @@ def stage_sample(src, vrange, plan: FitPlan, output: str) -> bool:
     from .train import checkpoint_path
 
     work = check_fit_dir(output)
+    work.mkdir(exist_ok=True)
+    acquire(work)
     trainset = work / "train.h5"
     stamp = work / "fit.json"
     want = {"input": str(src.spec), "n_frames": int(src.n_frames), "frame_shape": list(src.frame_shape),
@@ -155,8 +218,7 @@ def stage_sample(src, vrange, plan: FitPlan, output: str) -> bool:
             same = False
         if same:
             return checkpoint_path(work / "model.tzm").exists()
-        _remove_fit_files(work)  # another input or other fit options: start afresh, never resume a stranger
-    work.mkdir(exist_ok=True)
+        _remove_fit_files(work, keep=(LOCK,))  # another input or other fit options: start afresh
     sample = work / "sample.npy"
     arr = np.lib.format.open_memmap(sample, mode="w+", dtype=src.dtype, shape=(plan.frames,) + tuple(src.frame_shape))
     for s in range(0, plan.frames, 8):
@@ -187,6 +249,10 @@ def run_fit(plan: FitPlan, output: str, init: str | None, resume: bool, log) -> 
 
 
 def cleanup(output: str) -> None:
-    """Remove the fit's work folder (after the archive is complete): only the files the fit
-    wrote; a symbolic link is never followed."""
-    _remove_fit_files(fit_dir(output))
+    """Remove the fit's work folder (after the archive is complete, or a failed fit): only
+    the files the fit wrote, and only if this job holds its lock (a job refused because
+    another one uses the folder leaves it alone); a symbolic link is never followed."""
+    work = fit_dir(output)
+    if work in _HELD:
+        _HELD.discard(work)
+        _remove_fit_files(work)
