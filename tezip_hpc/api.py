@@ -34,31 +34,49 @@ def compress(data, out, *, mode: str = "abs", bound=None, predictor: str | None 
     image folder, .npy, file.h5:/dataset) into the archive ``out``. ``bound``: a number, or
     (abs, rel) for mode 'absrel'; 0 (the default for mode 'abs') is lossless, another mode needs
     its bound. ``predictor``: auto (the default: the embedded PredNet where a sample of the
-    input says it pays, else the classical tiles), prednet, previous, linear, zero; ``model``: a PredNet model file. ``quiet``: as the CLI's --quiet (no progress
-    lines; progress is off by default here). Other keywords: CompressOptions' fields (an unknown
+    input says it pays, else the classical tiles), prednet, previous, linear, zero; ``model``:
+    a PredNet model file. ``quiet``: as the CLI's --quiet (no progress lines; progress is off
+    by default here). Under MPI (``comm``) every rank passes the same input and options (an
+    error on any rank is raised on all). Other keywords: CompressOptions' fields (an unknown
     one is a ConfigError naming them). Returns the Summary (ratio, seconds, ...)."""
     import dataclasses
 
+    from .collective import agree, get_comm
     from .io.sources import ArraySource
     from .options import CompressOptions
     from .parallel.driver import compress as _compress
 
-    known = {f.name for f in dataclasses.fields(CompressOptions)} - {"predictor", "window", "threshold", "warmup",
-                                                                     "mode", "bounds", "force", "progress"}
-    unknown = sorted(set(options) - known)
-    if unknown:
-        raise ConfigError(f"compress() got unknown option(s) {', '.join(unknown)}; it takes mode, bound, "
-                          f"predictor, model, window, threshold, warmup, force, progress, quiet, comm and "
-                          f"{', '.join(sorted(known))}")
-    progress = bool(progress) and not quiet
+    comm = get_comm(comm)
 
-    if bound is None:  # none given: lossless for abs; CompressOptions refuses another mode without its bound
-        bounds = (0.0,) if mode == "abs" else ()
-    else:
-        bounds = tuple(float(b) for b in bound) if isinstance(bound, (tuple, list)) else (float(bound),)
-    opts = CompressOptions(predictor=model or predictor, window=window, threshold=threshold, warmup=warmup,
-                           mode=mode, bounds=bounds, force=force, progress=progress, **options)
-    src = str(data) if isinstance(data, (str, os.PathLike)) else ArraySource(np.asarray(data))
+    def prepare():  # on every rank; one rank's error is every rank's (no rank left waiting in a collective)
+        known = {f.name for f in dataclasses.fields(CompressOptions)} - {"predictor", "window", "threshold",
+                                                                         "warmup", "mode", "bounds", "force",
+                                                                         "progress"}
+        unknown = sorted(set(options) - known)
+        if unknown:
+            raise ConfigError(f"compress() got unknown option(s) {', '.join(unknown)}; it takes mode, bound, "
+                              f"predictor, model, window, threshold, warmup, force, progress, quiet, comm and "
+                              f"{', '.join(sorted(known))}")
+        if bound is None:  # none given: lossless for abs; CompressOptions refuses another mode without its bound
+            bounds = (0.0,) if mode == "abs" else ()
+        else:
+            bounds = tuple(float(b) for b in bound) if isinstance(bound, (tuple, list)) else (float(bound),)
+        opts = CompressOptions(predictor=model or predictor, window=window, threshold=threshold, warmup=warmup,
+                               mode=mode, bounds=bounds, force=force, progress=bool(progress) and not quiet,
+                               **options)
+        src = str(data) if isinstance(data, (str, os.PathLike)) else ArraySource(np.asarray(data))
+        return opts, src
+
+    opts, src = agree(comm, prepare)
+    if comm.size > 1:  # an array is each rank's own: the ranks must pass the same series and options
+        mine = (repr(dataclasses.replace(opts, progress=False)),
+                (src.n_frames, tuple(src.frame_shape), np.dtype(src.dtype).str) if isinstance(src, ArraySource) else src)
+
+        def same():
+            if len(set(comm.allgather(mine))) != 1:
+                raise ConfigError("compress() under MPI: every rank must pass the same input (an array of the same "
+                                  "shape and dtype, or the same path) and the same options")
+        agree(comm, same)
     return _compress(src, str(out), opts, comm=comm)
 
 

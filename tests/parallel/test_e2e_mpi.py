@@ -380,3 +380,30 @@ def test_api_compress_from_an_array_and_read_parallel(mpi_tmp_path):
     assert [p[0] for p in parts] == sorted(p[0] for p in parts)
     assert np.concatenate([p[1] for p in parts]).tobytes() == x.tobytes()
     comm.Barrier()
+
+
+def test_api_errors_of_one_rank_end_every_rank(mpi_tmp_path):
+    """A rank-dependent mistake in the Python API (an unknown option on one rank, arrays of
+    different shapes, other options) is one ConfigError on every rank, never a rank left
+    waiting in a collective; nothing is written."""
+    from mpi4py import MPI
+
+    import tezip_hpc
+    from tezip_hpc.errors import ConfigError
+
+    comm = MPI.COMM_WORLD
+    x = _frames(8, C=1)
+    out = mpi_tmp_path / "bad.h5"
+    extra = {"no_such_option": 1} if comm.rank == comm.size - 1 else {}
+    with pytest.raises(ConfigError, match="unknown option"):
+        tezip_hpc.compress(x, out, predictor="previous", comm=comm, **extra)
+    y = x if comm.rank == 0 else x[:, :-1]
+    with pytest.raises(ConfigError, match="every rank must pass the same input"):
+        tezip_hpc.compress(y, out, predictor="previous", comm=comm)
+    with pytest.raises(ConfigError, match="the same options"):
+        tezip_hpc.compress(x, out, predictor="previous", bound=comm.rank, comm=comm)
+    # progress may differ (it prints on rank 0 only anyway)
+    tezip_hpc.compress(x, out, predictor="previous", progress=comm.rank == 0, comm=comm)
+    comm.Barrier()
+    assert out.exists() and np.array_equal(tezip_hpc.decompress(out), x)
+    comm.Barrier()
