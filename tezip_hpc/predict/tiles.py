@@ -40,8 +40,7 @@ MAX_SEARCH = 32
 # token of ~2 bits plus one raw bit per doubling (a Laplace residual's cost, roughly)
 _COST = np.array([8] + [16 * (2 + b) for b in range(64)], np.int64)
 _MOTION_PENALTY = 16 * 8  # the vector's bits in the map
-SINGLE_MARGIN = 1.1  # integer frames: a single candidate is tried whole only within this factor of the map's
-#                     tile costs (measured: the same bytes as trying every single on real clips, 1.1-1.3x faster)
+SINGLE_MARGIN = 1.1  # integers: singles tried within this factor of the map's tile costs (docs/BENCHMARKS.md s. 13)
 _NEVER = np.int64(1 << 40)  # the cost of a slot not offered (sums over a million tiles stay in int64)
 
 _jit = njit(cache=True, nogil=True)
