@@ -180,7 +180,7 @@ def test_fit_folder_symlink_is_refused_and_never_written(tmp_path):
 
 def test_fit_folder_foreign_file_is_refused_and_never_deleted(tmp_path):
     from tezip_hpc.io.sources import ArraySource
-    from tezip_hpc.predict.fit import FitPlan, cleanup, stage_sample
+    from tezip_hpc.predict.fit import FitPlan, acquire, cleanup, stage_sample
 
     work = tmp_path / ".a.h5.fit"
     work.mkdir()
@@ -189,9 +189,10 @@ def test_fit_folder_foreign_file_is_refused_and_never_deleted(tmp_path):
     src = ArraySource(np.zeros((16, 8, 8), np.uint8))
     with pytest.raises(ConfigError, match="notes.txt"):
         stage_sample(src, (0.0, 255.0), FitPlan(12, 1.0, 0.01), str(tmp_path / "a.h5"))
-    cleanup(str(tmp_path / "a.h5"))
-    assert sorted(p.name for p in work.iterdir()) == ["notes.txt"]
+    cleanup(str(tmp_path / "a.h5"))  # the refused job's error path: it never held the folder, touches nothing
+    assert sorted(p.name for p in work.iterdir()) == ["notes.txt", "train.h5"]
     (work / "notes.txt").unlink()
+    acquire(work)  # a job that holds the folder removes what a fit writes, and the folder
     (work / "model.tzm").write_text("x")
     (work / ".model.tzm.tmp123").write_text("x")
     cleanup(str(tmp_path / "a.h5"))

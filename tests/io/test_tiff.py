@@ -67,6 +67,47 @@ def test_folder_of_float_and_int32_pages(tmp_path):
             np.testing.assert_array_equal(s.read(0, 4)[..., 0], x)
 
 
+@pytest.mark.parametrize("mode, bound", [("abs", 0.0), ("rel", 1e-3)])
+def test_a_folder_of_float_or_int32_pages_restores_to_a_folder(tmp_path, mode, bound):
+    """What Pillow cannot write exactly comes back as one TIFF per frame, names kept, values
+    within the bound (exact when lossless)."""
+    for name, dtype, suffix in (("f", np.float32, "tif"), ("i", np.int32, "tiff")):
+        folder = tmp_path / name
+        folder.mkdir()
+        x = _field((5, 9, 13), dtype, seed=3)
+        names = [f"frame{t:02d}.{suffix}" for t in range(5)]
+        for t in range(5):
+            Image.fromarray(x[t]).save(folder / names[t])
+        tezip_hpc.compress(str(folder), tmp_path / f"{name}.h5", mode=mode, bound=bound, predictor="previous")
+        tezip_hpc.decompress(tmp_path / f"{name}.h5", str(tmp_path / f"{name}_out"))
+        got = sorted(p.name for p in (tmp_path / f"{name}_out").iterdir())
+        assert got == names, got
+        y = np.stack([tifffile.imread(tmp_path / f"{name}_out" / n) for n in got])
+        assert y.dtype == x.dtype and y.shape == x.shape
+        assert_within_bound(x, y, mode, (bound,), value_range(x))
+        with open_source(str(tmp_path / f"{name}_out")) as s:  # and it reads back as a folder again
+            assert s.dtype == np.dtype(dtype) and s.n_frames == 5
+
+
+def test_names_that_cannot_hold_tiff_pages_become_tif():
+    from tezip_hpc.io.sinks import TIFF_PAGES, lossless_names
+
+    assert lossless_names(["a.png", "b.TIFF", "c.tif", "d", "a.tif.png"], TIFF_PAGES) == (
+        ["a.tif", "b.TIFF", "c.tif", "d.tif", "a.tif.tif"], [("a.png", "a.tif"), ("d", "d.tif"),
+                                                             ("a.tif.png", "a.tif.tif")])
+
+
+@pytest.mark.parametrize("dtype, shape", [("float64", (3, 6, 7)), ("uint16", (3, 6, 7, 3)), ("float32", (3, 4, 5, 2))])
+def test_any_dtype_restores_to_a_folder_of_tiff_pages(tmp_path, dtype, shape):
+    x = _field(shape, dtype, seed=4)
+    tezip_hpc.compress(x, tmp_path / "a.h5", predictor="previous")
+    tezip_hpc.decompress(tmp_path / "a.h5", str(tmp_path / "out"))
+    got = sorted(p.name for p in (tmp_path / "out").iterdir())
+    assert got == [f"frame_{t:06d}.tif" for t in range(3)]
+    y = np.stack([tifffile.imread(tmp_path / "out" / n) for n in got])
+    assert y.dtype == x.dtype and np.array_equal(y.reshape(x.shape), x)
+
+
 def test_bad_tiff_inputs_are_one_line_errors(tmp_path):
     (tmp_path / "bad.tif").write_bytes(b"II*\x00garbage")
     with pytest.raises(InputError, match="not a readable TIFF"):

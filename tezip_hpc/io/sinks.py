@@ -64,20 +64,28 @@ LOSSLESS = {".png": ("L", "LA", "RGB", "RGBA", "I;16"), ".tif": ("L", "LA", "RGB
             ".pgm": ("L", "RGB", "I;16"), ".ppm": ("L", "RGB", "I;16")}
 
 
+TIFF_PAGES = "TIFF"  # the folder sink's mode for what Pillow cannot write exactly: one TIFF per frame
+LOSSLESS_FOR_TIFF = (".tif", ".tiff")
+
+
 def lossless_names(names: list[str], mode: str) -> tuple[list[str], list[tuple[str, str]]]:
     """The archive's (checked) frame names, each one whose suffix would not keep ``mode``'s
-    pixels exactly (a .jpg, .webp, .gif, or a name like ``a.exe``) renamed to PNG: ``a.jpg`` ->
-    ``a.png``, or ``a.jpg.png`` where ``a.png`` is taken; and the (old, new) pairs renamed."""
+    pixels exactly (a .jpg, .webp, .gif, or a name like ``a.exe``) renamed to PNG (to .tif
+    for TIFF_PAGES): ``a.jpg`` -> ``a.png``, or ``a.jpg.png`` where ``a.png`` is taken; and the
+    (old, new) pairs renamed."""
     taken = set(names)
     out, renamed = [], []
+    ext = ".tif" if mode == TIFF_PAGES else ".png"
     for n in names:
         stem, dot, suffix = n.rpartition(".")
-        if dot and mode in LOSSLESS.get("." + suffix.lower(), ()):
+        keeps = ("." + suffix.lower()) in LOSSLESS_FOR_TIFF if mode == TIFF_PAGES else \
+            mode in LOSSLESS.get("." + suffix.lower(), ())
+        if dot and keeps:
             out.append(n)
             continue
-        new = f"{stem}.png" if dot and stem else f"{n}.png"
+        new = f"{stem}{ext}" if dot and stem else f"{n}{ext}"
         if new in taken:
-            new = f"{n}.png"
+            new = f"{n}{ext}"
         taken.add(new)
         out.append(new)
         renamed.append((n, new))
@@ -182,25 +190,30 @@ class TiffSink(_PositionalSink):
 
 
 class ImageFolderSink(FrameSink):
-    """Pillow images: uint8 gray (L), gray + alpha (LA), RGB, RGBA; uint16 gray (I;16). Names are kept."""
+    """A folder of images, names kept: Pillow images for uint8 gray (L), gray + alpha (LA),
+    RGB, RGBA and uint16 gray (I;16); every other dtype or channel count (float, 32-bit,
+    multi-channel 16-bit) as one TIFF per frame (tifffile: exact for every dtype)."""
 
     def __init__(self, final, shape, dtype, comm, names=None, first=0, force=False) -> None:
         super().__init__(final, shape, dtype, comm, force)
         T, H, W, C = self.shape
-        if not ((self.dtype == np.uint8 and C in (1, 2, 3, 4)) or (self.dtype == np.uint16 and C == 1)):
-            raise ConfigError(f"{final}: {self.dtype} frames with {C} channels cannot be written as images "
-                              f"(images take uint8 L/LA/RGB/RGBA or uint16 gray); write a .npy or .h5 instead")
-        self.mode = {2: "LA", 3: "RGB", 4: "RGBA"}.get(C, "I;16" if self.dtype == np.uint16 else "L")
+        if (self.dtype == np.uint8 and C in (1, 2, 3, 4)) or (self.dtype == np.uint16 and C == 1):
+            self.mode = {2: "LA", 3: "RGB", 4: "RGBA"}.get(C, "I;16" if self.dtype == np.uint16 else "L")
+        else:
+            self.mode = TIFF_PAGES
         if names is not None and len(names) >= first + T:
             full, renamed = lossless_names(confined_names(list(names)), self.mode)
             self.names = confined_names(full)[first:first + T]
             if renamed and comm.rank == 0:
                 old, new = renamed[0]
-                print(f"note: {final}: {len(renamed)} frame name(s) have a suffix that would not keep the "
-                      f"{self.mode} pixels exactly (lossy like JPEG/WebP/GIF, or not an image format): "
-                      f"written as PNG instead, lossless ({old!r} -> {new!r}, ...)", file=sys.stderr, flush=True)
+                what = f"{self.dtype} frames" if self.mode == TIFF_PAGES else f"the {self.mode} pixels"
+                kind = "TIFF" if self.mode == TIFF_PAGES else "PNG"
+                print(f"note: {final}: {len(renamed)} frame name(s) have a suffix that would not keep "
+                      f"{what} exactly (lossy like JPEG/WebP/GIF, or not such an image format): "
+                      f"written as {kind} instead, lossless ({old!r} -> {new!r}, ...)", file=sys.stderr, flush=True)
         else:
-            self.names = [f"frame_{first + k:06d}.png" for k in range(T)]
+            ext = ".tif" if self.mode == TIFF_PAGES else ".png"
+            self.names = [f"frame_{first + k:06d}{ext}" for k in range(T)]
 
         def create():
             atomic.check_target(final, force, want_dir=True)
@@ -211,11 +224,17 @@ class ImageFolderSink(FrameSink):
         self.tmp = _on_root(comm, create)
 
     def write(self, t, frames) -> None:
-        from PIL import Image
-
         for k, f in enumerate(frames):
-            arr = f.reshape(self.shape[1:3]) if self.shape[3] == 1 else f.reshape(self.shape[1:])
-            Image.fromarray(np.ascontiguousarray(arr)).save(self.tmp / self.names[t + k])  # 2/4 ch -> LA/RGBA
+            arr = np.ascontiguousarray(f.reshape(self.shape[1:3]) if self.shape[3] == 1 else f.reshape(self.shape[1:]))
+            if self.mode == TIFF_PAGES:
+                import tifffile
+
+                tifffile.imwrite(self.tmp / self.names[t + k], arr, photometric="minisblack",
+                                 **({"planarconfig": "contig"} if arr.ndim == 3 else {}))
+            else:
+                from PIL import Image
+
+                Image.fromarray(arr).save(self.tmp / self.names[t + k])  # 2/4 ch -> LA/RGBA
 
 
 class H5Sink(FrameSink):
