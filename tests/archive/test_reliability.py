@@ -90,7 +90,8 @@ def test_a_format_downgrade_cannot_switch_the_metadata_checksum_off(v2, tmp_path
         ArchiveReader(str(m))
     # the attributes only later versions write removed too: its fixed-length strings still tell
     with h5py.File(m, "r+") as f:
-        for k in ("meta_sha256", "predict_engine", "predict_rounding", "source_path", "source_attrs"):
+        for k in ("meta_sha256", "predict_engine", "predict_rounding", "source_path", "source_attrs",
+                  "source_groups"):
             if k in f.attrs:
                 del f.attrs[k]
     with pytest.raises(IntegrityError, match="fixed-length string"):

@@ -91,3 +91,43 @@ def test_source_path_and_attributes_are_kept(cli, tmp_path):
         assert a["units"] == "counts" and a["NX_class"] == "NXdata" and a["frames"] == 6
         assert a["scale"].tolist() == [1.5, 2.0]
         assert f["restored"][()].tobytes() == x.tobytes()
+
+
+def test_a_nexus_file_round_trips_with_its_groups(tmp_path):
+    """NXentry/NXdata: the groups' attributes along the dataset's path (the root's default,
+    NX_class, signal, axes) are kept in the archive and restored when the output is a new
+    file at the input's own dataset path; elsewhere only the dataset's own attributes."""
+    import h5py
+
+    import tezip_hpc
+
+    x = moving_shapes(9, C=1)[..., 0]
+    src = tmp_path / "scan.nxs"
+    with h5py.File(src, "w") as f:
+        f.attrs["default"] = "entry"
+        e = f.create_group("entry")
+        e.attrs["NX_class"] = "NXentry"
+        e.attrs["default"] = "data"
+        d = e.create_group("data")
+        d.attrs["NX_class"] = "NXdata"
+        d.attrs["signal"] = "data"
+        d.attrs["axes"] = np.array(["t", ".", "."], dtype=h5py.string_dtype())
+        ds = d.create_dataset("data", data=x)
+        ds.attrs["units"] = "counts"
+        d.create_dataset("t", data=np.arange(9.0))
+    tezip_hpc.compress(f"{src}:/entry/data/data", tmp_path / "a.h5", predictor="previous")
+    tezip_hpc.decompress(tmp_path / "a.h5", f"{tmp_path / 'y.nxs'}:/entry/data/data")
+    tezip_hpc.decompress(tmp_path / "a.h5", f"{tmp_path / 'z.h5'}:/frames")
+
+    def text(v):
+        return v.decode() if isinstance(v, bytes) else v
+
+    with h5py.File(tmp_path / "y.nxs") as f:
+        assert text(f.attrs["default"]) == "entry"
+        assert text(f["entry"].attrs["NX_class"]) == "NXentry" and text(f["entry"].attrs["default"]) == "data"
+        g = f["entry/data"]
+        assert text(g.attrs["NX_class"]) == "NXdata" and text(g.attrs["signal"]) == "data"
+        assert [text(a) for a in g.attrs["axes"]] == ["t", ".", "."]
+        assert text(g["data"].attrs["units"]) == "counts" and np.array_equal(g["data"][()], x)
+    with h5py.File(tmp_path / "z.h5") as f:  # another path: the groups' attributes would point elsewhere
+        assert "default" not in f.attrs and text(f["frames"].attrs["units"]) == "counts"

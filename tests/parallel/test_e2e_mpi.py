@@ -350,11 +350,16 @@ def test_hdf5_dataset_input(mpi_tmp_path):
             ds = f.create_dataset("entry/data/data", data=x, chunks=(1,) + x.shape[1:])
             ds.attrs["units"] = "counts"
             ds.attrs["exposure"] = 0.5
+            f.attrs["default"] = "entry"
+            f["entry"].attrs["NX_class"] = "NXentry"
+            f["entry/data"].attrs["NX_class"] = "NXdata"
+            f["entry/data"].attrs["signal"] = "data"
     comm.Barrier()
     compress(f"{tmp / 'src.nxs'}:/entry/data/data", str(tmp / "a.h5"),
              CompressOptions(predictor="previous", bounds=(0.0,), window=4, chunk_frames=4, progress=False), comm)
     decompress(str(tmp / "a.h5"), str(tmp / "y.npy"), progress=False, comm=comm)
     decompress(str(tmp / "a.h5"), f"{tmp / 'y.h5'}:/frames", progress=False, comm=comm)
+    decompress(str(tmp / "a.h5"), f"{tmp / 'y.nxs'}:/entry/data/data", progress=False, comm=comm)
     comm.Barrier()
     if comm.rank == 0:
         assert np.load(tmp / "y.npy").tobytes() == x.tobytes()
@@ -362,6 +367,10 @@ def test_hdf5_dataset_input(mpi_tmp_path):
             units = f["frames"].attrs["units"]
             assert (units.decode() if isinstance(units, bytes) else units) == "counts"
             assert f["frames"].attrs["exposure"] == 0.5
+        with h5py.File(tmp / "y.nxs", "r") as f:  # the NeXus groups' attributes, written by all ranks
+            text = {k: (v.decode() if isinstance(v, bytes) else v) for k, v in f["entry/data"].attrs.items()}
+            assert text == {"NX_class": "NXdata", "signal": "data"}
+            assert f.attrs["default"] in ("entry", b"entry") and f["entry/data/data"][()].tobytes() == x.tobytes()
     comm.Barrier()
 
 

@@ -25,5 +25,5 @@ def summary(r, archive) -> dict:
         "chunks": [{"index": i, "first_frame": int(r.index["first_frame"][i]),
                     "frames": int(r.index["n_frames"][i]), "bytes": int(sizes[i])} for i in range(r.n_chunks)],
         "source_kind": a.get("source_kind"), "image_mode": a.get("image_mode"),
-        "source_path": a.get("source_path"), "source_attrs": r.source_attrs(),
+        "source_path": a.get("source_path"), "source_attrs": r.source_attrs(), "source_groups": r.source_groups(),
     }

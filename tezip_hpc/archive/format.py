@@ -248,6 +248,18 @@ class ArchiveReader:
             raise ArchiveError(f"{self.path}: the attribute source_attrs is not a mapping (corrupted?)")
         return v
 
+    def source_groups(self) -> dict:
+        """The attributes of the groups along the input dataset's path (group_attrs' form:
+        {"dataset": path, "groups": {group: attrs}}), {} if none (older archives, other inputs)."""
+        if "source_groups" not in self.f.attrs:
+            return {}
+        v = self._json("source_groups")
+        if not isinstance(v, dict) or (v and not (isinstance(v.get("dataset"), str)
+                                                  and isinstance(v.get("groups"), dict)
+                                                  and all(isinstance(a, dict) for a in v["groups"].values()))):
+            raise ArchiveError(f"{self.path}: the attribute source_groups is malformed (corrupted?)")
+        return v
+
     def names(self) -> list[str] | None:
         """Source file names: a JSON list in uint8 (format 2), or variable-length strings (format 1)."""
         if "names" not in self.f:

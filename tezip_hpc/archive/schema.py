@@ -80,7 +80,7 @@ META_EXCLUDED = ("complete", "meta_sha256")
 ATTR_TYPES = {**{k: "str" for k in ("format", "tool_version", "created", "mode", "dtype", "codec", "codec_stages",
                                      "predictor", "predictor_sha256", "predictor_config", "image_mode", "source_kind",
                                      "backend", "policy", "predict_engine", "predict_rounding", "index_sha256",
-                                     "meta_sha256", "source_path", "source_attrs")},
+                                     "meta_sha256", "source_path", "source_attrs", "source_groups")},
               **{k: "int" for k in ("format_version", "input_bytes", "payload_bytes", "n_chunks", "keyframe_count",
                                      "mpi_ranks")},
               **{k: "bool" for k in ("complete", "channel_axis", "model_embedded")},
@@ -150,6 +150,7 @@ def archive_attrs(src, cfg, stage_configs: list, policy: dict, ident: dict, engi
         "codec_stages": json.dumps(stage_configs), **predictor_attrs(ident, engine),
         "image_mode": src.image_mode or "", "source_kind": src.kind, "input_bytes": int(src.nbytes),
         "source_path": str(src.spec), "source_attrs": json.dumps(src.attrs or {}, sort_keys=True),
+        "source_groups": json.dumps(src.groups or {}, sort_keys=True),
         "mpi_ranks": int(mpi_ranks), "backend": backend,
     })
     return attrs

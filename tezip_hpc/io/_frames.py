@@ -25,6 +25,7 @@ class FrameSource:
     image_mode: str | None = None
     kind: str = ""
     attrs: dict = field(default_factory=dict)
+    groups: dict = field(default_factory=dict)  # HDF5 input: {"dataset": path, "groups": {group: attrs}}
 
     @property
     def n_frames(self) -> int:

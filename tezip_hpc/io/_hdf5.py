@@ -84,7 +84,10 @@ def plain_attrs(attrs, limit: int = 1 << 16) -> dict:
             if isinstance(v, bytes):
                 v = v.decode()
             elif isinstance(v, np.ndarray):
-                if v.dtype.kind not in "biufSU":
+                if v.dtype.kind == "O" and all(isinstance(x, (str, bytes)) for x in v.ravel()):
+                    v = np.array([x.decode() if isinstance(x, bytes) else x for x in v.ravel()],
+                                 dtype=str).reshape(v.shape)  # variable-length strings (NeXus axes)
+                elif v.dtype.kind not in "biufSU":
                     continue
                 v = [x.decode() if isinstance(x, bytes) else x for x in v.tolist()]
             elif isinstance(v, np.generic):
@@ -96,6 +99,25 @@ def plain_attrs(attrs, limit: int = 1 << 16) -> dict:
         except (TypeError, ValueError, OSError, UnicodeDecodeError):
             continue
     return out
+
+
+def group_attrs(f, dset: str) -> dict:
+    """The attributes of the groups along the dataset's path, the root first (NeXus: the root's
+    ``default``, NXentry, NXdata with ``signal`` and ``axes``), as kept in an archive:
+    {"dataset": "/entry/data/data", "groups": {"/": {...}, "/entry": {...}}}; groups without
+    attributes are left out."""
+    path = "/" + dset.strip("/")
+    parts = path.strip("/").split("/")[:-1]
+    out = {}
+    for k in range(len(parts) + 1):
+        g = "/" + "/".join(parts[:k])
+        try:
+            a = plain_attrs(f[g].attrs)
+        except (KeyError, ValueError, OSError, RuntimeError):
+            continue
+        if a:
+            out[g] = a
+    return {"dataset": path, "groups": out} if out else {}
 
 
 def dataset(f, path: str, dset: str):
@@ -137,11 +159,12 @@ class H5Source(FrameSource):
             check_filters(ds, f"{path}:{dset}")
             dt, shape = check_frames(ds.dtype, ds.shape, f"{path}:{dset}")
             attrs = plain_attrs(ds.attrs)
+            groups = group_attrs(self._f, dset)
         except Exception:
             self._f.close()
             raise
         super().__init__(f"{path}:{dset}", shape + (1,) if len(shape) == 3 else shape, dt, len(shape) == 4,
-                         kind="hdf5", attrs=attrs)
+                         kind="hdf5", attrs=attrs, groups=groups)
         self._ds = ds
 
     def read(self, start: int, stop: int) -> np.ndarray:

@@ -245,7 +245,8 @@ class H5Sink(FrameSink):
     which replaces the named one (``force``) when every rank succeeded, or is deleted on
     failure; the file's other datasets and attributes are kept either way."""
 
-    def __init__(self, final, dset, shape, dtype, comm, channel_axis=True, force=False, attrs=None) -> None:
+    def __init__(self, final, dset, shape, dtype, comm, channel_axis=True, force=False, attrs=None,
+                 groups=None) -> None:
         import h5py
 
         super().__init__(final, shape, dtype, comm, force)
@@ -290,11 +291,21 @@ class H5Sink(FrameSink):
                               "(run scripts/install.sh), or write a .npy instead")
         with atomic.hdf5_writes(final):
             self.ds = self.f.create_dataset(self.tmp_dset, shape=out_shape, dtype=self.dtype)
-        for k, v in sorted((attrs or {}).items()):  # the source dataset's attributes, restored (collective)
+        self._set_attrs(self.ds, attrs)  # the source dataset's attributes, restored (collective)
+        groups = groups or {}
+        if not self.into and groups.get("dataset") == "/" + self.dset.strip("/"):
+            # a new file, the input's own dataset path: its groups' attributes too (NeXus: the
+            # root's default, NXentry, NXdata's signal and axes), so viewers find the data again
+            for g, a in sorted(groups["groups"].items()):
+                if g == "/" or ("/" + self.dset.strip("/")).startswith(g.rstrip("/") + "/"):
+                    self._set_attrs(self.f[g] if g == "/" else self.f.require_group(g), a)
+
+    def _set_attrs(self, node, attrs) -> None:
+        for k, v in sorted((attrs or {}).items()):
             if self.parallel and isinstance(v, str):
                 v = np.bytes_(v.encode())  # parallel HDF5 writes fixed-length strings only
             try:
-                self.ds.attrs[k] = v
+                node.attrs[k] = v
             except (TypeError, ValueError):
                 pass
 
@@ -343,7 +354,7 @@ class H5Sink(FrameSink):
 
 
 def open_sink(spec: str, shape, dtype, comm, *, channel_axis=True, names=None, first=0, force=False,
-              inputs=(), attrs=None) -> FrameSink:
+              inputs=(), attrs=None, groups=None) -> FrameSink:
     """A sink for OUTPUT: file.h5:/dataset, a .npy or .tif file, or (anything else) a folder of images.
     ``inputs``: files this job reads, which the output must never be."""
     spec = str(spec)
@@ -354,7 +365,7 @@ def open_sink(spec: str, shape, dtype, comm, *, channel_axis=True, names=None, f
             raise ConfigError(f"{spec}: that is the file this job reads ({path}): write to another file")
     if h5:
         return H5Sink(Path(h5[0]), h5[1], shape, dtype, comm, channel_axis=channel_axis, force=force,
-                      attrs=attrs)
+                      attrs=attrs, groups=groups)
     if spec.endswith((".h5", ".hdf5")):
         raise ConfigError(f"{spec}: name the dataset too, as {spec}:/frames")
     out_shape = tuple(shape) if channel_axis else tuple(shape)[:3]

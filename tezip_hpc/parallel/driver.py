@@ -330,7 +330,7 @@ def decompress(archive: str, output: str, frames: str | None = None, model: str 
         out_shape = (hi - lo,) + reader.shape[1:]
         sink = agree(comm, open_sink, output, out_shape, reader.dtype, comm,
                      channel_axis=bool(reader.attrs.get("channel_axis", True)), names=reader.names(), first=lo,
-                     force=force, inputs=(archive,), attrs=reader.source_attrs())
+                     force=force, inputs=(archive,), attrs=reader.source_attrs(), groups=reader.source_groups())
     except BaseException:
         reader.close()
         raise
