@@ -146,3 +146,16 @@ def test_verify_a_written_output_and_a_frame_range(cli, data, tmp_path):
     assert json.loads(res.stdout)["worst_frame"] == 8
     res = cli("verify", str(tmp_path / "l.h5"), str(d / "x.npy"), "--decoded", str(tmp_path / "bad.npy"))
     assert res.returncode == 2 and "expected 20" in res.stderr and "Traceback" not in res.stderr
+
+
+def test_verify_names_the_lowest_psnr_frame_and_plots_it(data, tmp_path):
+    """Per-frame PSNR: the frame with the most squared error is named (not the first frame that
+    reaches the bound), and the plot is drawn from it."""
+    d, x = data
+    tezip_hpc.compress(x, tmp_path / "l.h5", mode="abs", bound=3, predictor="previous", window=5)
+    r = tezip_hpc.verify(tmp_path / "l.h5", x, plot=tmp_path / "p.png")
+    y = tezip_hpc.decompress(tmp_path / "l.h5").astype(float)
+    mse = ((y - x.astype(float)) ** 2).reshape(len(x), -1).mean(axis=1)
+    assert r["lowest_psnr_frame"] == int(np.argmax(mse))
+    assert r["lowest_psnr_db"] == pytest.approx(10 * np.log10(255.0 ** 2 / mse.max()), rel=1e-9)
+    assert r["lowest_psnr_db"] <= r["psnr_db"] and (tmp_path / "p.png").read_bytes()[:4] == b"\x89PNG"
