@@ -117,3 +117,27 @@ def test_bad_tiff_inputs_are_one_line_errors(tmp_path):
     tifffile.imwrite(tmp_path / "i8.tif", np.zeros((3, 4, 5), np.int8))
     with pytest.raises(ConfigError, match="data type int8"):
         open_source(str(tmp_path / "i8.tif"))
+
+
+@pytest.mark.parametrize("kind", ["imagej", "ome"])
+def test_tiff_metadata_round_trips(tmp_path, kind):
+    """An ImageJ or OME stack's description and resolution are kept and written back."""
+    x = _field((5, 12, 10), "uint16")
+    src = tmp_path / "in.tif"
+    if kind == "imagej":
+        tifffile.imwrite(src, x, imagej=True, resolution=(1 / 0.25, 1 / 0.5),
+                         metadata={"axes": "TYX", "unit": "um", "spacing": 2.0, "finterval": 0.1})
+    else:
+        tifffile.imwrite(src, x, ome=True, resolution=(4.0, 2.0), resolutionunit=3,
+                         metadata={"axes": "TYX", "PhysicalSizeX": 0.25, "PhysicalSizeXUnit": "µm"})
+    tezip_hpc.compress(str(src), tmp_path / "a.h5", predictor="previous")
+    tezip_hpc.decompress(tmp_path / "a.h5", str(tmp_path / "out.tif"))
+    with tifffile.TiffFile(src) as a, tifffile.TiffFile(tmp_path / "out.tif") as b:
+        assert b.pages[0].description == a.pages[0].description
+        for tag in ("XResolution", "YResolution", "ResolutionUnit"):
+            assert b.pages[0].tags[tag].value == a.pages[0].tags[tag].value, tag
+        if kind == "imagej":
+            assert b.is_imagej and b.imagej_metadata["unit"] == "um" and b.imagej_metadata["spacing"] == 2.0
+        else:
+            assert b.is_ome and "PhysicalSizeX" in b.ome_metadata
+        assert np.array_equal(b.asarray().reshape(x.shape), x)

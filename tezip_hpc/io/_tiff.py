@@ -81,6 +81,33 @@ def _series_layout(series, path: str) -> _Layout:
     return _Layout(full, channel_axis, None, False, perm)
 
 
+DESCRIPTION_LIMIT = 1 << 16  # bytes of an ImageJ/OME description kept (a larger one is left out)
+
+
+def tiff_metadata(tf) -> dict:
+    """What a TIFF says about its pixels beyond them, kept in the archive and written back by
+    the TIFF sink: the ImageJ or OME description and the first page's resolution (tifffile's
+    names: ``tiff_imagej`` or ``tiff_ome`` with ``tiff_description``, ``tiff_resolution``
+    (x, y pixels per unit), ``tiff_resolution_unit``)."""
+    out: dict = {}
+    try:
+        page = tf.pages[0]
+        desc = page.description if (tf.is_imagej or tf.is_ome) else ""
+        if desc and len(desc.encode()) <= DESCRIPTION_LIMIT:
+            out["tiff_description"] = desc
+            out["tiff_imagej" if tf.is_imagej else "tiff_ome"] = True
+        tags = page.tags
+        if "XResolution" in tags and "YResolution" in tags:
+            (xn, xd), (yn, yd) = tags["XResolution"].value, tags["YResolution"].value
+            if xd and yd:
+                out["tiff_resolution"] = [xn / xd, yn / yd]
+                unit = tags.get("ResolutionUnit")
+                out["tiff_resolution_unit"] = int(unit.value) if unit is not None else 2
+    except (AttributeError, IndexError, KeyError, TypeError, ValueError, UnicodeError):
+        return {}
+    return out
+
+
 class TiffSource(FrameSource):
     """A TIFF file read with tifffile. When each page is one frame, frames are read page by
     page; otherwise the series is read whole."""
@@ -109,7 +136,7 @@ class TiffSource(FrameSource):
         except (tifffile.TiffFileError, OSError, ValueError, IndexError, KeyError) as exc:
             self._tf.close()
             raise InputError(f"{path}: not a readable TIFF file ({first_line(exc)})") from None
-        super().__init__(path, lay.shape, dt, lay.channel_axis, kind="tiff")
+        super().__init__(path, lay.shape, dt, lay.channel_axis, kind="tiff", attrs=tiff_metadata(self._tf))
         self._series, self._lay, self._all = series, lay, None
 
     def read(self, start: int, stop: int) -> np.ndarray:

@@ -173,13 +173,31 @@ class NpySink(_PositionalSink):
 
 class TiffSink(_PositionalSink):
     """A multi-page TIFF (one page per frame; BigTIFF beyond 2 GiB) of any supported dtype,
-    uncompressed and contiguous, written by tifffile."""
+    uncompressed and contiguous, written by tifffile; a TIFF input's ImageJ or OME description
+    and resolution (io/_tiff.tiff_metadata) are written back."""
+
+    def __init__(self, final, shape, dtype, comm, force=False, attrs=None) -> None:
+        self.meta = {k: v for k, v in (attrs or {}).items() if k.startswith("tiff_")}
+        super().__init__(final, shape, dtype, comm, force)
+
+    def _tags(self) -> dict:
+        m, kw = self.meta, {}
+        if isinstance(m.get("tiff_description"), str) and (m.get("tiff_imagej") or m.get("tiff_ome")):
+            kw["description"] = m["tiff_description"].encode()  # bytes: OME may carry UTF-8 (µm)
+            kw["metadata"] = None  # the description as it was, not tifffile's own
+        res = m.get("tiff_resolution")
+        if isinstance(res, list) and len(res) == 2 and all(isinstance(v, (int, float)) and v > 0 for v in res):
+            kw["resolution"] = (float(res[0]), float(res[1]))
+            unit = m.get("tiff_resolution_unit")
+            kw["resolutionunit"] = int(unit) if unit in (1, 2, 3) else 2
+        return kw
 
     def _create(self, tmp: str) -> int:
         import tifffile
 
         rgb = len(self.shape) == 4 and self.shape[3] == 3 and self.dtype == np.uint8
         kw = {"planarconfig": "contig"} if len(self.shape) == 4 else {}
+        kw.update(self._tags())
         nbytes = int(np.prod(self.shape)) * self.dtype.itemsize
         mm = tifffile.memmap(tmp, shape=self.shape, dtype=self.dtype, photometric="rgb" if rgb else "minisblack",
                              bigtiff=nbytes > (1 << 31), **kw)
@@ -372,7 +390,7 @@ def open_sink(spec: str, shape, dtype, comm, *, channel_axis=True, names=None, f
     if spec.endswith(".npy"):
         return NpySink(Path(spec), out_shape, dtype, comm, force=force)
     if spec.lower().endswith((".tif", ".tiff")):
-        return TiffSink(Path(spec), out_shape, dtype, comm, force=force)
+        return TiffSink(Path(spec), out_shape, dtype, comm, force=force, attrs=attrs)
     if Path(spec).suffix and not Path(spec).is_dir():
         raise ConfigError(f"{spec}: unknown output kind (use a folder name, a .npy or .tif file or "
                           f"file.h5:/dataset)")
