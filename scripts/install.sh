@@ -104,10 +104,11 @@ export OMPI_MCA_rmaps_base_oversubscribe=1
 export CC=mpicc CXX=mpicxx
 
 # ---------------------------------------------------------------- pinned wheels
-extras="test,train,zarr"
+extras="mpi,test,train,zarr"
+lock=$here/scripts/constraints.txt  # the tested versions of everything below
 [ $bench = 1 ] && extras+=,bench
 [ "$gpu" = 1 ] && extras+=,gpu
-stack_hash=$(cat "$here/setup.cfg" "$here/scripts/install.sh" | sha256sum | cut -c1-16)
+stack_hash=$(cat "$here/setup.cfg" "$here/scripts/install.sh" "$lock" | sha256sum | cut -c1-16)
 have=$(cat "$stamps/wheels" 2>/dev/null || true)
 wheels_ok=0
 if [ "${have%% *}" = "$stack_hash" ]; then
@@ -125,7 +126,7 @@ if [ $wheels_ok = 0 ]; then
   quiet "${pip[@]}" install "Cython>=3.0,<4" pkgconfig "cmake>=3.20,<4" packaging cffi cloudpickle pyyaml "$tf"
   # mpi4py from source so it links the same system libmpi as h5py and Horovod.
   quiet "${pip[@]}" install --no-binary=mpi4py --no-build-isolation "mpi4py==$MPI4PY_VERSION"
-  quiet "${pip[@]}" install -e "${here}[${extras}]"
+  quiet "${pip[@]}" install -c "$lock" -e "${here}[${extras}]"
   if [ "${have%% *}" = "$stack_hash" ]; then  # keep extras installed earlier
     extras=$(printf '%s,%s\n' "$extras" "${have#* }" | tr ',' '\n' | sort -u | paste -sd, -)
   fi
