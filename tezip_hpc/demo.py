@@ -81,6 +81,10 @@ def run(args: argparse.Namespace) -> int:
                 print(f"  {pred:10s} {label:>9s} {s.ratio:7.2f} {x.nbytes / 1e6 / (t1 - t0):7.1f} MB/s "
                       f"{x.nbytes / 1e6 / (t2 - t1):8.1f} MB/s {maxerr:10.0f}  {'yes' if ok else 'NO'}")
     for label, v in verdicts:
+        if v.skipped_at:
+            print(f"  auto, {label}: a {v.frames}-frame sample says the classical archive holds ~{v.skipped_at:,} "
+                  f"bytes, too few for the 53 kB model to pay: previous frame + classical tiles, no PredNet run")
+            continue
         print(f"  auto, {label}: a {v.frames}-frame sample saved {v.saved:,} of {v.classical:,} bytes with PredNet "
               f"(~{v.estimate:,} over the input, the model weighs 53 kB): "
               + ("PredNet + tiles" if v.learned else "previous frame + classical tiles, no PredNet run"))

@@ -10,7 +10,7 @@ def test_demo_compresses_restores_and_checks_the_bound(cli, tmp_path):
     rows = [line.split() for line in res.stdout.splitlines() if re.match(r"\s+(auto|previous)\s", line)]
     assert {(r[0], r[1]) for r in rows} == {("auto", "lossless"), ("auto", "abs"),
                                             ("previous", "lossless"), ("previous", "abs")}
-    assert sum(line.startswith("  auto, ") and "sample saved" in line for line in res.stdout.splitlines()) == 2
+    assert sum(line.startswith("  auto, ") and "-frame sample" in line for line in res.stdout.splitlines()) == 2
     for r in rows:
         assert r[-1] == "yes", res.stdout
         ratio, maxerr = float(r[3 if r[1] == "abs" else 2]), float(r[-2])

@@ -42,7 +42,7 @@ def _codecs(src, first: str, second: str, bound=0.0):
     return tuple(ChunkCodec(pipe, load_predictor(p), (0.0, 255.0), volume=False) for p in (first, second))
 
 
-def test_decide_weighs_the_sampled_savings_against_the_model():
+def test_decide_weighs_the_sampled_savings_against_the_model(monkeypatch):
     """Real frames (the demo's sample), real codecs: the previous frame against zero
     prediction saves most of the bytes; the verdict follows the model's weight."""
     from mpi4py import MPI
@@ -50,8 +50,13 @@ def test_decide_weighs_the_sampled_savings_against_the_model():
     with open_source(str(SAMPLE)) as src:
         codecs = _codecs(src, "previous", "zero")
         yes = sample.decide(src, codecs, 0, src.n_frames - 3, 16, MPI.COMM_SELF)
-        no = sample.decide(src, codecs, 10 ** 9, src.n_frames - 3, 16, MPI.COMM_SELF)
         same = sample.decide(src, codecs[:1] * 2, 0, src.n_frames - 3, 16, MPI.COMM_SELF)
+        skipped = sample.decide(src, codecs, 10 ** 9, src.n_frames - 3, 16, MPI.COMM_SELF)
+        monkeypatch.setattr(sample, "MAX_GAIN", 10 ** 9)  # never too small to sample: the estimate decides
+        no = sample.decide(src, codecs, 10 ** 9, src.n_frames - 3, 16, MPI.COMM_SELF)
+    # a model no plausible saving could pay for: the learned codec never runs
+    assert not skipped.learned and skipped.saved == 0 and skipped.classical == yes.classical
+    assert skipped.skipped_at == yes.classical * 48 * 320 // (6 * 256) and "could not pay" in skipped.line(48, 10 ** 9)
     assert yes.learned and yes.saved > 0.2 * yes.classical and yes.frames == sample.PIECE
     assert yes.pixels == 240 * 256  # the crop of a 240x320 frame
     assert yes.estimate == yes.saved * (src.n_frames - 3) * 320 // ((sample.PIECE - 1) * 256)
