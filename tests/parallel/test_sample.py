@@ -117,3 +117,19 @@ def test_the_verdict_does_not_depend_on_the_rank_count():
     assert (par.learned, par.frames, par.saved, par.classical, par.estimate) == \
         (ser.learned, ser.frames, ser.saved, ser.classical, ser.estimate)
     assert par.frames == 4  # 5 % of 48 frames is under one piece: one piece of the 4-frame window
+
+
+@pytest.mark.mpi(min_size=2)
+def test_the_default_writes_the_same_archive_at_any_rank_count(mpi_tmp_path):
+    """The whole default command (auto's sample, then the job) under n ranks and on one."""
+    from mpi4py import MPI
+
+    from tezip_hpc.parallel.driver import compress
+
+    comm = MPI.COMM_WORLD
+    opts = CompressOptions(bounds=(1.0,), window=8, chunk_frames=8, progress=False)
+    compress(str(SAMPLE), str(mpi_tmp_path / "par.h5"), opts, comm)
+    if comm.rank == 0:
+        compress(str(SAMPLE), str(mpi_tmp_path / "ser.h5"), opts, MPI.COMM_SELF)
+        assert _payloads(mpi_tmp_path / "par.h5") == _payloads(mpi_tmp_path / "ser.h5")
+    comm.Barrier()
