@@ -92,3 +92,11 @@ def test_a_serial_job_needs_no_mpi4py(tmp_path):
         res = run(*args)
         assert res.returncode == 0, (args[0], res.stderr[-2000:])
     assert np.abs(np.load(tmp_path / "y.npy").astype(int) - x.astype(int)).max() <= 1
+    # under a launcher: one rank still runs; several say what to install, in one line
+    env.update(OMPI_COMM_WORLD_SIZE="1", OMPI_COMM_WORLD_RANK="0")
+    res = run("decompress", tmp_path / "a.h5", "-o", tmp_path / "z.npy")
+    assert res.returncode == 0, res.stderr[-2000:]
+    env.update(OMPI_COMM_WORLD_SIZE="2")
+    res = run("decompress", tmp_path / "a.h5", "-o", tmp_path / "w.npy")
+    assert res.returncode == 2 and "install tezip-hpc[mpi]" in res.stderr and "Traceback" not in res.stderr, \
+        res.stderr[-2000:]

@@ -43,12 +43,20 @@ def get_comm(comm=None):
     SerialComm for a plain start."""
     if comm is not None:
         return comm
-    from .launch import detect_launch
+    from .launch import detect_launch, job_size
 
-    if detect_launch().launcher is None:
+    launch, size = detect_launch(), job_size()
+    if launch.launcher is None and size == 1:
         return SerialComm()
-    from mpi4py import MPI
+    try:
+        from mpi4py import MPI
+    except ImportError:
+        if size == 1:
+            return SerialComm()  # one rank under a launcher: nothing to talk to
+        from .errors import ConfigError
 
+        raise ConfigError(f"started by {launch.launcher or 'a launcher'} with {size} ranks, but mpi4py is not "
+                          f"installed: install tezip-hpc[mpi] (or run scripts/install.sh)") from None
     return MPI.COMM_WORLD
 
 

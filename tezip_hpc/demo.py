@@ -80,13 +80,16 @@ def run(args: argparse.Namespace) -> int:
                     verdicts.append((label, s.extra["auto"]))
                 print(f"  {pred:10s} {label:>9s} {s.ratio:7.2f} {x.nbytes / 1e6 / (t1 - t0):7.1f} MB/s "
                       f"{x.nbytes / 1e6 / (t2 - t1):8.1f} MB/s {maxerr:10.0f}  {'yes' if ok else 'NO'}")
+    from .predict.intnet import default_model_path
+
+    kb = f"{default_model_path().stat().st_size / 1e3:.0f} kB"
     for label, v in verdicts:
         if v.skipped_at:
             print(f"  auto, {label}: a {v.frames}-frame sample says the classical archive holds ~{v.skipped_at:,} "
-                  f"bytes, too few for the 53 kB model to pay: previous frame + classical tiles, no PredNet run")
+                  f"bytes, too few for the {kb} model to pay: previous frame + classical tiles, no PredNet run")
             continue
         print(f"  auto, {label}: a {v.frames}-frame sample saved {v.saved:,} of {v.classical:,} bytes with PredNet "
-              f"(~{v.estimate:,} over the input, the model weighs 53 kB): "
+              f"(~{v.estimate:,} over the input, the model weighs {kb}): "
               + ("PredNet + tiles" if v.learned else "previous frame + classical tiles, no PredNet run"))
     print("  The default (auto) and prednet use the per-tile choice (16 px tiles: previous frame, linear,\n"
           "  zero or motion-compensated previous, and PredNet and its blend where PredNet runs, whichever\n"

@@ -141,3 +141,13 @@ def test_tiff_metadata_round_trips(tmp_path, kind):
         else:
             assert b.is_ome and "PhysicalSizeX" in b.ome_metadata
         assert np.array_equal(b.asarray().reshape(x.shape), x)
+    # part of the series: the description (images=, SizeT) would lie, so it is left out
+    tezip_hpc.decompress(tmp_path / "a.h5", str(tmp_path / "part.tif"), frames="1:3")
+    with open_source(str(tmp_path / "part.tif")) as s:
+        assert s.n_frames == 2 and np.array_equal(s.read(0, 2).reshape(2, 12, 10), x[1:3])
+    # an HDF5 output keeps the resolution, not the TIFF page description
+    import h5py
+
+    tezip_hpc.decompress(tmp_path / "a.h5", f"{tmp_path / 'y.h5'}:/frames")
+    with h5py.File(tmp_path / "y.h5") as f:
+        assert "tiff_description" not in f["frames"].attrs and "tiff_resolution" in f["frames"].attrs

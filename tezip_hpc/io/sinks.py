@@ -320,11 +320,13 @@ class H5Sink(FrameSink):
 
     def _set_attrs(self, node, attrs) -> None:
         for k, v in sorted((attrs or {}).items()):
+            if k == "tiff_description":  # a TIFF's page description (up to 64 KiB) means nothing here
+                continue
             if self.parallel and isinstance(v, str):
                 v = np.bytes_(v.encode())  # parallel HDF5 writes fixed-length strings only
             try:
                 node.attrs[k] = v
-            except (TypeError, ValueError):
+            except (TypeError, ValueError, RuntimeError, OSError):  # (every rank alike: same values)
                 pass
 
     def write(self, t, frames) -> None:

@@ -313,6 +313,15 @@ def compress(input_spec, output: str, opts: CompressOptions, comm=None) -> Summa
                     "auto": verdict})
 
 
+def _restored_attrs(reader, lo: int, hi: int) -> dict:
+    """The source's attributes for an output of frames lo..hi-1: a TIFF description (ImageJ's
+    images=, OME's SizeT) describes the whole series, so it goes only with the whole series."""
+    attrs = reader.source_attrs()
+    if (lo, hi) != (0, reader.shape[0]):
+        attrs = {k: v for k, v in attrs.items() if k != "tiff_description"}
+    return attrs
+
+
 def decompress(archive: str, output: str, frames: str | None = None, model: str | None = None, device: str = "auto",
                force: bool = False, progress: bool = True, comm=None) -> Summary:
     comm = get_comm(comm)
@@ -330,7 +339,7 @@ def decompress(archive: str, output: str, frames: str | None = None, model: str 
         out_shape = (hi - lo,) + reader.shape[1:]
         sink = agree(comm, open_sink, output, out_shape, reader.dtype, comm,
                      channel_axis=bool(reader.attrs.get("channel_axis", True)), names=reader.names(), first=lo,
-                     force=force, inputs=(archive,), attrs=reader.source_attrs(), groups=reader.source_groups())
+                     force=force, inputs=(archive,), attrs=_restored_attrs(reader, lo, hi), groups=reader.source_groups())
     except BaseException:
         reader.close()
         raise
