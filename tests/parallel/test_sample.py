@@ -133,3 +133,19 @@ def test_the_default_writes_the_same_archive_at_any_rank_count(mpi_tmp_path):
         compress(str(SAMPLE), str(mpi_tmp_path / "ser.h5"), opts, MPI.COMM_SELF)
         assert _payloads(mpi_tmp_path / "par.h5") == _payloads(mpi_tmp_path / "ser.h5")
     comm.Barrier()
+
+
+def test_the_first_progress_line_comes_with_the_first_round(tmp_path, capsys, monkeypatch):
+    """A batch log shows the job's first line at once and a rate and ETA after the first round,
+    not only after the progress interval."""
+    from tezip_hpc.parallel import driver
+
+    monkeypatch.setattr(driver, "ROUND_BYTES", 1)  # a round per chunk
+    monkeypatch.setenv("TEZIP_PROGRESS_SECONDS", "3600")
+    driver.compress(str(SAMPLE), str(tmp_path / "a.h5"), CompressOptions(predictor="previous", window=8,
+                                                                          chunk_frames=8))
+    out = capsys.readouterr()
+    assert out.out.splitlines()[0].startswith("compress: 48 frames of 240x320x1 uint8")
+    lines = [ln for ln in out.err.splitlines() if ln.startswith("compress: ")]
+    assert lines[0].startswith("compress: 8/48 frames") and "MB/s" in lines[0] and "ETA" in lines[0], lines
+    assert lines[-1].startswith("compress: 48/48 frames") and len(lines) == 2, lines

@@ -21,18 +21,22 @@ def announce(what: str, n_frames: int, frame_shape, dtype, nbytes: int, ranks: i
 
 
 class Progress:
-    """Rank 0 prints a line every few seconds: frames done, MB/s, ETA (to stderr)."""
+    """Rank 0 prints a line every few seconds: frames done, MB/s, ETA (to stderr); the first
+    one as soon as any frame is done, so a batch log shows the rate within seconds."""
 
     def __init__(self, what: str, total_frames: int, frame_bytes: int, enabled: bool) -> None:
         self.what, self.total, self.fb, self.enabled = what, total_frames, frame_bytes, enabled
         self.t0 = self.last = time.perf_counter()
+        self.shown = False
 
     def update(self, done: int, final: bool = False) -> None:
         if not self.enabled:
             return
         now = time.perf_counter()
-        if not final and now - self.last < float(os.environ.get("TEZIP_PROGRESS_SECONDS", "5")):
+        first = not self.shown and 0 < done < self.total
+        if not (final or first) and now - self.last < float(os.environ.get("TEZIP_PROGRESS_SECONDS", "5")):
             return
+        self.shown = True
         self.last = now
         el = max(now - self.t0, 1e-9)
         mbps = done * self.fb / 1e6 / el
