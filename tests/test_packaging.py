@@ -13,6 +13,8 @@ from pathlib import Path
 import numpy as np
 from packaging.requirements import Requirement
 
+from predict.test_intnet import without
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -56,19 +58,7 @@ def test_this_environment_is_the_lock():
         assert have == version, f"{name} {have} installed, the lock says {version}"
 
 
-NO_MPI = r"""
-import importlib.abc, sys
-class Block(importlib.abc.MetaPathFinder):
-    def find_spec(self, name, path=None, target=None):
-        if name.split(".")[0] in ("mpi4py", "tensorflow", "keras", "horovod"):
-            raise ImportError(f"{name} is blocked for this test")
-        return None
-sys.meta_path.insert(0, Block())
-from tezip_hpc.cli import main
-code = main(sys.argv[1:])
-assert "mpi4py" not in sys.modules
-sys.exit(code)
-"""
+NO_MPI = without("mpi4py", "tensorflow", "keras", "horovod")
 
 
 def test_a_serial_job_needs_no_mpi4py(tmp_path):

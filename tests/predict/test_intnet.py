@@ -205,19 +205,26 @@ def test_export_command(cli, tmp_path):
 
 
 # ----------------------------------------------------------------------------- without TensorFlow
-NO_TF = r"""
+def without(*blocked: str) -> str:
+    """A `python -c` script running the CLI (its argv) where the ``blocked`` top-level modules
+    cannot be imported, and failing if any of them was imported anyway."""
+    return rf"""
 import importlib.abc, sys
+BLOCKED = {blocked!r}
 class Block(importlib.abc.MetaPathFinder):
     def find_spec(self, name, path=None, target=None):
-        if name.split(".")[0] in ("tensorflow", "keras", "horovod", "tf_keras"):
-            raise ImportError(f"{name} is blocked for this test")
+        if name.split(".")[0] in BLOCKED:
+            raise ImportError(f"{{name}} is blocked for this test")
         return None
 sys.meta_path.insert(0, Block())
 from tezip_hpc.cli import main
 code = main(sys.argv[1:])
-assert not any(m.split(".")[0] in ("tensorflow", "keras", "horovod") for m in sys.modules), "TF was imported"
+assert not any(m.split(".")[0] in BLOCKED for m in sys.modules), "a blocked module was imported"
 sys.exit(code)
 """
+
+
+NO_TF = without("tensorflow", "keras", "horovod", "tf_keras")
 
 
 def no_tf(*args, cwd=None):
