@@ -5,6 +5,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from tezip_hpc.errors import ConfigError
+from tezip_hpc.parallel import plan
 from tezip_hpc.parallel.plan import assign, check_policy, parse_frames, plan_swp, shards, swp_keys
 
 
@@ -72,3 +73,8 @@ def test_bad_policies(kwargs, match):
     args.update(kwargs)
     with pytest.raises(ConfigError, match=match):
         check_policy(10, **args)
+
+
+@pytest.mark.parametrize("T,window,warmup", [(1, 16, 0), (60, 16, 0), (61, 16, 0), (100, 7, 5), (5, 3, 9), (33, 1, 2)])
+def test_the_keyframe_count_is_what_the_flags_say(T, window, warmup):
+    assert plan.swp_key_count(T, window, warmup) == int(plan.swp_keys(T, window, warmup).sum())

@@ -145,8 +145,8 @@ def _auto(src: FrameSource, pipe: Pipeline, vrange, predictor, opts: CompressOpt
         return predictor, None
     model_bytes = len(agree(comm, predictor.model_bytes)) if opts.embed_model else 0
     codecs = tuple(ChunkCodec(pipe, p, vrange, opts.loop) for p in (predictor, classical))  # as the job's (volume too)
-    T, w = src.n_frames, opts.window or opts.chunk_frames
-    keys = min(opts.warmup, T) + (-(-(T - opts.warmup) // w) if T > opts.warmup else 0)
+    T = src.n_frames
+    keys = plan.swp_key_count(T, opts.window or opts.chunk_frames, opts.warmup)  # DWP: a chunk's first frame at least
     verdict = decide(src, codecs, model_bytes, T - keys, opts.window, comm)
     if opts.progress and comm.rank == 0:
         print(verdict.line(T, model_bytes), flush=True)

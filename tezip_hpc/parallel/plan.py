@@ -61,6 +61,11 @@ def swp_keys(n_frames: int, window: int, warmup: int, start: int = 0) -> np.ndar
     return (t < warmup) | (((t - warmup) % window) == 0)
 
 
+def swp_key_count(n_frames: int, window: int, warmup: int) -> int:
+    """How many keyframes swp_keys flags in [0, n_frames), by arithmetic (no per-frame array)."""
+    return min(warmup, n_frames) + (-(-(n_frames - warmup) // window) if n_frames > warmup else 0)
+
+
 def _next_edge(s: int, n_frames: int, window: int, warmup: int, chunk_frames: int) -> int:
     """Where the chunk starting at window edge ``s`` ends: the last window edge within
     ``chunk_frames`` frames of s, or the end of s's own window if that alone overfills it.
