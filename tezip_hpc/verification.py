@@ -113,7 +113,7 @@ def verify(archive, reference, *, decoded=None, frames=None, plot=None, model: s
                    "max_error": float(per_frame.max(initial=0.0)), "worst_frame": worst[1],
                    "lowest_psnr_frame": lo_f + low, "lowest_psnr_db": float(psnr[low]) if span > 0 else None,
                    "violations": violations, "ok": violations == 0,
-                   "psnr_db": float("inf") if mse == 0 else (10 * math.log10(span * span / mse) if span > 0 else None),
+                   "psnr_db": float(_psnr(np.array([mse]), span)[0]) if span > 0 else None,
                    "nrmse": math.sqrt(mse) / span if span > 0 else None,
                    "ratio": float(attrs.get("input_bytes", 0)) / max(os.path.getsize(archive), 1)}
             if plot:  # the frame to show: a violation's, else the one of the lowest PSNR
