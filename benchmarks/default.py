@@ -61,7 +61,7 @@ def payload_ratio(archive: Path, nbytes: int) -> tuple[float, str]:
     import h5py
 
     with h5py.File(archive) as f:
-        stored = f["payload"].shape[0] + (f["model"].shape[0] if "model" in f else 0)
+        stored = int(f["chunks/size"][()].sum()) + (f["model"].shape[0] if "model" in f else 0)
     _, out = command("info", str(archive))
     return nbytes / stored, re.search(r"predictor:\s+(\S+)", out).group(1)
 

@@ -39,9 +39,7 @@ def schema_tool_version() -> str:
 
 
 def test_payload_placement_lays_payloads_back_to_back():
-    from tezip_hpc.archive.writer import payload_chunk_bytes, placements
+    from tezip_hpc.archive.writer import placements
 
     assert placements(10, [b"ab", b"", b"cde"]) == [(10, 2), (12, 0), (12, 3)]
     assert placements(0, []) == []
-    assert payload_chunk_bytes(0) == 1 << 12 and payload_chunk_bytes(1 << 40) == 1 << 20
-    assert payload_chunk_bytes(256 * 65536) == 65536

@@ -97,12 +97,32 @@ def _attr_values(rng: random.Random, v):
     return vals
 
 
+def _coord(f, k: int) -> tuple[int, ...]:
+    return (int(f["chunks/first_frame"][k]),) + (0,) * (f["frames"].ndim - 1)
+
+
+def _payload(f, k: int) -> bytearray:
+    """Chunk k's stored payload: /frames' HDF5 chunk (format 3) or its bytes in /payload."""
+    if "frames" in f:
+        return bytearray(f["frames"].id.read_direct_chunk(_coord(f, k))[1])
+    o, n = int(f["chunks/offset"][k]), int(f["chunks/size"][k])
+    return bytearray(f["payload"][o:o + n].tobytes())
+
+
+def _put_payload(f, k: int, pl: bytearray) -> None:
+    if "frames" in f:
+        f["frames"].id.write_direct_chunk(_coord(f, k), bytes(pl), 0)
+    else:
+        o = int(f["chunks/offset"][k])
+        f["payload"][o:o + len(pl)] = np.frombuffer(bytes(pl), np.uint8)
+
+
 def mutations(arc: Path, rng: random.Random):
     """Yield (label, function(path)) pairs; each function mutates the file at path in place."""
     with h5py.File(arc, "r") as f:
         attrs = {k: f.attrs[k] for k in f.attrs}
         n_chunks = f["chunks/offset"].shape[0]
-        payload_len = f["payload"].shape[0]
+        sizes = f["chunks/size"][()]
         has_model = "model" in f
     size = arc.stat().st_size
     for name, v in attrs.items():
@@ -143,11 +163,10 @@ def mutations(arc: Path, rng: random.Random):
             for rehash in (False, True):
                 def fn(p, k=k, off=off, fmt=fmt, rehash=rehash):
                     with h5py.File(p, "r+") as f:
-                        o, n = int(f["chunks/offset"][k]), int(f["chunks/size"][k])
-                        pl = bytearray(f["payload"][o:o + n].tobytes())
+                        pl = _payload(f, k)
                         if off + struct.calcsize(fmt) <= len(pl):
                             struct.pack_into(fmt, pl, off, rng.choice([0, 1, 0xFFFFFFFF, 1 << 20]))
-                        f["payload"][o:o + n] = np.frombuffer(bytes(pl), np.uint8)
+                        _put_payload(f, k, pl)
                         if rehash:
                             f["chunks/sha256"][k] = hashlib.sha256(bytes(pl)).hexdigest().encode()
                             _rehash_index(f)
@@ -167,12 +186,30 @@ def mutations(arc: Path, rng: random.Random):
                         _rehash_meta(f)
             yield f"downgrade:{edit}:{'rehash' if rehash else 'raw'}", fn
     for _ in range(24):
-        pos, bit = rng.randrange(payload_len), rng.randrange(8)
+        k = rng.randrange(n_chunks)
+        pos, bit = rng.randrange(max(int(sizes[k]), 1)), rng.randrange(8)
 
-        def fn(p, pos=pos, bit=bit):
+        def fn(p, k=k, pos=pos, bit=bit):
             with h5py.File(p, "r+") as f:
-                f["payload"][pos] = f["payload"][pos] ^ (1 << bit)
+                pl = _payload(f, k)
+                if pos < len(pl):
+                    pl[pos] ^= 1 << bit
+                _put_payload(f, k, pl)
         yield "payload-byte", fn
+    for k in range(n_chunks):  # format 3: the HDF5 chunk itself lies (filter mask, a shorter chunk)
+        def fn(p, k=k):
+            with h5py.File(p, "r+") as f:
+                if "frames" in f:
+                    ds = f["frames"]
+                    ds.id.write_direct_chunk(_coord(f, k), bytes(_payload(f, k)), rng.choice([1, 0xFFFF]))
+        yield "frames-filter-mask", fn
+
+        def fn2(p, k=k):
+            with h5py.File(p, "r+") as f:
+                if "frames" in f:
+                    pl = _payload(f, k)
+                    f["frames"].id.write_direct_chunk(_coord(f, k), bytes(pl[:max(1, len(pl) // 2)]), 0)
+        yield "frames-short-chunk", fn2
     for frac in (0.0, 0.1, 0.5, 0.9, 0.99):
         def fn(p, frac=frac):
             os.truncate(p, int(size * frac))

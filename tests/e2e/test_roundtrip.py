@@ -146,7 +146,7 @@ def test_h5ls_and_h5dump_show_a_readable_structure(tmp_path):
     np.save(tmp_path / "in.npy", moving_shapes(6))
     compress(str(tmp_path / "in.npy"), str(tmp_path / "a.h5"), CompressOptions(predictor="previous", progress=False))
     ls = subprocess.run(["h5ls", "-r", str(tmp_path / "a.h5")], capture_output=True, text=True).stdout
-    for name in ("/payload", "/chunks/first_frame", "/chunks/sha256", "/chunks/pred_digest", "/keyframes"):
+    for name in ("/frames", "/chunks/first_frame", "/chunks/sha256", "/chunks/pred_digest", "/keyframes"):
         assert name in ls
     dump = subprocess.run(["h5dump", "-A", str(tmp_path / "a.h5")], capture_output=True, text=True).stdout
     for attr in ('"format_version"', '"codec"', '"predictor_sha256"', '"complete"', '"policy"'):

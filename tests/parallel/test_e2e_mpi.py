@@ -28,10 +28,9 @@ def _shared_input(tmp, x, name="in.npy"):
 
 
 def _chunk_payloads(path):
-    with h5py.File(path) as f:
-        off, size = f["chunks/offset"][()], f["chunks/size"][()]
-        data = f["payload"][()]
-        return [data[o:o + s].tobytes() for o, s in zip(off, size)]
+    from payload_bytes import payloads
+
+    return payloads(path)
 
 
 @pytest.mark.parametrize("round_bytes", [1, 256 << 20], ids=["round-per-chunk", "one-round"])
@@ -123,25 +122,28 @@ def test_wide_dtypes_whatever_n(mpi_tmp_path, dtype, bound):
     comm.Barrier()
 
 
-def test_threshold_policy_makes_every_shard_start_a_keyframe(mpi_tmp_path):
+def test_threshold_policy_chunks_lie_on_one_grid_whatever_n(mpi_tmp_path):
+    """--threshold chunks are grid chunks of chunk_frames (format 3: /frames' HDF5 chunks), each
+    starting with a keyframe, so the archive holds the payloads one rank writes."""
     from mpi4py import MPI
 
     from tezip_hpc.parallel.driver import CompressOptions, compress, decompress
-    from tezip_hpc.parallel.plan import shards
 
     comm = MPI.COMM_WORLD
     tmp = mpi_tmp_path
     x = _frames(31, C=1)
     src = _shared_input(tmp, x)
-    compress(src, str(tmp / "d.h5"), CompressOptions(predictor="previous", threshold=0.05, chunk_frames=100,
-                                                     bounds=(1.0,), progress=False), comm)
+    opts = CompressOptions(predictor="previous", threshold=0.05, chunk_frames=8, bounds=(1.0,), progress=False)
+    compress(src, str(tmp / "d.h5"), opts, comm)
     decompress(str(tmp / "d.h5"), str(tmp / "d.npy"), progress=False, comm=comm)
     if comm.rank == 0:
         with h5py.File(tmp / "d.h5") as f:
             keys = f["keyframes"][()].astype(bool)
-        for a, b in shards(len(x), comm.size):
-            assert keys[a], f"shard start {a} is not a keyframe"
+            assert f["chunks/first_frame"][()].tolist() == [0, 8, 16, 24]
+        assert all(keys[s] for s in (0, 8, 16, 24))
         assert np.abs(np.load(tmp / "d.npy").astype(int) - x.astype(int)).max() <= 1
+        compress(src, str(tmp / "solo.h5"), opts, MPI.COMM_SELF)
+        assert _chunk_payloads(tmp / "solo.h5") == _chunk_payloads(tmp / "d.h5")
     comm.Barrier()
 
 
@@ -166,9 +168,9 @@ def test_errors_are_agreed_on_every_rank_without_hanging(mpi_tmp_path):
     compress(src, str(tmp / "ok.h5"), CompressOptions(predictor="previous", window=5, chunk_frames=5,
                                                       progress=False), comm)
     if comm.rank == 0:
-        with h5py.File(tmp / "ok.h5", "r+") as f:
-            last = int(f["chunks/offset"][-1]) + 10
-            f["payload"][last] = f["payload"][last] ^ 0xFF
+        from payload_bytes import flip
+
+        flip(tmp / "ok.h5", -1, 10)
     comm.Barrier()
     with pytest.raises(IntegrityError, match="chunk 3"):
         decompress(str(tmp / "ok.h5"), str(tmp / "bad.npy"), progress=False, comm=comm)

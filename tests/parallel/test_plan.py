@@ -6,7 +6,7 @@ from hypothesis import strategies as st
 
 from tezip_hpc.errors import ConfigError
 from tezip_hpc.parallel import plan
-from tezip_hpc.parallel.plan import assign, check_policy, parse_frames, plan_swp, shards, swp_keys
+from tezip_hpc.parallel.plan import assign, check_policy, grid_frames, parse_frames, plan_grid, shards, swp_keys
 
 
 def test_swp_keys():
@@ -16,19 +16,26 @@ def test_swp_keys():
 
 
 @given(T=st.integers(1, 300), window=st.integers(1, 40), warmup=st.integers(0, 10), chunk=st.integers(1, 64))
-def test_plan_swp_tiles_the_series_with_keyframe_aligned_chunks(T, window, warmup, chunk):
+def test_plan_grid_tiles_the_series_with_keyframe_aligned_chunks(T, window, warmup, chunk):
     warmup = min(warmup, T)
-    chunks = plan_swp(T, window, warmup, chunk)
+    chunks = plan_grid(T, window, warmup, chunk)
     keys = swp_keys(T, window, warmup)
+    F = grid_frames(window, chunk)
+    assert F % window == 0 and (F <= chunk or F == window)  # whole windows, up to chunk_frames
     assert chunks[0].start == 0 and chunks[-1].stop == T
-    for a, b in zip(chunks, chunks[1:]):
-        assert a.stop == b.start
-    for c in chunks:
+    for k, c in enumerate(chunks):
+        assert c.start == k * F and (c.count == F or c is chunks[-1]), "a fixed grid: /frames' HDF5 chunks"
         assert c.keys[0], "every chunk starts with a keyframe"
-        assert list(c.keys) == keys[c.start:c.stop].tolist()
-        # a chunk exceeds chunk_frames only when it holds a single window (plus warm-up)
-        if c.count > chunk:
-            assert sum(c.keys[max(0, warmup - c.start):]) <= 1 or c.start < warmup
+        assert list(c.keys[1:]) == keys[c.start + 1:c.stop].tolist()
+    if warmup == 0:  # windows on the grid: no extra keyframe
+        assert sum(sum(c.keys) for c in chunks) == int(keys.sum())
+
+
+@given(T=st.integers(1, 300), chunk=st.integers(1, 64))
+def test_dwp_chunks_lie_on_the_same_grid_for_every_rank_count(T, chunk):
+    chunks = plan_grid(T, None, 0, chunk)
+    assert [(c.start, c.count) for c in chunks] == [(s, min(chunk, T - s)) for s in range(0, T, chunk)]
+    assert all(c.keys is None for c in chunks)
 
 
 @given(counts=st.lists(st.integers(1, 50), min_size=1, max_size=40), n=st.integers(1, 7))

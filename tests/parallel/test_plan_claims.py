@@ -13,22 +13,20 @@ import numpy as np
 import pytest
 
 from tezip_hpc.errors import ConfigError
-from tezip_hpc.parallel.plan import Chunk, check_policy, plan_swp, swp_chunk_count
+from tezip_hpc.parallel.plan import Chunk, check_policy, grid_chunk_count, plan_grid
 
 
 def reference_plan(n_frames: int, window: int, warmup: int, chunk_frames: int) -> list[Chunk]:
-    """The per-frame planner plan_swp replaced (its outputs are the contract)."""
+    """The per-frame planner (its outputs are the contract): a grid of whole windows, each
+    chunk's first frame a keyframe."""
     t = np.arange(n_frames)
     keys = (t < warmup) | (((t - warmup) % window) == 0)
-    starts = list(range(warmup, n_frames, window))
-    edges = ([0] + starts[1:] if starts else [0]) + [n_frames]
-    chunks, s = [], 0
-    for lo, hi in zip(edges[:-1], edges[1:]):
-        if hi - s > chunk_frames and lo > s:
-            chunks.append(Chunk(s, lo - s, tuple(bool(k) for k in keys[s:lo])))
-            s = lo
-    chunks.append(Chunk(s, n_frames - s, tuple(bool(k) for k in keys[s:])))
-    return chunks
+    F = window * max(1, chunk_frames // window)
+    out = []
+    for s in range(0, max(n_frames, 1), F):
+        k = [bool(v) for v in keys[s:s + F]]
+        out.append(Chunk(s, len(k), tuple([True] + k[1:]) if k else ()))
+    return out
 
 
 def test_plans_equal_the_per_frame_reference():
@@ -36,10 +34,10 @@ def test_plans_equal_the_per_frame_reference():
     for T, w, p, c in itertools.product(range(0, 34), range(1, 10), range(0, 11), range(1, 18)):
         if p > T:
             continue
-        got = plan_swp(T, w, p, c)
+        got = plan_grid(T, w, p, c)
         assert got == reference_plan(T, w, p, c), (T, w, p, c)
         assert all(type(k) is bool for ch in got for k in ch.keys)
-        assert len(got) <= swp_chunk_count(T, w, p, c) <= len(got) + 1
+        assert len(got) == grid_chunk_count(T, w, c)
         cases += 1
     assert cases > 40_000
 
@@ -47,12 +45,12 @@ def test_plans_equal_the_per_frame_reference():
 def test_planning_a_long_claim_allocates_per_chunk_not_per_frame():
     tracemalloc.start()
     try:
-        chunks = plan_swp(20_000_000, 100_000, 3, 1_000_000)
+        chunks = plan_grid(20_000_000, 100_000, 3, 1_000_000)
         peak = tracemalloc.get_traced_memory()[1]
     finally:
         tracemalloc.stop()
     assert peak < 40 << 20, f"{peak >> 20} MiB"  # the per-frame planner: ~350 MiB
-    assert len(chunks) == 21 and sum(c.count for c in chunks) == 20_000_000
+    assert len(chunks) == 20 and sum(c.count for c in chunks) == 20_000_000
     assert chunks[1].keys is chunks[2].keys  # one tuple per keyframe pattern
 
 

@@ -74,9 +74,9 @@ def test_crops_are_bounded_and_move_along_the_diagonal():
 
 
 def _payloads(path):
-    with h5py.File(path) as f:
-        off, size, data = f["chunks/offset"][()], f["chunks/size"][()], f["payload"][()]
-        return [data[o:o + s].tobytes() for o, s in zip(off, size)]
+    from payload_bytes import payloads
+
+    return payloads(path)
 
 
 def test_the_default_runs_no_prednet_where_the_sample_says_it_cannot_pay(tmp_path, capsys):

@@ -25,6 +25,12 @@ from .schema import (  # noqa: F401  (the schema's names, importable from here)
 from .writer import ArchiveWriter, parallel_hdf5  # noqa: F401  (the writer, importable from here)
 
 
+def _filters(ds) -> list[int]:
+    """The filter ids of a dataset's pipeline."""
+    plist = ds.id.get_create_plist()
+    return [plist.get_filter(k)[0] for k in range(plist.get_nfilters())]
+
+
 class ArchiveReader:
     """Validated read access. Any rank may open it independently (read-only)."""
 
@@ -75,7 +81,7 @@ class ArchiveReader:
         if self.version >= 2 and meta_digest(self.f.attrs) != self._attr("meta_sha256"):
             raise IntegrityError(f"{self.path}: the archive's metadata (root attributes) fails its checksum: "
                                  f"the archive is corrupted or was edited")
-        for name in ("payload", "chunks", "keyframes"):
+        for name in ("payload" if self.version < 3 else "frames", "chunks", "keyframes"):
             if name not in self.f:
                 raise ArchiveError(f"{self.path}: the archive has no /{name}")
         self._check_sizes()
@@ -97,11 +103,31 @@ class ArchiveReader:
         if (self.n_chunks == 0 or first[0] != 0 or ends[-1] != self.shape[0] or np.any(first[1:] != ends[:-1])
                 or np.any(count < 1) or len(self.keyframes) != self.shape[0]):
             raise ArchiveError(f"{self.path}: the chunk index does not cover frames 0..{self.shape[0]} exactly")
-        total = self.f["payload"].shape[0]
         off, size = self.index["offset"], self.index["size"]
+        if self.version >= 3:
+            self._check_frames(first, count, off, size)
+        total = self.f["payload"].shape[0] if self.version < 3 else int(size.sum())
         if np.any(off < 0) or np.any(size < 0) or np.any(off + size > total):
             bad = int(np.flatnonzero((off < 0) | (size < 0) | (off + size > total))[0])
             raise IntegrityError(f"{self.path}: chunk {bad} lies outside the payload (truncated archive?)")
+
+    def _check_frames(self, first, count, off, size) -> None:
+        """Format 3: /frames has the input's shape and dtype, one HDF5 chunk per archive chunk on
+        a fixed grid, the tezip_hpc filter; the index's offsets lay the payloads back to back."""
+        from .h5filter import FILTER_ID
+
+        ds, p = self.f["frames"], self.path
+        want = self.shape if self.f.attrs.get("channel_axis", True) else self.shape[:3]
+        if not isinstance(ds, h5().Dataset) or ds.shape != tuple(want) or ds.dtype != self.dtype:
+            raise ArchiveError(f"{p}: /frames does not have the archive's shape {tuple(want)} and dtype {self.dtype}")
+        grid = int(count[0])
+        if ds.chunks != (grid,) + tuple(want[1:]) or np.any(first != np.arange(self.n_chunks) * grid) \
+                or np.any(count[:-1] != grid):
+            raise ArchiveError(f"{p}: the chunk index does not match /frames' chunks {ds.chunks}")
+        if _filters(ds) != [FILTER_ID]:
+            raise ArchiveError(f"{p}: /frames is not stored behind the tezip_hpc filter ({FILTER_ID})")
+        if np.any(off != np.concatenate([[0], np.cumsum(size)[:-1]])):
+            raise ArchiveError(f"{p}: the chunk index's offsets do not lay the payloads back to back")
 
     def _check_downgrade(self) -> None:
         """A format-1 archive carries no metadata checksum: refuse one that cannot be genuine, a
@@ -295,6 +321,9 @@ class ArchiveReader:
         want = want.decode() if isinstance(want, bytes) else want
         if sha256_hex(blob) != want:
             raise IntegrityError(f"{self.path}: the embedded model's checksum does not match")
+        from .h5filter import remember_model
+
+        remember_model(blob)  # /frames' chunks that name the model decode through h5py now
         return blob
 
     def chunk(self, i: int) -> ChunkEntry:
@@ -309,14 +338,24 @@ class ArchiveReader:
         """Chunk i's payload, checksum verified."""
         e = self.chunk(i)
         try:
-            blob = self.f["payload"][e.offset:e.offset + e.size].tobytes()
-        except OSError as exc:
+            blob = self._frames_chunk(e) if self.version >= 3 else self.f["payload"][e.offset:e.offset + e.size].tobytes()
+        except (OSError, KeyError, ValueError) as exc:
             raise IntegrityError(f"{self.path}: chunk {i} (frames {e.first_frame}..{e.first_frame + e.n_frames - 1}) "
                                  f"cannot be read: {str(exc).splitlines()[0]}") from None
         if sha256_hex(blob) != e.sha256:
             raise IntegrityError(f"{self.path}: chunk {i} (frames {e.first_frame}..{e.first_frame + e.n_frames - 1}) "
                                  f"fails its checksum: the archive is corrupted")
         return blob
+
+    def _frames_chunk(self, e: ChunkEntry) -> bytes:
+        """Format 3: the stored bytes of /frames' HDF5 chunk at e.first_frame, no filter run;
+        their size is checked against the index (and so the file) before they are read."""
+        ds = self.f["frames"]
+        coord = (e.first_frame,) + (0,) * (ds.ndim - 1)
+        info = ds.id.get_chunk_info_by_coord(coord)
+        if info.size != e.size or info.filter_mask != 0:
+            raise OSError(f"its stored size ({info.size}) or filter mask ({info.filter_mask}) disagrees with the index")
+        return ds.id.read_direct_chunk(coord)[1]
 
     def close(self) -> None:
         self.f.close()

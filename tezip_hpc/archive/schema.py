@@ -1,16 +1,17 @@
 """The archive's schema: its names, versions, attribute types and digests, and the root
 attributes a compress job writes (:func:`archive_attrs`). writer.py writes the file, format.py
-reads it (ArchiveReader), describe.py says what `info` prints. The layout, format v1/v2
-(specified in docs/FORMAT.md):
+reads it (ArchiveReader), describe.py says what `info` prints. The layout, format v3
+(specified in docs/FORMAT.md; v1-v2 kept the payloads in /payload, v3 in /frames):
 
     /                 attributes: format, format_version, tool_version, created, shape, dtype,
                       channel_axis, mode, bounds, value_range, policy (JSON), codec (JSON),
                       predictor, predictor_sha256, predictor_config (JSON), model_embedded,
                       image_mode, input_bytes, payload_bytes, n_chunks, complete (set last)
-    /payload          uint8[total]: the chunk payloads back to back
+    /frames           the input's shape and dtype, one HDF5 chunk per archive chunk (a fixed
+                      grid), stored behind the tezip_hpc filter (h5filter.py): any reader sees frames
     /chunks/first_frame  int64[n]   first frame of each chunk
     /chunks/n_frames     int64[n]   frames in each chunk
-    /chunks/offset       int64[n]   payload offset in /payload
+    /chunks/offset       int64[n]   payload offset in all payloads laid back to back
     /chunks/size         int64[n]   payload size in bytes
     /chunks/sha256       S64[n]     sha256 of each payload (hex)
     /chunks/pred_digest  S64[n]     sha256 of each chunk's effective predictions (hex)
@@ -21,7 +22,7 @@ reads it (ArchiveReader), describe.py says what `info` prints. The layout, forma
 
 Writers write to a temporary name in the target folder and rename it at the end, after
 setting ``complete``; readers refuse anything else. Metadata operations are collective
-(every rank, same calls, same order); payload writes are independent.
+(every rank, same calls, same order); each rank writes its own chunks (writer.py).
 """
 
 from __future__ import annotations
@@ -36,8 +37,8 @@ import numpy as np
 from .._version import __version__
 
 FORMAT_NAME = "tezip_hpc"
-ARCHIVE_VERSION = 2  # 2: learned predictions by the integer engine (predict_engine, predict_rounding attrs)
-READABLE_ARCHIVE_VERSIONS = (1, 2)  # 1: float PredNet archives, decoded through TensorFlow when it is installed
+ARCHIVE_VERSION = 3  # 3: payloads are /frames' HDF5 chunks (2: in /payload; learned predictions by the integer engine)
+READABLE_ARCHIVE_VERSIONS = (1, 2, 3)  # 1: float PredNet archives, decoded through TensorFlow when it is installed
 # The root attributes format 1 wrote (its golden archives: tests/fixtures/archive/v1_*.h5). An
 # archive that says format_version 1 and carries any other attribute (meta_sha256, predict_engine,
 # source_path, ...) was written by a later version and its version edited back: a downgrade

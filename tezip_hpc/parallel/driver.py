@@ -8,10 +8,11 @@ parallel/report.py (progress, summary), predict/registry.py (predictors), launch
 Compression (every rank runs the same steps; metadata is collective):
   1. open the source (each rank reads only its own frames later), validate everything;
   2. the value range (allreduce of per-rank min/max) when the mode or dtype needs it;
-  3. plan keyframe-aligned chunks (SWP, independent of the rank count) or shards (DWP);
-  4. rounds: every rank encodes its next chunks (closed loop), then all append their
-     payloads to /payload (sizes allgathered, offsets from an exclusive scan, collective
-     extend, independent writes); memory is bounded by a round, not by the input. With a
+  3. plan keyframe-aligned chunks on a fixed grid (independent of the rank count), and
+     create /frames (one HDF5 chunk per grid chunk, behind the tezip_hpc filter);
+  4. rounds: every rank encodes its next chunks (closed loop), then all write their
+     payloads as /frames' chunks (collective filtered writes, archive/writer.py; sizes
+     allgathered for the index's offsets); memory is bounded by a round, not by the input. With a
      learned tile choice each chunk is also encoded classically and the smaller kept;
      parallel/payoff.py holds the learned ones until the model is known to pay;
   5. the predictor's attributes (the classical predictor's, if the model did not pay), the
@@ -172,12 +173,8 @@ def _prepare(src: FrameSource, opts: CompressOptions, comm):
     vrange = agree(comm, _value_range, src, src.dtype, need_range, comm)
     backend = agree(comm, _pick_backend, opts.device)
     pipe = Pipeline(opts.codec_config(src.dtype, vrange), backend)
-    if not opts.is_dwp:
-        chunks = plan.plan_swp(T, opts.window, opts.warmup, opts.chunk_frames)
-        mine = [chunks[i] for i in plan.assign([c.count for c in chunks], comm.size)[comm.rank]]
-    else:  # DWP: this rank's shard, in chunks of chunk_frames; keyframes decided while encoding
-        a, b = plan.shards(T, comm.size)[comm.rank]
-        mine = [plan.Chunk(s, min(opts.chunk_frames, b - s), None) for s in range(a, b, opts.chunk_frames)]
+    chunks = plan.plan_grid(T, None if opts.is_dwp else opts.window, opts.warmup, opts.chunk_frames)
+    mine = [chunks[i] for i in plan.assign([c.count for c in chunks], comm.size)[comm.rank]]
     return predictor, vrange, backend, pipe, mine
 
 
@@ -193,7 +190,7 @@ def _encode_rounds(src: FrameSource, mine: list, codecs: list, payoff: Payoff, w
     keyframes: dict[int, list[bool]] = {}
 
     def write(done: list) -> None:  # collective: one append of this rank's finished chunks
-        placed = agree(comm, writer.append, [e.payload for _, e in done])
+        placed = agree(comm, writer.append, [(c.start, e.payload) for c, e in done])
         for (c, e), (off, size) in zip(done, placed):
             entries.append(ChunkEntry(c.start, c.count, off, size, sha256_hex(e.payload), e.digest))
             keyframes[c.start] = e.keys
@@ -218,6 +215,18 @@ def _encode_rounds(src: FrameSource, mine: list, codecs: list, payoff: Payoff, w
         progress.update(comm.allreduce(encoded))
     write(payoff.settle(final=True))
     return entries, keyframes
+
+
+def _create_frames(writer, src: FrameSource, pipe, vrange, opts: CompressOptions, predictor, comm) -> None:
+    """/frames (collective): the input's shape and dtype, one HDF5 chunk per grid chunk, and in
+    the filter's parameters what a chunk needs to decode alone (archive/h5filter.py)."""
+    from ..archive.h5filter import cd_values, chunk_spec
+
+    classical = predictor.classical()
+    grid = min(plan.grid_frames(None if opts.is_dwp else opts.window, opts.chunk_frames), max(src.n_frames, 1))
+    spec = chunk_spec(pipe.config.to_json(), src.shape if src.channel_axis else src.shape[:3], grid, src.dtype,
+                      vrange, opts.loop, predictor.identity(), classical.identity() if classical is not None else None)
+    agree(comm, writer.create_frames, spec["shape"], src.dtype, grid, cd_values(spec))
 
 
 def _write_index(writer, src: FrameSource, entries: list, keyframes: dict, comm) -> tuple[int, np.ndarray]:
@@ -270,6 +279,7 @@ def compress(input_spec, output: str, opts: CompressOptions, comm=None) -> Summa
                               vrange, mpi_ranks=comm.size, backend=backend)
         # the predictor's attributes go last: where the model does not pay (payoff.py) they change
         agree(comm, writer.write_attrs, {k: v for k, v in attrs.items() if k not in predictor_attrs(ident, {})})
+        _create_frames(writer, src, pipe, vrange, opts, predictor, comm)
         has_model = predictor.learned
         blob = agree(comm, predictor.model_bytes) if (opts.embed_model and has_model) else None
         classical = predictor.classical()

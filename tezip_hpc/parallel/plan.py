@@ -1,11 +1,13 @@
 """Chunk planning: pure functions, no MPI.
 
+Chunks lie on a fixed grid (plan_grid): every chunk but the last holds grid_frames() frames
+and starts with a keyframe, so chunk boundaries (and every payload) do not depend on the rank
+count, and each chunk is one HDF5 chunk of the archive's /frames dataset (format 3).
+
 * SWP (``--window W``): frames [0, P) are warm-up keyframes, then every W-th frame starts a
-  window with a keyframe. Chunks are whole windows grouped up to ``chunk_frames`` frames,
-  so chunk boundaries (and every payload) do not depend on the rank count.
-* DWP (``--threshold T``): each rank takes a contiguous, balanced shard; its first frame
-  is a keyframe; inside, the encoder starts a new keyframe whenever the running mean MSE
-  of the window's predictions passes T, and a new chunk every ``chunk_frames`` frames.
+  window with a keyframe; chunks are whole windows grouped up to ``chunk_frames`` frames.
+* DWP (``--threshold T``): chunks of ``chunk_frames``; inside, the encoder starts a new
+  keyframe whenever the running mean MSE of the window's predictions passes T.
 """
 
 from __future__ import annotations
@@ -47,10 +49,8 @@ def check_policy(n_frames: int, window: int | None, threshold: float | None, war
         raise ConfigError(f"--warmup {warmup} is more than the {n_frames} frames of the input")
     if chunk_frames < 1:
         raise ConfigError(f"--chunk-frames must be at least 1, got {chunk_frames}")
-    if window is not None or threshold is None:  # SWP (the default window when neither is given)
-        n_chunks = swp_chunk_count(n_frames, window or chunk_frames, warmup, chunk_frames)
-    else:  # DWP: each rank's shard in chunks of chunk_frames
-        n_chunks = n_frames // chunk_frames + 1
+    swp = window is not None or threshold is None  # SWP (the default window when neither is given)
+    n_chunks = grid_chunk_count(n_frames, (window or chunk_frames) if swp else None, chunk_frames)
     check_alloc(n_chunks * PLAN_BYTES_PER_CHUNK, f"planning an input of {n_frames} frames in {n_chunks} chunks "
                 f"(--chunk-frames {chunk_frames})", ConfigError)
 
@@ -66,48 +66,40 @@ def swp_key_count(n_frames: int, window: int, warmup: int) -> int:
     return min(warmup, n_frames) + (-(-(n_frames - warmup) // window) if n_frames > warmup else 0)
 
 
-def _next_edge(s: int, n_frames: int, window: int, warmup: int, chunk_frames: int) -> int:
-    """Where the chunk starting at window edge ``s`` ends: the last window edge within
-    ``chunk_frames`` frames of s, or the end of s's own window if that alone overfills it.
-    Window edges are 0, warmup + k * window (k >= 1) and n_frames: arithmetic, no list."""
-    k = max(1, (s - warmup) // window + 1)  # the first edge after s
-    first = min(warmup + k * window, n_frames)
-    fit = s + chunk_frames
-    if first >= fit or first == n_frames:
-        return first
-    last = warmup + max(k, (fit - warmup) // window) * window  # the last edge <= fit
-    return n_frames if n_frames <= fit else last
+def grid_frames(window: int | None, chunk_frames: int) -> int:
+    """Frames per chunk (format 3): with a window, whole windows up to ``chunk_frames`` (one
+    window when it alone is longer); without (DWP), ``chunk_frames``. Every chunk but the last
+    has this length: it is the /frames dataset's HDF5 chunk length."""
+    return window * max(1, chunk_frames // window) if window else chunk_frames
 
 
-def swp_chunk_count(n_frames: int, window: int, warmup: int, chunk_frames: int) -> int:
-    """How many chunks plan_swp makes (one more at most), without making them: past the
-    first, every chunk but the last has the same length."""
-    first = _next_edge(0, n_frames, window, warmup, chunk_frames) if n_frames else 0
-    if first >= n_frames:
-        return 1
-    room = first + chunk_frames + window + 1  # an end far enough not to cut the next chunk
-    step = _next_edge(first, room, window, warmup, chunk_frames) - first
-    return 1 + -(-(n_frames - first) // step)
+def grid_chunk_count(n_frames: int, window: int | None, chunk_frames: int) -> int:
+    return max(1, -(-n_frames // grid_frames(window, chunk_frames)))
 
 
-def plan_swp(n_frames: int, window: int, warmup: int, chunk_frames: int) -> list[Chunk]:
-    """Keyframe-aligned chunks of whole windows (the warm-up frames join the first one),
-    grouped up to ``chunk_frames`` frames; independent of the rank count. Memory is O(chunks):
-    no per-frame array of the whole series, and chunks with the same keyframe pattern share
+def plan_grid(n_frames: int, window: int | None, warmup: int, chunk_frames: int) -> list[Chunk]:
+    """Chunks on a fixed grid of grid_frames() frames, independent of the rank count. With a
+    window (SWP), each chunk's keyframes are the window's (warm-up frames all keyframes),
+    and its first frame is one too: a grid edge inside a window (a warm-up that shifts the
+    windows off the grid) starts an extra keyframe. Without (DWP, ``window`` None), keys are
+    decided while encoding. Memory is O(chunks): chunks with the same keyframe pattern share
     one tuple (a claimed 10^9 frames costs what its chunks cost, not 10^9 flags)."""
+    F = grid_frames(window, chunk_frames)
     chunks: list[Chunk] = []
     patterns: dict[tuple[int, int], tuple[bool, ...]] = {}  # (phase in the window, count) -> keys
-    s = 0
-    while s < n_frames or not chunks:
-        e = _next_edge(s, n_frames, window, warmup, chunk_frames) if s < n_frames else n_frames
+    for s in range(0, max(n_frames, 1), F):
+        e = min(s + F, n_frames)
+        if window is None:
+            chunks.append(Chunk(s, e - s, None))
+            continue
         tag = ((s - warmup) % window, e - s) if s >= warmup else None  # past the warm-up: periodic
         keys = patterns.get(tag) if tag else None
         if keys is None:
             keys = tuple(swp_keys(e, window, warmup, s).tolist())
+            keys = ((True,) + keys[1:]) if keys else keys
             if tag:
                 patterns[tag] = keys
         chunks.append(Chunk(s, e - s, keys))
-        s = e
     return chunks
 
 
