@@ -104,7 +104,7 @@ export OMPI_MCA_rmaps_base_oversubscribe=1
 export CC=mpicc CXX=mpicxx
 
 # ---------------------------------------------------------------- pinned wheels
-extras="mpi,test,train,zarr"
+extras="mpi,test,train,zarr,xarray"
 lock=$here/scripts/constraints.txt  # the tested versions of everything below
 [ $bench = 1 ] && extras+=,bench
 [ "$gpu" = 1 ] && extras+=,gpu
@@ -161,6 +161,14 @@ if [ "$hvd_have" != "$HOROVOD_VERSION" ] || [ "$(cat "$stamps/horovod" 2>/dev/nu
   echo "$TF_VERSION-$gpu" > "$stamps/horovod"
 else
   say "Horovod $HOROVOD_VERSION present"
+fi
+
+# ---------------------------------------------------------------- the HDF5 plugin (h5dump, HDFView, silx)
+if [ $check_only = 1 ]; then
+  [ -f "$here/tezip_hpc/archive/plugin/libh5z_tezip.so" ] || die "the HDF5 plugin is not built (run scripts/install.sh)"
+else
+  quiet bash "$here/scripts/build-plugin.sh" "$py" "$here/tezip_hpc/archive/plugin"
+  say "HDF5 plugin built (tezip-hpc plugin-path)"
 fi
 
 # ---------------------------------------------------------------- verify

@@ -17,6 +17,7 @@ examples:
   mpirun -n 4 tezip-hpc compress big.h5:/frames -o big_c.h5       the same on 4 ranks
   tezip-hpc prepare clips/ -o train.h5 && tezip-hpc train train.h5 -o model.h5
   tezip-hpc doctor                                                check the stack
+  HDF5_PLUGIN_PATH=$(tezip-hpc plugin-path) h5dump -d /frames run.h5   any HDF5 tool reads the frames
   `tezip-hpc COMMAND --help` explains each command.
 
 exit status: 0 ok; 1 failure; 2 bad options (an output that exists without --force included);
@@ -31,6 +32,17 @@ def _cmd_doctor(args: argparse.Namespace) -> int:
     from . import doctor
 
     return doctor.run(as_json=args.json)
+
+
+def _cmd_plugin_path(args: argparse.Namespace) -> int:
+    from .archive.h5filter import plugin_built, plugin_dir
+    from .errors import StackError
+
+    if not plugin_built():
+        raise StackError(f"the HDF5 plugin is not built in {plugin_dir()}: run scripts/build-plugin.sh "
+                         f"{sys.executable} (scripts/install.sh does)")
+    print(plugin_dir())
+    return 0
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -52,6 +64,12 @@ def build_parser() -> argparse.ArgumentParser:
                        "missing.")
     p.add_argument("--json", action="store_true", help="print the report as JSON")
     p.set_defaults(func=_cmd_doctor)
+    p = sub.add_parser("plugin-path", help="print the folder of the HDF5 filter plugin (for HDF5_PLUGIN_PATH)",
+                       description="Print the folder holding libh5z_tezip.so, the HDF5 filter plugin (id 421) "
+                       "that lets h5dump, HDFView, silx or any libhdf5 program read an archive's /frames: "
+                       "export HDF5_PLUGIN_PATH=$(tezip-hpc plugin-path); h5dump -d /frames run.h5. In Python, "
+                       "`import tezip_hpc` registers the filter with h5py itself.")
+    p.set_defaults(func=_cmd_plugin_path)
 
     from . import commands, demo, verification
     from .io import paths
