@@ -159,7 +159,8 @@ class Tezip(_CodecBase):
             check_alloc(nbytes + work, f"tezip codec: a chunk claiming shape {shape} {cfg.dtype}", CodecError)
         codec = ChunkCodec(Pipeline(cfg), _baseline(head.predictor), cfg.value_range or (0.0, 0.0))
         try:
-            res, _ = codec.decode(head.payload, fshape, full[0], np.arange(full[0]) % window == 0)
+            res, _ = codec.decode(head.payload, fshape, full[0], np.arange(full[0]) % window == 0,
+                                  vouched=expect_nbytes is not None or expect_size is not None)
         except CodecError as exc:
             raise CodecError(f"tezip codec: {exc} (corrupted chunk)") from None
         return res.reshape(shape)

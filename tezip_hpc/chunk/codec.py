@@ -19,16 +19,20 @@ and output sinks stay outside (``decode_archive_chunk`` adds the archive's own c
 
 from __future__ import annotations
 
+import struct
 from dataclasses import dataclass
 from typing import Iterable
 
 import numpy as np
 
 from ..codec.pipeline import Pipeline
+from ..codec._payload import frame_shape_of
+from ..limits import DECODE_WORK_PER_ELEMENT, DECODE_WORK_PER_FRAME, check_alloc
 from ..errors import CodecError, IntegrityError, PredictionMismatch
 from ..predict.base import Predictor, TiledSession, normalise
 
 READ_BATCH = 8  # frames read from a source at a time
+BODY_AT = 32  # the payload header's u64 body length (docs/FORMAT.md, chunk payload)
 ABORT_MARGIN = 1.25  # the per-frame loop gives up when its estimate passes the volume's by this
 TRY_MARGIN = 1.15  # after the loop, the volume is coded if its estimate is under the loop's bytes x this
 
@@ -130,22 +134,47 @@ class ChunkCodec:
         return Encoded(coded[0], keys, coded[1])
 
     # ------------------------------------------------------------------ decode
-    def decode(self, payload: bytes, frame_shape, n_frames: int, keys=None) -> tuple[np.ndarray, str]:
+    def decode(self, payload: bytes, frame_shape, n_frames: int, keys=None,
+               vouched: bool = False) -> tuple[np.ndarray, str]:
         """Payload -> (frames (n, H, W, C), prediction digest hex). ``keys``: the keyframe flags
-        the caller expects (an index, a window), checked against the payload's. Raises
-        CodecError (corrupted) or PredictionMismatch (predictions differ from the encoder's)."""
+        the caller expects (an index, a window), checked against the payload's; ``vouched``: the
+        caller already holds the chunk's size (its own buffer, an HDF5 chunk), so the budget on
+        what the payload claims is not applied. Raises CodecError (corrupted) or
+        PredictionMismatch (predictions differ from the encoder's)."""
+        out = np.empty((n_frames,) + frame_shape_of(frame_shape), self.pipe.dtype)
+
+        def put(k: int, frame: np.ndarray) -> None:
+            out[k] = frame
+
+        return out, self.decode_into(payload, frame_shape, n_frames, put, keys, vouched)
+
+    def decode_into(self, payload: bytes, frame_shape, n_frames: int, put, keys=None, vouched: bool = False) -> str:
+        """Decode, handing each frame to ``put(k, frame)`` as soon as it is reconstructed (put
+        copies what it keeps): nothing holds the whole chunk, so memory is one frame's working
+        set whatever the chunk claims (a volume's excepted, within the budget). The checks
+        (digest, payload end) come after the last frame: the caller's output stays temporary
+        until then. Returns the prediction digest hex."""
         shape = tuple(frame_shape)
+        # the body the header claims, and one frame's work, within the budget before zstd expands it
+        n_body = struct.unpack_from("<Q", payload, BODY_AT)[0] if len(payload) >= BODY_AT + 8 else 0
+        if not vouched:
+            check_alloc(n_body + int(np.prod(frame_shape_of(shape))) * DECODE_WORK_PER_ELEMENT
+                        + n_frames * DECODE_WORK_PER_FRAME,
+                        f"decoding a chunk of {n_frames} frames {shape} whose payload claims a {n_body}-byte body",
+                        CodecError)
         dec = self.pipe.decoder(payload, shape, max_frames=n_frames)
         if dec.n_frames != n_frames:
             raise CodecError(f"payload holds {dec.n_frames} frames, expected {n_frames}")
         if keys is not None and not np.array_equal(dec.keys, np.asarray(keys, bool)):
             raise CodecError("keyframes disagree with the index")
-        out = np.empty((n_frames,) + dec.frame_shape, self.pipe.dtype)
+        if dec.volume and not vouched:  # a volume decodes whole: within the budget
+            check_alloc(n_frames * int(np.prod(dec.frame_shape)) * DECODE_WORK_PER_ELEMENT,
+                        f"decoding a volume chunk of {n_frames} frames {dec.frame_shape}", CodecError)
         if dec.volume:  # no predictions: the volume decodes alone
             for k in range(n_frames):
-                out[k] = dec.next(None)
+                put(k, dec.next(None))
             dec.verify()
-            return out, dec.digest().hex()
+            return dec.digest().hex()
         session = self.predictor.start(shape, self.vrange)
         tiled = isinstance(session, TiledSession)
         if tiled:  # a chunk whose maps never name the learned candidate decodes without running it
@@ -159,20 +188,35 @@ class ChunkCodec:
                 raise CodecError("the payload carries a tile map, but the archive's predictor makes no tile choice")
             else:
                 p = session.predict()
-            out[k] = dec.next(p)
-            session.observe(p.reshape(shape) if (self.loop == "open" and p is not None) else out[k])
+            frame = dec.next(p)
+            put(k, frame)
+            session.observe(p.reshape(shape) if (self.loop == "open" and p is not None) else frame)
         dec.verify()
-        return out, dec.digest().hex()
+        return dec.digest().hex()
 
 
 def decode_archive_chunk(codec: ChunkCodec, reader, i: int) -> np.ndarray:
     """Chunk i of an archive -> its frames (n, H, W, C); checksum, keyframes and prediction
     digest are verified against the archive's index, and any mismatch names the chunk."""
     e = reader.chunk(i)
+    out = np.empty((e.n_frames,) + tuple(reader.shape[1:]), codec.pipe.dtype)
+
+    def put(k: int, frame: np.ndarray) -> None:
+        out[k] = frame
+
+    decode_archive_chunk_into(codec, reader, i, put)
+    return out
+
+
+def decode_archive_chunk_into(codec: ChunkCodec, reader, i: int, put) -> None:
+    """Chunk i of an archive, frame by frame into ``put(k, frame)`` (ChunkCodec.decode_into);
+    checksum, keyframes and prediction digest verified against the archive's index (the digest
+    after the last frame), and any mismatch names the chunk."""
+    e = reader.chunk(i)
     where = f"chunk {i} (frames {e.first_frame}..{e.first_frame + e.n_frames - 1})"
     try:
-        frames, digest = codec.decode(reader.payload(i), reader.shape[1:], e.n_frames,
-                                      reader.keyframes[e.first_frame:e.first_frame + e.n_frames])
+        digest = codec.decode_into(reader.payload(i), reader.shape[1:], e.n_frames, put,
+                                   reader.keyframes[e.first_frame:e.first_frame + e.n_frames])
     except PredictionMismatch:
         # reader.payload checked the bytes against the index's sha256 (itself under index_sha256):
         # that rules out accidental corruption, not an archive edited with its checksums renewed
@@ -185,4 +229,3 @@ def decode_archive_chunk(codec: ChunkCodec, reader, i: int) -> np.ndarray:
         raise IntegrityError(f"{reader.path}: {where}: {exc}") from None
     if digest != e.pred_digest:
         raise IntegrityError(f"{reader.path}: {where}: prediction digest disagrees with the index")
-    return frames

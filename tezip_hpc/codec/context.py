@@ -33,13 +33,29 @@ _FRAME = struct.Struct("<II")
 
 
 class ContextPartition:
-    """A parsed context-coded partition: the packed slot table (all decoding reads of the
-    frequencies) plus one (words, raw words, band state) triple per frame."""
+    """A parsed context-coded partition: its frequencies (checked at parse time) plus one
+    (words, raw words, band state) triple per frame. The packed slot table all decoding reads
+    (512 KiB) is built when the partition's first frame decodes and dropped after its last, so
+    a chunk's decode holds one table, not one per partition (a crafted payload claiming many
+    partitions asks for 32 bytes each)."""
 
-    __slots__ = ("t0", "t1", "slot", "streams", "channel_delta")
+    __slots__ = ("t0", "t1", "freq", "_slot", "streams", "channel_delta")
 
-    def __init__(self, t0, t1, slot, streams, channel_delta=False) -> None:
-        self.t0, self.t1, self.slot, self.streams, self.channel_delta = t0, t1, slot, streams, channel_delta
+    def __init__(self, t0, t1, freq, streams, channel_delta=False) -> None:
+        self.t0, self.t1, self.freq, self.streams, self.channel_delta = t0, t1, freq, streams, channel_delta
+        self._slot = None
+
+    def slot(self, t: int) -> np.ndarray:
+        """The slot table for frame t (released once t is the partition's last frame)."""
+        slot = self._slot if self._slot is not None else _slot_table(self.freq)
+        self._slot = None if t >= self.t1 - 1 else slot
+        return slot
+
+
+def _slot_table(freq: np.ndarray) -> np.ndarray | None:
+    """The packed slot table of a partition's frequencies, None if they do not add up."""
+    slot = np.zeros((NCTX, _ans.TOTAL), np.uint32)
+    return slot if _ans.tables(freq, np.zeros_like(freq), slot) else None
 
 
 BANDS, BAND_ROWS = 16, 32  # up to 16 independent streams per frame, of at least 32 rows
@@ -134,9 +150,7 @@ def parse_partition(reader, t0: int, t1: int, frame_shape, nctx: int, flag: int 
         if L > _ans.NTOK:
             raise CodecError("corrupted payload: context table longer than the token alphabet")
         freq[k, :L] = reader.array("<u2", L)
-    cum = np.zeros_like(freq)
-    slot = np.zeros((NCTX, _ans.TOTAL), np.uint32)
-    if not _ans.tables(freq, cum, slot):
+    if _slot_table(freq) is None:  # checked now; built again when the partition decodes
         raise CodecError("corrupted payload: context frequencies do not add up")
     streams = []
     bands = band_rows(frame_shape[0])
@@ -154,7 +168,7 @@ def parse_partition(reader, t0: int, t1: int, frame_shape, nctx: int, flag: int 
             nw_tot += nw
             nr_tot += nr
         streams.append((np.concatenate(words).astype(np.uint16), np.concatenate(raws).astype(np.uint32), st))
-    return ContextPartition(t0, t1, slot, streams, bool(flag))
+    return ContextPartition(t0, t1, freq, streams, bool(flag))
 
 
 def decode_frame(part: ContextPartition, t: int, frame_shape, kind: int, code_dtype) -> np.ndarray:
@@ -165,7 +179,7 @@ def decode_frame(part: ContextPartition, t: int, frame_shape, kind: int, code_dt
     words, raw, st0 = part.streams[t - part.t0]
     st = st0.copy()
     maxtok = _ans.max_token(np.dtype(code_dtype).itemsize * 8)
-    err = _ans.decode_frame(words, raw, st, np.int64(H), np.int64(W), np.int64(C), CTAB, part.slot,
+    err = _ans.decode_frame(words, raw, st, np.int64(H), np.int64(W), np.int64(C), CTAB, part.slot(t),
                             np.int64(maxtok), _plane(H, W, C, st.shape[0]), q)
     if err:
         raise CodecError(f"corrupted payload: context-coded frame {t} does not decode (error {err})")

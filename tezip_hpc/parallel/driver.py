@@ -35,7 +35,8 @@ from ..codec.pipeline import Pipeline
 from ..errors import ConfigError, FitStopped, ModelError, leaves_hdf5_unclean
 from ..io.sinks import open_sink
 from ..io.sources import FrameSource, open_source, split_h5_spec
-from ..chunk import READ_BATCH, ChunkCodec, decode_archive_chunk, read_frames
+from ..chunk import READ_BATCH, ChunkCodec, decode_archive_chunk_into, read_frames
+from ..io.batch import FrameBatcher
 from ..options import DEFAULT_WINDOW, CompressOptions
 from ..predict.registry import engine_attrs, load_for_job
 from . import plan
@@ -360,11 +361,10 @@ def decompress(archive: str, output: str, frames: str | None = None, model: str 
         def work():
             for i in mine:
                 e = reader.chunk(i)
-                a, b = max(lo, e.first_frame), min(hi, e.first_frame + e.n_frames)
-                frames = decode_archive_chunk(codec, reader, i)
-                sink.write(a - lo, frames[a - e.first_frame:b - e.first_frame])
+                out = FrameBatcher(sink, e.first_frame, lo, hi, READ_BATCH)
+                decode_archive_chunk_into(codec, reader, i, out.put)
+                out.flush()
                 if comm.size == 1:
-                    e = reader.chunk(i)
                     prog.update(min(e.first_frame + e.n_frames, hi) - lo)
 
         agree(comm, work)
