@@ -169,3 +169,17 @@ def test_xarray_and_dask_open_the_frames_lazily(archives):
     with h5py.File(d / "a.h5") as f:
         lazy = da.from_array(f["frames"], chunks=f["frames"].chunks)
         assert np.array_equal(lazy[2:8].sum(axis=0).compute(), y[2:8].sum(axis=0, dtype=np.uint64))
+
+
+def test_reading_frames_needs_neither_mpi_nor_tensorflow(archives):
+    """What a fresh `pip install tezip-hpc` (no extras) has: h5py reads /frames."""
+    from predict.test_intnet import without
+
+    d, _, y = archives["float32"]
+    run = ("import h5py, numpy as np, tezip_hpc\nnp.save(sys.argv[2], h5py.File(sys.argv[1])['frames'][1:6])\n"
+           "code = 0")
+    script = without("mpi4py", "tensorflow", "keras", "horovod", run=run)
+    res = subprocess.run([sys.executable, "-c", script, str(d / "a.h5"), str(d / "nompi.npy")], capture_output=True,
+                         text=True, timeout=300)
+    assert res.returncode == 0, res.stderr
+    assert np.array_equal(np.load(d / "nompi.npy"), y[1:6])

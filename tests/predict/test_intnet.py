@@ -205,9 +205,13 @@ def test_export_command(cli, tmp_path):
 
 
 # ----------------------------------------------------------------------------- without TensorFlow
-def without(*blocked: str) -> str:
-    """A `python -c` script running the CLI (its argv) where the ``blocked`` top-level modules
-    cannot be imported, and failing if any of them was imported anyway."""
+CLI_RUN = "from tezip_hpc.cli import main\ncode = main(sys.argv[1:])"
+
+
+def without(*blocked: str, run: str = CLI_RUN) -> str:
+    """A `python -c` script running the CLI (its argv), or ``run`` (code that sets ``code``),
+    where the ``blocked`` top-level modules cannot be imported, and failing if any of them was
+    imported anyway."""
     return rf"""
 import importlib.abc, sys
 BLOCKED = {blocked!r}
@@ -217,8 +221,7 @@ class Block(importlib.abc.MetaPathFinder):
             raise ImportError(f"{{name}} is blocked for this test")
         return None
 sys.meta_path.insert(0, Block())
-from tezip_hpc.cli import main
-code = main(sys.argv[1:])
+{run}
 assert not any(m.split(".")[0] in BLOCKED for m in sys.modules), "a blocked module was imported"
 sys.exit(code)
 """
