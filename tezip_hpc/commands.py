@@ -193,7 +193,7 @@ def register(sub) -> None:
                    help="fixed windows: a keyframe every W frames (default 16)")
     k.add_argument("--threshold", "-t", type=float, metavar="T",
                    help="dynamic windows: a new keyframe when the running mean squared prediction error "
-                        "(0..1 scale) passes T; each rank works on its own shard")
+                        "(0..1 scale) passes T, inside chunks of --chunk-frames")
     p.add_argument("--warmup", "-p", type=int, default=0, metavar="P", help="store the first P frames as keyframes")
     p.add_argument("--tiles", type=int, default=None, metavar="PX",
                    help="per-tile predictor choice: each PX x PX tile of a predicted frame takes the candidate "

@@ -6,8 +6,8 @@ Keyframe policies (TEZip's names):
 * SWP, *static window prediction* (``window``): a keyframe every ``window`` frames; chunk
   boundaries follow the windows, so archives are identical whatever the rank count.
 * DWP, *dynamic window prediction* (``threshold``): a new keyframe when the running mean
-  squared prediction error on the 0..1 scale passes ``threshold``; each rank decides on its
-  own shard while encoding.
+  squared prediction error on the 0..1 scale passes ``threshold``, decided while encoding,
+  inside chunks of ``chunk_frames`` on a fixed grid (identical archives whatever the rank count).
 
 ``warmup`` stores the first frames as keyframes in both.
 """
