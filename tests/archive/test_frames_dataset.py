@@ -183,3 +183,20 @@ def test_reading_frames_needs_neither_mpi_nor_tensorflow(archives):
                          text=True, timeout=300)
     assert res.returncode == 0, res.stderr
     assert np.array_equal(np.load(d / "nompi.npy"), y[1:6])
+
+
+def test_writing_other_data_through_the_filter_is_refused_in_one_line(tmp_path, capfd):
+    """The filter encodes only archive chunks: h5py's `compression=421` (an optional filter) then
+    stores the chunks unfiltered, one stderr line each, the data intact; no traceback."""
+    import h5py
+
+    import tezip_hpc  # noqa: F401
+
+    x = np.arange(256, dtype="u2").reshape(4, 8, 8) + 1
+    with h5py.File(tmp_path / "w.h5", "w") as f:
+        f.create_dataset("x", shape=x.shape, dtype="u2", chunks=(2, 8, 8), compression=FILTER_ID)[:] = x
+    with h5py.File(tmp_path / "w.h5") as f:
+        assert np.array_equal(f["x"][()], x)
+        assert f["x"].id.get_chunk_info(0).filter_mask == 1  # stored without the filter
+    err = capfd.readouterr().err
+    assert err.count("tezip_hpc filter:") == 2 and "only archive chunks" in err and "Traceback" not in err

@@ -42,6 +42,7 @@ CD_VERSION = 1
 MAX_CD_WORDS = 256  # h5py reads at most 256 filter parameters (Dataset.compression_opts, get_filter)
 TOKEN_MAGIC = 0x545A5354  # "TSZT": the writer's token, first 8 bytes of a forward buffer
 _FLAG_REVERSE = 0x0100  # H5Z_FLAG_REVERSE
+NOT_OURS = "the tezip_hpc filter encodes only archive chunks written by tezip-hpc compress"
 FILL_PLACEHOLDER = b"TZF0"  # what the forward filter stores for a chunk of fill values (overwritten by the writer)
 
 _models: dict[str, bytes] = {}  # sha256 hex -> model bytes this process has read from an archive
@@ -166,7 +167,7 @@ def unstash(head: bytes) -> bytes:
     if payload is None:
         if not any(head):
             return b""
-        raise CodecError("the tezip_hpc filter encodes only archive chunks written by tezip-hpc compress")
+        raise CodecError(NOT_OURS)
     return payload
 
 
@@ -197,9 +198,11 @@ def _filter(flags, n_cd, cd, nbytes, buf_size, buf):
         if flags & _FLAG_REVERSE:
             out = decode_chunk([cd[i] for i in range(n_cd)], ctypes.string_at(buf[0], nbytes)).tobytes()
         else:
-            out = unstash(ctypes.string_at(buf[0], min(nbytes, 8))) if nbytes >= 8 else b""
-            if not out and not np.ctypeslib.as_array((ctypes.c_ubyte * nbytes).from_address(buf[0])).any():
-                out = FILL_PLACEHOLDER  # MPI-IO allocates every chunk at creation, filtering the fill value
+            out = unstash(ctypes.string_at(buf[0], 8)) if nbytes >= 8 else b""
+            if not out:  # no token: only the fill value (MPI-IO allocates every chunk at creation through us)
+                if np.ctypeslib.as_array((ctypes.c_ubyte * nbytes).from_address(buf[0])).any():
+                    raise CodecError(NOT_OURS)
+                out = FILL_PLACEHOLDER
         p = _libc.malloc(max(len(out), 1))
         if not p:
             return 0
