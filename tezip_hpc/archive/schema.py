@@ -37,6 +37,11 @@ import numpy as np
 from .._version import __version__
 
 FORMAT_NAME = "tezip_hpc"
+# HDF5 file-format bounds of everything written: the 1.10 format (checksummed version-2 object
+# headers and B-trees, which the fuzz tests need) and nothing newer, so archives written with an
+# h5py on HDF5 2.0 (today's pip wheels) open in HDF5 1.10-1.14 tools (h5dump, HDFView, silx):
+# with "latest", HDF5 2.0 wrote a layout message 1.10 refused ("bad version number").
+LIBVER = ("v110", "v110")
 ARCHIVE_VERSION = 3  # 3: payloads are /frames' HDF5 chunks (2: in /payload; learned predictions by the integer engine)
 READABLE_ARCHIVE_VERSIONS = (1, 2, 3)  # 1: float PredNet archives, decoded through TensorFlow when it is installed
 # The root attributes format 1 wrote (its golden archives: tests/fixtures/archive/v1_*.h5). An

@@ -26,7 +26,7 @@ import numpy as np
 from ..collective import agree, max_op
 from ..errors import NoSpaceError
 from . import atomic
-from .schema import INDEX_FIELDS, ChunkEntry, fixed_str, h5, index_digest, meta_digest
+from .schema import INDEX_FIELDS, LIBVER, ChunkEntry, fixed_str, h5, index_digest, meta_digest
 
 
 def parallel_hdf5() -> bool:
@@ -66,14 +66,14 @@ class ArchiveWriter:
         self.f = None
         self._frames = None
         self._meta = 256 << 10  # what a metadata step may need on disk
-        # libver="latest": version-2 object headers and B-trees carry checksums, so corrupted
+        # libver=LIBVER: version-2 object headers and B-trees carry checksums, so corrupted
         # metadata is reported by HDF5 instead of read (found by fuzzing: a flipped bit in a
         # version-1 object header made HDF5 loop forever).
         with atomic.hdf5_writes(self.final, self._meta):
             if self.parallel:
-                self.f = h5py.File(tmp, "w", driver="mpio", comm=comm, libver="latest")
+                self.f = h5py.File(tmp, "w", driver="mpio", comm=comm, libver=LIBVER)
             elif self.rank == 0:
-                self.f = h5py.File(tmp, "w", libver="latest")
+                self.f = h5py.File(tmp, "w", libver=LIBVER)
         self.total = 0
 
     # ------------------------------------------------------------------ metadata (collective)
