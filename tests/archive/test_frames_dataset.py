@@ -110,7 +110,7 @@ def _plugin_env() -> dict:
     return env
 
 
-@pytest.mark.parametrize("dtype", ["uint8", "uint16", "float32", "float64"])
+@pytest.mark.parametrize("dtype", [c[0] for c in CASES])
 def test_h5dump_prints_what_decompress_restores(archives, dtype, tmp_path):
     if shutil.which("h5dump") is None:
         pytest.skip("h5dump is not installed (Debian hdf5-tools)")
@@ -151,14 +151,15 @@ def test_a_learned_predictor_spec_fits_the_256_parameters_h5py_reads():
     assert len(cd) <= MAX_CD_WORDS and spec_from_cd(cd) == spec
 
 
-def test_xarray_and_dask_open_the_frames_lazily(archives):
+@pytest.mark.parametrize("dtype", [c[0] for c in CASES])
+def test_xarray_and_dask_open_the_frames_lazily(archives, dtype):
     import dask.array as da
     import h5py
     import xarray as xr
 
     import tezip_hpc  # noqa: F401
 
-    d, x, y = archives["uint16"]
+    d, x, y = archives[dtype]
     ds = xr.open_dataset(d / "a.h5", engine="h5netcdf", phony_dims="sort", chunks={})
     try:
         fr = ds["frames"]
@@ -168,7 +169,7 @@ def test_xarray_and_dask_open_the_frames_lazily(archives):
         ds.close()
     with h5py.File(d / "a.h5") as f:
         lazy = da.from_array(f["frames"], chunks=f["frames"].chunks)
-        assert np.array_equal(lazy[2:8].sum(axis=0).compute(), y[2:8].sum(axis=0, dtype=np.uint64))
+        assert np.array_equal(lazy[2:5].compute(), y[2:5])
 
 
 def test_reading_frames_needs_neither_mpi_nor_tensorflow(archives):
