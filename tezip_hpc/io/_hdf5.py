@@ -117,7 +117,49 @@ def group_attrs(f, dset: str) -> dict:
             continue
         if a:
             out[g] = a
-    return {"dataset": path, "groups": out} if out else {}
+    if not out:
+        return {}
+    axes = nxdata_axes(f, path, out.get("/".join(path.split("/")[:-1]) or "/", {}))
+    return {"dataset": path, "groups": out, **({"axes": axes} if axes else {})}
+
+
+AXIS_MAX = 4096  # elements of an NXdata axis dataset kept in the archive (larger ones are not)
+
+
+def nxdata_axes(f, path: str, parent: dict) -> dict:
+    """The axis datasets an NXdata parent names in ``axes`` (small 1-D numeric ones), as kept in
+    the archive: {"/entry/data/t": {"dtype": "float64", "data": [...], "attrs": {...}}}. Without
+    them a restored NXdata names axes that do not exist, and silx no longer recognises it."""
+    if parent.get("NX_class") != "NXdata":
+        return {}
+    names = parent.get("axes", [])
+    group = "/".join(path.split("/")[:-1]) or "/"
+    out = {}
+    for name in [names] if isinstance(names, str) else names:
+        ds = f[group].get(name) if isinstance(name, str) and name not in (".", "") else None
+        try:
+            if ds is not None and ds.ndim == 1 and ds.size <= AXIS_MAX and ds.dtype.kind in "iuf":
+                out[f"{group.rstrip('/')}/{name}"] = {"dtype": ds.dtype.name, "data": ds[()].tolist(),
+                                                      "attrs": plain_attrs(ds.attrs)}
+        except (TypeError, ValueError, OSError, AttributeError):
+            continue
+    return out
+
+
+def restore_axes(f, axes: dict, rank: int) -> None:
+    """Create the kept NXdata axis datasets that ``f`` lacks (collective; rank 0 writes the data)."""
+    for name, ax in sorted((axes or {}).items()):
+        try:
+            if name in f:
+                continue
+            data = np.asarray(ax["data"], np.dtype(ax["dtype"]))
+            ds = f.create_dataset(name, shape=data.shape, dtype=data.dtype)
+            if rank == 0:
+                ds[...] = data
+            for k, v in sorted((ax.get("attrs") or {}).items()):
+                ds.attrs[k] = np.bytes_(v.encode()) if isinstance(v, str) else v
+        except (TypeError, ValueError, KeyError, OSError, RuntimeError, AttributeError):
+            continue
 
 
 def dataset(f, path: str, dset: str):

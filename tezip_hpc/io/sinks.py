@@ -1,9 +1,8 @@
 """Frame sinks for decompression: a .npy file, a multi-page TIFF (.tif/.tiff), a folder of
 images, or an HDF5 dataset (``file.h5:/path``); the kind follows OUTPUT's suffix.
 
-Every rank constructs the sink (metadata is collective), writes its own frames, then all
-call ``finish()``: output goes to a temporary name that is renamed into place only when
-every rank succeeded, or removed by ``abort()``.
+Every rank constructs the sink (metadata is collective), writes its own frames, then all call ``finish()``:
+output goes to a temporary name, renamed into place only when every rank succeeded, or removed by ``abort()``.
 """
 
 from __future__ import annotations
@@ -18,6 +17,7 @@ import numpy as np
 from ..archive import atomic
 from ..collective import agree
 from ..errors import ConfigError, TezipError, first_line
+from ._hdf5 import restore_axes
 from .sources import split_h5_spec
 
 
@@ -317,6 +317,7 @@ class H5Sink(FrameSink):
             for g, a in sorted(groups["groups"].items()):
                 if g == "/" or ("/" + self.dset.strip("/")).startswith(g.rstrip("/") + "/"):
                     self._set_attrs(self.f[g] if g == "/" else self.f.require_group(g), a)
+            restore_axes(self.f, groups.get("axes"), comm.rank)  # NXdata's axis datasets
 
     def _set_attrs(self, node, attrs) -> None:
         for k, v in sorted((attrs or {}).items()):

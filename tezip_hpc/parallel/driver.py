@@ -333,6 +333,13 @@ def _restored_attrs(reader, lo: int, hi: int) -> dict:
     return attrs
 
 
+def _restored_groups(reader, lo: int, hi: int) -> dict:
+    """The source's groups for an output of frames lo..hi-1: NXdata's axis datasets (a time axis
+    has T values) only with the whole series."""
+    whole = (lo, hi) == (0, reader.shape[0])
+    return {k: v for k, v in reader.source_groups().items() if k != "axes" or whole}
+
+
 def decompress(archive: str, output: str, frames: str | None = None, model: str | None = None, device: str = "auto",
                force: bool = False, progress: bool = True, comm=None) -> Summary:
     comm = get_comm(comm)
@@ -350,7 +357,8 @@ def decompress(archive: str, output: str, frames: str | None = None, model: str 
         out_shape = (hi - lo,) + reader.shape[1:]
         sink = agree(comm, open_sink, output, out_shape, reader.dtype, comm,
                      channel_axis=bool(reader.attrs.get("channel_axis", True)), names=reader.names(), first=lo,
-                     force=force, inputs=(archive,), attrs=_restored_attrs(reader, lo, hi), groups=reader.source_groups())
+                     force=force, inputs=(archive,), attrs=_restored_attrs(reader, lo, hi),
+                     groups=_restored_groups(reader, lo, hi))
     except BaseException:
         reader.close()
         raise
