@@ -4,17 +4,35 @@ each payload as /frames' HDF5 chunk at its first frame, formats 1-2 back to back
 from __future__ import annotations
 
 import h5py
+import numpy as np
+
+
+def coord(f, k: int) -> tuple[int, ...]:
+    """The HDF5 chunk coordinate of chunk k of an open format-3 archive."""
+    return (int(f["chunks/first_frame"][k]),) + (0,) * (f["frames"].ndim - 1)
+
+
+def payload(f, k: int) -> bytearray:
+    """Chunk k's stored payload in an open archive: /frames' HDF5 chunk (format 3) or its bytes in /payload."""
+    if "frames" in f:
+        return bytearray(f["frames"].id.read_direct_chunk(coord(f, k))[1])
+    o, n = int(f["chunks/offset"][k]), int(f["chunks/size"][k])
+    return bytearray(f["payload"][o:o + n].tobytes())
+
+
+def put_payload(f, k: int, pl: bytes) -> None:
+    """Replace chunk k's stored payload (same place, raw bytes) in an archive open for writing."""
+    if "frames" in f:
+        f["frames"].id.write_direct_chunk(coord(f, k), bytes(pl), 0)
+    else:
+        o = int(f["chunks/offset"][k])
+        f["payload"][o:o + len(pl)] = np.frombuffer(bytes(pl), np.uint8)
 
 
 def payloads(path) -> list[bytes]:
     """Every chunk's stored payload, in index order."""
     with h5py.File(path) as f:
-        first, off, size = f["chunks/first_frame"][()], f["chunks/offset"][()], f["chunks/size"][()]
-        if "frames" in f:
-            ds = f["frames"]
-            return [ds.id.read_direct_chunk((int(t),) + (0,) * (ds.ndim - 1))[1] for t in first]
-        data = f["payload"][()]
-        return [data[o:o + s].tobytes() for o, s in zip(off, size)]
+        return [bytes(payload(f, k)) for k in range(f["chunks/size"].shape[0])]
 
 
 def file_offset(path, chunk: int, pos: int) -> int:

@@ -36,20 +36,17 @@ def test_decompress_holds_a_few_frames_not_the_chunk(tmp_path):
 
 
 def test_a_payload_claiming_a_body_over_the_budget_is_refused_before_expanding(tmp_path, cli, monkeypatch):
-    import sys
-    from pathlib import Path
-
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "e2e"))
-    from adversarial import _coord, _payload, _put_payload, _rehash_index
+    from e2e.adversarial import _rehash_index
+    from payload_bytes import coord, payload, put_payload
 
     np.save(tmp_path / "in.npy", np.zeros((8, 32, 32), np.uint8))
     assert cli("compress", str(tmp_path / "in.npy"), "-o", str(tmp_path / "a.h5"), "--predictor",
                "previous").returncode == 0
     with h5py.File(tmp_path / "a.h5", "r+") as f:  # a crafted archive: checksums renewed
-        pl = _payload(f, 0)
+        pl = payload(f, 0)
         struct.pack_into("<Q", pl, 32, 40 << 30)  # the body length: 40 GiB
-        _put_payload(f, 0, pl)
-        assert _coord(f, 0) == (0, 0, 0)
+        put_payload(f, 0, pl)
+        assert coord(f, 0) == (0, 0, 0)
         f["chunks/sha256"][0] = hashlib.sha256(bytes(pl)).hexdigest().encode()
         _rehash_index(f)
     res = cli("decompress", str(tmp_path / "a.h5"), "-o", str(tmp_path / "o.npy"))

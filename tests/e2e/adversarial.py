@@ -35,6 +35,7 @@ import numpy as np
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
+from payload_bytes import coord, payload, put_payload  # noqa: E402  (format-aware payload access)
 
 
 def make_archives(work: Path) -> dict[str, tuple[Path, Path]]:
@@ -97,26 +98,6 @@ def _attr_values(rng: random.Random, v):
     return vals
 
 
-def _coord(f, k: int) -> tuple[int, ...]:
-    return (int(f["chunks/first_frame"][k]),) + (0,) * (f["frames"].ndim - 1)
-
-
-def _payload(f, k: int) -> bytearray:
-    """Chunk k's stored payload: /frames' HDF5 chunk (format 3) or its bytes in /payload."""
-    if "frames" in f:
-        return bytearray(f["frames"].id.read_direct_chunk(_coord(f, k))[1])
-    o, n = int(f["chunks/offset"][k]), int(f["chunks/size"][k])
-    return bytearray(f["payload"][o:o + n].tobytes())
-
-
-def _put_payload(f, k: int, pl: bytearray) -> None:
-    if "frames" in f:
-        f["frames"].id.write_direct_chunk(_coord(f, k), bytes(pl), 0)
-    else:
-        o = int(f["chunks/offset"][k])
-        f["payload"][o:o + len(pl)] = np.frombuffer(bytes(pl), np.uint8)
-
-
 def mutations(arc: Path, rng: random.Random):
     """Yield (label, function(path)) pairs; each function mutates the file at path in place."""
     with h5py.File(arc, "r") as f:
@@ -163,10 +144,10 @@ def mutations(arc: Path, rng: random.Random):
             for rehash in (False, True):
                 def fn(p, k=k, off=off, fmt=fmt, rehash=rehash):
                     with h5py.File(p, "r+") as f:
-                        pl = _payload(f, k)
+                        pl = payload(f, k)
                         if off + struct.calcsize(fmt) <= len(pl):
                             struct.pack_into(fmt, pl, off, rng.choice([0, 1, 0xFFFFFFFF, 1 << 20]))
-                        _put_payload(f, k, pl)
+                        put_payload(f, k, pl)
                         if rehash:
                             f["chunks/sha256"][k] = hashlib.sha256(bytes(pl)).hexdigest().encode()
                             _rehash_index(f)
@@ -191,24 +172,24 @@ def mutations(arc: Path, rng: random.Random):
 
         def fn(p, k=k, pos=pos, bit=bit):
             with h5py.File(p, "r+") as f:
-                pl = _payload(f, k)
+                pl = payload(f, k)
                 if pos < len(pl):
                     pl[pos] ^= 1 << bit
-                _put_payload(f, k, pl)
+                put_payload(f, k, pl)
         yield "payload-byte", fn
     for k in range(n_chunks):  # format 3: the HDF5 chunk itself lies (filter mask, a shorter chunk)
         def fn(p, k=k):
             with h5py.File(p, "r+") as f:
                 if "frames" in f:
                     ds = f["frames"]
-                    ds.id.write_direct_chunk(_coord(f, k), bytes(_payload(f, k)), rng.choice([1, 0xFFFF]))
+                    ds.id.write_direct_chunk(coord(f, k), bytes(payload(f, k)), rng.choice([1, 0xFFFF]))
         yield "frames-filter-mask", fn
 
         def fn2(p, k=k):
             with h5py.File(p, "r+") as f:
                 if "frames" in f:
-                    pl = _payload(f, k)
-                    f["frames"].id.write_direct_chunk(_coord(f, k), bytes(pl[:max(1, len(pl) // 2)]), 0)
+                    pl = payload(f, k)
+                    f["frames"].id.write_direct_chunk(coord(f, k), bytes(pl[:max(1, len(pl) // 2)]), 0)
         yield "frames-short-chunk", fn2
     for frac in (0.0, 0.1, 0.5, 0.9, 0.99):
         def fn(p, frac=frac):

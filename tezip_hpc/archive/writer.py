@@ -134,14 +134,17 @@ class ArchiveWriter:
             if self.collective:
                 self._write_collective(items)
             elif self.parallel:  # frames under 8 bytes: every rank makes the same direct chunk writes
-                for first, payload in (it for part in self.comm.allgather(items) for it in part):
-                    self._frames.id.write_direct_chunk((first,) + (0,) * len(self.frame_shape), payload, 0)
+                self._write_direct(it for part in self.comm.allgather(items) for it in part)
             else:  # rank 0 writes every rank's payloads
                 gathered = self.comm.gather(items, root=0) if self.size > 1 else [items]
                 if self.rank == 0:
-                    for first, payload in (it for part in gathered for it in part):
-                        self._frames.id.write_direct_chunk((first,) + (0,) * len(self.frame_shape), payload, 0)
+                    self._write_direct(it for part in gathered for it in part)
         return placements(base, payloads)
+
+    def _write_direct(self, items) -> None:
+        """Each (first frame, payload) as /frames' HDF5 chunk at that frame, as stored bytes."""
+        for first, payload in items:
+            self._frames.id.write_direct_chunk((first,) + (0,) * len(self.frame_shape), payload, 0)
 
     def _room(self, need: int) -> bool:
         free = atomic.space_left(self.final)
