@@ -16,13 +16,15 @@ from ..errors import CodecError, ConfigError
 MAGIC = b"TZC1"
 # 2: per-frame spatial choice (frame flag bit 2); 3: context-coded partitions (descriptor
 # mode 2); 4: per-frame side bytes (header flag 4); 5: frames coded by multilevel
-# interpolation (frame flag bit 4, a parameter byte each). A payload is written with the
-# lowest version that holds it (3 without side bytes or interpolation), so such a chunk
-# reads as before.
-PAYLOAD_VERSION = 5
+# interpolation (frame flag bit 4, a parameter byte each); 6: adaptive-coded partitions
+# (descriptor mode 3, coders.AdaptiveCoder). A payload is written with the lowest version
+# that holds it (3 without side bytes, interpolation or adaptive partitions), so such a
+# chunk reads as before.
+PAYLOAD_VERSION = 6
+INTERP_VERSION = 5
 SIDE_VERSION = 4
 SIDE_FREE_VERSION = 3
-READABLE_PAYLOAD_VERSIONS = (1, 2, 3, 4, 5)
+READABLE_PAYLOAD_VERSIONS = (1, 2, 3, 4, 5, 6)
 _HEAD = struct.Struct("<4sBBHIIIIQQ8s32s")
 HEADER_SIZE = _HEAD.size
 FLAG_FLOAT, FLAG_CLASSES, FLAG_SIDE, FLAG_VOLUME = 1, 2, 4, 8

@@ -1,5 +1,6 @@
-"""The Entropy stage's two coders behind one protocol (see RankCoder): TEZip's rank coder
-(``fast``) and the context coder (``context``, context.py), and the partitions both code.
+"""The Entropy stage's coders behind one protocol (see RankCoder): TEZip's rank coder
+(``fast``), the context coder (static tables, context.py) and the adaptive coder (adaptive
+binary range coding, _arc.py), and the partitions they code.
 """
 
 from __future__ import annotations
@@ -33,7 +34,7 @@ def plan_partitions(keys, per_frame: int, limit: int) -> list[tuple[int, int]]:
     return parts
 
 
-DESCRIPTOR = struct.Struct("<BBI")  # mode (0 plain, 1 ranked, 2 context), width / flag, table length / contexts
+DESCRIPTOR = struct.Struct("<BBI")  # mode (0 plain, 1 ranked, 2 context, 3 adaptive), width / flag, table length / model
 
 
 class Partition:
@@ -50,9 +51,9 @@ class RankCoder:
     table stored) when that narrows the symbol width, the narrowest integer width, and a
     byte-plane shuffle of multi-byte symbols; zstd after it does the entropy coding.
 
-    The coder protocol (RankCoder, ContextCoder): ``encode(frames, t0, t1, m, per_frame,
-    frame_shape, out) -> bool`` appends a partition (descriptor included) or returns False
-    to let the next coder take it; ``parse(reader, mode, width, n, t0, t1, per_frame,
+    The coder protocol (RankCoder, ContextCoder, AdaptiveCoder): ``encode(frames, t0, t1, m,
+    per_frame, frame_shape, out) -> int | None`` appends a partition (descriptor included)
+    and returns the descriptor mode it wrote, or None to let the next coder take it; ``parse(reader, mode, width, n, t0, t1, per_frame,
     sym_bytes, frame_shape)`` reads one; ``decode(part, t, per_frame, kind, frame_shape,
     code_dtype)`` gives frame t's codes (inverse spatial included)."""
 
@@ -78,7 +79,7 @@ class RankCoder:
                 width = width_of(len(table) - 1)
         return width, lut, table
 
-    def encode(self, frames, t0, t1, m, per_frame, frame_shape, out, plan=None) -> bool:
+    def encode(self, frames, t0, t1, m, per_frame, frame_shape, out, plan=None) -> int | None:
         width, lut, table = plan or self.plan(frames, t0, t1, m, self.cfg.entropy)
         n = (t1 - t0) * per_frame
         data = np.empty(n * width, np.uint8)
@@ -89,7 +90,7 @@ class RankCoder:
         if table is not None:
             out.append(table.tobytes())
         out.append(data)
-        return True
+        return 0 if table is None else 1
 
     def parse(self, reader, mode, width, ntab, t0, t1, per_frame, sym_bytes, frame_shape) -> Partition:
         n = (t1 - t0) * per_frame
@@ -125,10 +126,10 @@ class ContextCoder:
         # the partition may code channel differences: the better of both
         return _context().estimate(self.be.to_host(u), frame_shape, channels=True)
 
-    def encode(self, frames, t0, t1, m, per_frame, frame_shape, out) -> bool:
+    def encode(self, frames, t0, t1, m, per_frame, frame_shape, out) -> int | None:
         n = (t1 - t0) * per_frame
         if frame_shape is None or n < _context().MIN_ELEMENTS:
-            return False
+            return None
         block: list = []
         flag = _context().encode_partition([self.be.to_host(frames[t][0]) for t in range(t0, t1)], frame_shape,
                                            block)
@@ -139,7 +140,7 @@ class ContextCoder:
                 return self.fallback.encode(frames, t0, t1, m, per_frame, frame_shape, out, plan)
         out.append(DESCRIPTOR.pack(2, flag, _context().NCTX))
         out.extend(block)
-        return True
+        return 2
 
     def parse(self, reader, mode, width, nctx, t0, t1, per_frame, sym_bytes, frame_shape):
         if frame_shape is None:
@@ -148,6 +149,120 @@ class ContextCoder:
 
     def decode(self, part, t, per_frame, kind, frame_shape, code_dtype):
         return self.be.asarray(_context().decode_frame(part, t, frame_shape, kind, code_dtype))
+
+
+_LEN = struct.Struct("<I")
+ADAPTIVE_MODEL = 1  # the descriptor's model number: _arc.py's contexts and binarisation
+ADAPTIVE_VERSION = 6  # the payload version that holds adaptive partitions (descriptor mode 3)
+
+
+class AdaptivePartition:
+    """A parsed adaptive partition: one byte stream per frame, and the decoding state the
+    frames share (probabilities, magnitude and sign planes), carried in frame order."""
+
+    __slots__ = ("t0", "t1", "streams", "channel_delta", "state", "next_t")
+
+    def __init__(self, t0, t1, streams, channel_delta) -> None:
+        self.t0, self.t1, self.streams, self.channel_delta = t0, t1, streams, channel_delta
+        self.state, self.next_t = None, t0
+
+
+class AdaptiveCoder:
+    """The adaptive coder (mode 3, payload version 6): each frame's symbols binarised and
+    range-coded with probabilities that adapt as they are coded, in contexts of the
+    neighbours' magnitudes and the pixel's position class (_arc.py); the probabilities
+    carry over from frame to frame of a partition. Layout after the descriptor (mode 3,
+    channel flag, model number): per frame a u32 byte count, then the bytes. It takes a
+    partition of at least context.MIN_ELEMENTS elements whose frames fit their buffers,
+    else leaves it to the context coder. About 10-27 % smaller than the static tables on
+    fields and video, and 2-3x slower to decode (docs/BENCHMARKS.md section 15), so the
+    default configuration uses it for inputs of 2 bytes or more per element."""
+
+    modes = (3,)
+
+    def __init__(self, cfg: CodecConfig, backend, fallback: "ContextCoder") -> None:
+        self.cfg, self.be, self.fallback = cfg, backend, fallback
+
+    def encode(self, frames, t0, t1, m, per_frame, frame_shape, out) -> int | None:
+        n = (t1 - t0) * per_frame
+        if frame_shape is None or n < _context().MIN_ELEMENTS:
+            return None
+        from . import _arc
+
+        ctx = _context()
+        H, W, C = frame_shape
+        host = [self.be.to_host(frames[t][0]) for t in range(t0, t1)]
+        flag = 0
+        if C > 1 and ctx.estimate(ctx.channel_delta(host[0], C), frame_shape) < ctx.estimate(host[0], frame_shape):
+            flag = 1
+            host = [ctx.channel_delta(u, C) for u in host]
+        pf, ps = _arc.new_state()
+        mp, sp = _planes(H, W, C)
+        block = [DESCRIPTOR.pack(3, flag, ADAPTIVE_MODEL)]
+        size = 0
+        for u in host:
+            buf = np.empty(_frame_limit(u.size, u.dtype.itemsize), np.uint8)
+            nb = _arc.encode_frame(u, np.int64(H), np.int64(W), np.int64(C), pf, ps, mp, sp, buf)
+            if nb < 0:
+                return None
+            block += [_LEN.pack(nb), buf[:nb].tobytes()]
+            size += nb
+        if size >= n:  # as for the context coder: plain (ranked) symbols may be smaller
+            plan = self.fallback.fallback.plan(frames, t0, t1, m, True)
+            if size >= n * plan[0]:
+                return self.fallback.fallback.encode(frames, t0, t1, m, per_frame, frame_shape, out, plan)
+        out.extend(block)
+        return 3
+
+    def parse(self, reader, mode, flag, model, t0, t1, per_frame, sym_bytes, frame_shape) -> AdaptivePartition:
+        if frame_shape is None:
+            raise CodecError("corrupted payload: adaptive partition without a frame shape")
+        if flag not in (0, 1) or model != ADAPTIVE_MODEL:
+            raise CodecError(f"corrupted payload: adaptive partition descriptor ({flag}, {model})")
+        streams = []
+        for _ in range(t0, t1):
+            (nb,) = reader.unpack(_LEN)
+            if nb > _frame_limit(per_frame, sym_bytes):
+                raise CodecError("corrupted payload: adaptive frame stream longer than its frame allows")
+            streams.append(reader.array(np.uint8, nb))
+        return AdaptivePartition(t0, t1, streams, bool(flag))
+
+    def decode(self, part: AdaptivePartition, t, per_frame, kind, frame_shape, code_dtype):
+        from . import _arc
+
+        H, W, C = frame_shape
+        if part.state is None or t < part.next_t:  # frames decode in order; anything else starts over
+            part.state, part.next_t = (*_arc.new_state(), *_planes(H, W, C)), part.t0
+        pf, ps, mp, sp = part.state
+        maxe = np.int64(np.dtype(code_dtype).itemsize * 8 - 1)
+        q = np.empty(per_frame, code_dtype)
+        while part.next_t <= t:
+            s = part.next_t
+            err = _arc.decode_frame(part.streams[s - part.t0], np.int64(H), np.int64(W), np.int64(C), pf, ps, mp, sp,
+                                    maxe, q)
+            if err:
+                part.state = None
+                raise CodecError(f"corrupted payload: adaptive-coded frame {s} does not decode (error {err})")
+            part.next_t = s + 1
+        if t == part.t1 - 1:
+            part.state = None  # the last frame: drop the planes
+        from . import _cpu
+
+        if part.channel_delta:
+            _context().undo_channel_delta(q, C)
+        _cpu.unspatial(q, np.int64(H), np.int64(W), np.int64(C), np.int64(kind))
+        return self.be.asarray(q)
+
+
+def _frame_limit(n: int, sym_bytes: int) -> int:
+    """The most bytes one adaptive frame of n symbols may take (the encoder gives the
+    partition to another coder beyond it)."""
+    return n * (sym_bytes + 1) + 1024
+
+
+def _planes(H: int, W: int, C: int) -> tuple[np.ndarray, np.ndarray]:
+    size = (H + 2) * (W + 4) * C
+    return np.zeros(size, np.uint8), np.zeros(size, np.int8)
 
 
 def _context():

@@ -36,7 +36,7 @@ FLOATS = ("float32", "float64")
 QUANTIZERS = ("linear", "merge", "auto")
 SPATIAL = ("none", "row", "lorenzo")
 SPATIAL_PRED = SPATIAL + ("auto",)
-CODERS = ("context", "fast")
+CODERS = ("context", "adaptive", "fast")
 CODEC_CONFIG_VERSION = 1
 # Fields added after version 1, with the value a config written without them means.
 _LEGACY = {"coder": "fast"}
@@ -92,7 +92,7 @@ class CodecConfig:
     spatial_key: str = "lorenzo"       # neighbour deltas on keyframe codes
     spatial_pred: str = "auto"         # predicted frames: auto = lorenzo if lossless, else none
     entropy: bool = True               # fast coder: frequency-ranked remap per partition
-    coder: str = "context"             # "context" (rANS, neighbour contexts) or "fast" (rank + zstd)
+    coder: str = "context"             # "context" (default), "adaptive" (adaptive range coding everywhere), "fast" (rank + zstd)
     partition: int = 1 << 20           # elements per entropy partition (frames are never split)
     shuffle: bool = True               # byte-plane shuffle of multi-byte symbols
     zstd_level: int = 3

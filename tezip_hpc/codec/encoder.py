@@ -13,7 +13,7 @@ import numpy as np
 
 from ..errors import ConfigError
 from ._payload import (FLAG_CLASSES, FLAG_FLOAT, FLAG_SIDE, FLAG_VOLUME, FRAME_INTERP, FRAME_INTRA, FRAME_KEY,
-                       FRAME_LORENZO, FRAME_MERGE, PAYLOAD_VERSION, SIDE_FREE_VERSION, SIDE_VERSION, VOLUME_MARK,
+                       FRAME_LORENZO, FRAME_MERGE, INTERP_VERSION, SIDE_FREE_VERSION, SIDE_VERSION, VOLUME_MARK,
                        frame_shape_of, pack_header, pack_outliers, pack_side, side_limit)
 from .search import EncoderTrials
 from .stages import SPATIAL_KIND
@@ -176,17 +176,17 @@ class ChunkEncoder(EncoderTrials):
         body: list = [np.array(self.flags, np.uint8).tobytes()]
         if self.params:
             body.append(np.array(self.params, np.uint8).tobytes())
-        p.entropy.encode(self.symbols, keys, self.size, body, self.frame_shape)
+        need = p.entropy.encode(self.symbols, keys, self.size, body, self.frame_shape)
         flags = (FLAG_FLOAT if p.config.is_float else 0) | (FLAG_VOLUME if self.volume else 0)
         if self.class_symbols:
             flags |= FLAG_CLASSES
-            p.entropy.encode(self.class_symbols, keys, self.size, body, self.frame_shape)
+            need = max(need, p.entropy.encode(self.class_symbols, keys, self.size, body, self.frame_shape))
         n_out = 0
         if self.outlier_idx:
             idx = np.concatenate(self.outlier_idx).astype(np.int64)
             n_out = idx.size
             pack_outliers(idx, np.concatenate(self.outlier_val), p.dtype, p.config.shuffle, body)
-        version = PAYLOAD_VERSION if self.params else SIDE_FREE_VERSION
+        version = max(INTERP_VERSION if self.params else SIDE_FREE_VERSION, need)
         if any(self.side):
             flags |= FLAG_SIDE
             version = max(version, SIDE_VERSION)

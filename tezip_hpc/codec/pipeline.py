@@ -25,7 +25,8 @@ digest covers only VOLUME_MARK (so a flipped header flag cannot pass as the othe
 
 Each stream is packed per partition by the Entropy stage: a descriptor, then either a rank
 table and the narrowed symbols (fast coder), or context tables and one rANS stream per
-frame (context coder, version 3; see context.py and coders.py).
+frame (context coder, version 3; see context.py and coders.py), or one adaptive range-coded
+stream per frame (adaptive coder, version 6; see _arc.py and coders.py).
 
 Where the parts live: this layout's constants and pack / parse helpers in _payload.py, the
 encoder (ChunkEncoder) in encoder.py, its choices (forms, estimates, interpolation tuning,
@@ -75,7 +76,7 @@ class Pipeline(PipelineSearch):
         self.tag = hashlib.sha256(config.to_json().encode()).digest()[:8]
         # predicted frames may also be coded intra (zero prediction, keyframe deltas): context
         # coder with spatial "auto" only, so older configurations behave as they did
-        self.intra = self.spatial.choose and config.coder == "context"
+        self.intra = self.spatial.choose and config.coder != "fast"
         # lossy frames quantized linearly may also be coded by multilevel interpolation
         # (keyframes, intra-coded frames, and the residual of a predicted frame)
         self.interp = self.spatial.choose and not config.lossless

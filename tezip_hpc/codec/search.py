@@ -224,7 +224,7 @@ class EncoderTrials:
     def _fallback_capped(self, u, m: int, est: int) -> int:
         """The context coder falls back to ranked one-byte symbols where that is smaller (noise
         of at most 256 distinct values): cap its estimate by that fallback's size."""
-        if self.p.config.coder != "context" or m >= 1 << 16:
+        if self.p.config.coder == "fast" or m >= 1 << 16:
             return est
         from ._cpu import distinct_capped
 

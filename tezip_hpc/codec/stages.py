@@ -20,7 +20,8 @@ import zstandard
 from ..errors import CodecError, ConfigError
 from ._payload import Reader  # noqa: F401  (re-exported: the body reader lived here)
 from ._stage import INT_RANGE, Stage
-from .coders import (DESCRIPTOR, REMAP_MAX, UINT_OF_WIDTH, ContextCoder, Partition, RankCoder,  # noqa: F401
+from .coders import (ADAPTIVE_VERSION, DESCRIPTOR, REMAP_MAX, UINT_OF_WIDTH, AdaptiveCoder, ContextCoder, Partition,
+                     RankCoder,  # noqa: F401
                      plan_partitions, width_of)
 from .config import CodecConfig, check_dtype, prediction_dtype
 from .quantize import QFrame, Quantize  # noqa: F401
@@ -120,7 +121,7 @@ class Spatial(Stage):
         # "auto": each predicted frame tries no deltas and Lorenzo deltas (frame flag), on lossy
         # data, and on lossless data with the context coder (measured lossless, previous frame:
         # none wins on a gray clip, 5.51 vs 5.15, Lorenzo on RGB clips and fields, 10.4 vs 9.1)
-        self.choose = cfg.spatial_pred == "auto" and (not cfg.lossless or cfg.coder == "context")
+        self.choose = cfg.spatial_pred == "auto" and (not cfg.lossless or cfg.coder != "fast")
         if self.choose:
             self.pred_kind = SPATIAL_KIND["none"]  # the frame flag says Lorenzo
         # lossless float64 codes use all 64 bits (modular differences): the kernels' signed
@@ -144,8 +145,11 @@ class Spatial(Stage):
 # =========================================================================== 4. Entropy (its coders: coders.py)
 class Entropy(Stage):
     """Partitioned entropy encoding: per partition (consecutive frames of one kind), the
-    configured coder (``context``, the default, or ``fast``: RankCoder), the context coder
-    falling back to the rank coder where it does not pay. zstd follows."""
+    configured coder, each falling back to the next where it does not pay: ``context`` (the
+    default) = the adaptive coder for inputs of 2 or more bytes per element (its decoding
+    is 2-3x slower per symbol, so 8-bit video keeps the static tables), then the context
+    coder, then the rank coder; ``adaptive`` = the adaptive coder for every input; ``fast``
+    = the rank coder. zstd follows."""
 
     name = "entropy"
     consumes = "symbols"
@@ -154,8 +158,11 @@ class Entropy(Stage):
     def __init__(self, cfg: CodecConfig, backend) -> None:
         self.cfg, self.be = cfg, backend
         self.rank = RankCoder(cfg, backend)
-        self.context = ContextCoder(cfg, backend, self.rank) if cfg.coder == "context" else None
-        self.coders = [c for c in (self.context, self.rank) if c is not None]
+        self.context = ContextCoder(cfg, backend, self.rank) if cfg.coder != "fast" else None
+        wide = np.dtype(cfg.dtype).itemsize >= 2
+        self.adaptive = AdaptiveCoder(cfg, backend, self.context) \
+            if cfg.coder == "adaptive" or (cfg.coder == "context" and wide) else None
+        self.coders = [c for c in (self.adaptive, self.context, self.rank) if c is not None]
 
     def config(self) -> dict:
         return {"id": self.name, "coder": self.cfg.coder, "remap": self.cfg.entropy,
@@ -165,19 +172,29 @@ class Entropy(Stage):
         """Bytes the context coder would give one frame's symbols (None for the fast coder)."""
         return None if self.context is None else self.context.estimate(u, frame_shape)
 
-    def encode(self, frames: list, keys, per_frame: int, out: list, frame_shape=None) -> None:
-        """frames: [(planar symbols, largest symbol)] per frame; appends byte blocks."""
+    def encode(self, frames: list, keys, per_frame: int, out: list, frame_shape=None) -> int:
+        """frames: [(planar symbols, largest symbol)] per frame; appends byte blocks and
+        returns the lowest payload version that holds them (1, or ADAPTIVE_VERSION where a
+        partition is adaptive-coded)."""
+        version = 1
         for t0, t1 in plan_partitions(keys, per_frame, self.cfg.partition):
             m = max(frames[t][1] for t in range(t0, t1))
             for coder in self.coders:
-                if coder.encode(frames, t0, t1, m, per_frame, frame_shape, out):
+                mode = coder.encode(frames, t0, t1, m, per_frame, frame_shape, out)
+                if mode is not None:
+                    if mode in AdaptiveCoder.modes:
+                        version = ADAPTIVE_VERSION
                     break
+        return version
 
     def parse(self, reader: "Reader", keys, per_frame: int, sym_bytes: int, version: int = 3,
               frame_shape=None) -> list:
         """Read the partition descriptors of one stream (data stays in the body); context
-        partitions (mode 2) exist from payload version 3, whatever the configured coder."""
-        coders = [self.rank] + ([self.context or ContextCoder(self.cfg, self.be, self.rank)] if version >= 3 else [])
+        partitions (mode 2) exist from payload version 3 and adaptive ones (mode 3) from
+        version 6, whatever the configured coder."""
+        context = self.context or ContextCoder(self.cfg, self.be, self.rank)
+        coders = [self.rank] + ([context] if version >= 3 else []) \
+            + ([self.adaptive or AdaptiveCoder(self.cfg, self.be, context)] if version >= ADAPTIVE_VERSION else [])
         coder_of = {mode: c for c in coders for mode in c.modes}
         parts: list = []
         for t0, t1 in plan_partitions(keys, per_frame, self.cfg.partition):

@@ -1,0 +1,157 @@
+"""The adaptive coder (payload version 6, descriptor mode 3): its range coder round-trips
+every symbol width, rejects truncated and cut streams, never reads out of bounds, decodes
+frames in any order, and is chosen where the configuration says."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from tezip_hpc.codec import _arc
+from tezip_hpc.codec.coders import AdaptivePartition, Partition
+from tezip_hpc.codec.config import CodecConfig, prediction_dtype
+from tezip_hpc.codec.context import ContextPartition
+from tezip_hpc.codec.pipeline import Pipeline
+
+RNG = np.random.default_rng(2026)
+
+
+def _symbols(dtype, shape, scale):
+    """Zigzagged symbols of Laplacian codes with a spatially varying scale, plus extremes."""
+    H, W, C = shape
+    s = np.exp(RNG.normal(0, 1, (H, W, 1))) * scale
+    v = np.round(RNG.laplace(0, 1, (H, W, C)) * s).astype(np.int64)
+    u = ((v << 1) ^ (v >> 63)).astype(np.uint64)
+    top = np.iinfo(dtype).max
+    u = np.minimum(u, top).astype(dtype).ravel()
+    u[:4] = np.array([0, 1, top, top - 1], dtype)[:u.size]
+    return u
+
+
+def _encode(frames, shape, out_size=None):
+    H, W, C = shape
+    pf, ps = _arc.new_state()
+    mp, sp = np.zeros((H + 2) * (W + 4) * C, np.uint8), np.zeros((H + 2) * (W + 4) * C, np.int8)
+    streams = []
+    for u in frames:
+        buf = np.empty(out_size or u.size * (u.dtype.itemsize + 1) + 1024, np.uint8)
+        n = _arc.encode_frame(u, H, W, C, pf, ps, mp, sp, buf)
+        if n < 0:
+            return None
+        streams.append(buf[:n].copy())
+    return streams
+
+
+def _decode(streams, shape, code_dtype):
+    H, W, C = shape
+    pf, ps = _arc.new_state()
+    mp, sp = np.zeros((H + 2) * (W + 4) * C, np.uint8), np.zeros((H + 2) * (W + 4) * C, np.int8)
+    out, errs = [], []
+    for s in streams:
+        q = np.empty(H * W * C, code_dtype)
+        errs.append(_arc.decode_frame(s, H, W, C, pf, ps, mp, sp, np.dtype(code_dtype).itemsize * 8 - 1, q))
+        out.append(q)
+    return out, errs
+
+
+def _zigzag(q):
+    q = q.astype(np.int64)
+    return ((q << 1) ^ (q >> 63)).view(np.uint64)
+
+
+@pytest.mark.parametrize("dtype,code", [(np.uint16, np.int16), (np.uint32, np.int32), (np.uint64, np.int64)])
+@pytest.mark.parametrize("shape", [(17, 23, 1), (9, 8, 3), (1, 1, 1)])
+def test_round_trip_of_every_width_with_state_carried_over_frames(dtype, code, shape):
+    frames = [_symbols(dtype, shape, scale) for scale in (0.3, 3.0, 300.0)]
+    streams = _encode(frames, shape)
+    out, errs = _decode(streams, shape, code)
+    assert errs == [0, 0, 0]
+    for u, q in zip(frames, out):
+        assert np.array_equal(_zigzag(q).astype(dtype), u)
+
+
+def test_a_smooth_frame_costs_less_than_its_noise():
+    shape = (64, 64, 1)
+    quiet = _encode([_symbols(np.uint16, shape, 0.2)], shape)[0]
+    loud = _encode([_symbols(np.uint16, shape, 20.0)], shape)[0]
+    assert quiet.size * 4 < loud.size
+
+
+def test_every_truncation_and_cut_is_rejected():
+    shape = (12, 10, 1)
+    u = _symbols(np.uint32, shape, 5.0)
+    (s,) = _encode([u], shape)
+    for n in range(s.size):
+        _, errs = _decode([s[:n]], shape, np.int32)
+        assert errs[0] != 0, n
+    _, errs = _decode([np.concatenate([s, np.zeros(3, np.uint8)])], shape, np.int32)
+    assert errs[0] != 0
+
+
+def test_corrupted_bytes_never_read_out_of_bounds():
+    """Every single-byte change of a stream decodes to an error number or to some frame,
+    within the buffers (numba bounds are not checked: a stray index would crash or corrupt
+    memory, so this runs each mutation through the real kernel)."""
+    shape = (16, 12, 2)
+    u = _symbols(np.uint16, shape, 4.0)
+    (s,) = _encode([u], shape)
+    rejected = 0
+    for i in range(s.size):
+        for val in (0x00, 0xFF, s[i] ^ 0x10):
+            m = s.copy()
+            m[i] = val
+            _, errs = _decode([m], shape, np.int16)
+            rejected += errs[0] != 0
+    assert rejected > 0
+
+
+def test_a_buffer_too_small_is_reported_not_overrun():
+    shape = (32, 32, 1)
+    u = _symbols(np.uint32, shape, 1000.0)
+    assert _encode([u], shape, out_size=64) is None
+
+
+def _pipe(dtype, **kw):
+    return Pipeline(CodecConfig(dtype=dtype, value_range=(0.0, 255.0), **kw))
+
+
+def _partitions(pipe, x, p):
+    payload = pipe.encode(x, p)
+    dec = pipe.decoder(payload, x.shape[1:])
+    return payload, dec, {type(part) for _, part in dec._parts}
+
+
+@pytest.mark.parametrize("dtype,coder,kind", [
+    ("float32", "context", AdaptivePartition), ("uint16", "context", AdaptivePartition),
+    ("uint8", "context", ContextPartition), ("uint8", "adaptive", AdaptivePartition),
+    ("float32", "fast", Partition)])
+def test_the_configuration_chooses_the_coder(dtype, coder, kind):
+    x = (np.add.outer(np.arange(4), np.add.outer(np.arange(48), np.arange(40))) * 1.7
+         + RNG.normal(0, 3, (4, 48, 40))).clip(0, 255).astype(dtype)[..., None]
+    p = np.concatenate([x[:1], x[:-1]]).astype(prediction_dtype(dtype))
+    pipe = _pipe(dtype, mode="abs", bounds=(0.5,), coder=coder)
+    payload, dec, kinds = _partitions(pipe, x, p)
+    assert kind in kinds and (payload[4] == 6) == (kind is AdaptivePartition)
+    out = np.stack([dec.next(None if dec.keys[t] else p[t]) for t in range(dec.n_frames)])
+    dec.verify()
+    assert np.abs(out.astype(np.float64) - x).max() <= 0.5
+
+
+def test_frames_of_a_partition_decode_in_any_order():
+    """The probabilities carry over frames, so a frame asked for out of order is decoded
+    from the partition's start: the same codes either way."""
+    x = RNG.integers(0, 255, (5, 40, 36, 3)).astype(np.uint8)
+    p = np.concatenate([x[:1], x[:-1]]).astype(prediction_dtype("uint8"))
+    pipe = _pipe("uint8", coder="adaptive")
+    payload = pipe.encode(x, p)
+    dec = pipe.decoder(payload, x.shape[1:])
+    coder, part = dec._parts[-1]
+    assert isinstance(part, AdaptivePartition) and part.t1 - part.t0 >= 2
+    args = (dec.size, 0, x.shape[1:], pipe.quantize.code_dtype)
+    last, first = part.t1 - 1, part.t0
+    a_last, a_first = coder.decode(part, last, *args).copy(), coder.decode(part, first, *args).copy()
+    fresh = pipe.decoder(payload, x.shape[1:])._parts[-1][1]
+    assert np.array_equal(coder.decode(fresh, first, *args), a_first)
+    for t in range(first + 1, last + 1):
+        b = coder.decode(fresh, t, *args)
+    assert np.array_equal(b, a_last)
