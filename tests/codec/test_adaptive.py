@@ -121,20 +121,21 @@ def _partitions(pipe, x, p):
     return payload, dec, {type(part) for _, part in dec._parts}
 
 
-@pytest.mark.parametrize("dtype,coder,kind", [
-    ("float32", "context", AdaptivePartition), ("uint16", "context", AdaptivePartition),
-    ("uint8", "context", ContextPartition), ("uint8", "adaptive", AdaptivePartition),
-    ("float32", "fast", Partition)])
-def test_the_configuration_chooses_the_coder(dtype, coder, kind):
+@pytest.mark.parametrize("dtype,coder,bound,kind", [
+    ("float32", "context", 0.5, AdaptivePartition), ("uint16", "context", 0.5, AdaptivePartition),
+    ("uint16", "context", 0.0, AdaptivePartition), ("float32", "context", 0.0, ContextPartition),
+    ("float32", "adaptive", 0.0, AdaptivePartition), ("uint8", "context", 0.5, ContextPartition),
+    ("uint8", "adaptive", 0.5, AdaptivePartition), ("float32", "fast", 0.5, Partition)])
+def test_the_configuration_chooses_the_coder(dtype, coder, bound, kind):
     x = (np.add.outer(np.arange(4), np.add.outer(np.arange(48), np.arange(40))) * 1.7
          + RNG.normal(0, 3, (4, 48, 40))).clip(0, 255).astype(dtype)[..., None]
     p = np.concatenate([x[:1], x[:-1]]).astype(prediction_dtype(dtype))
-    pipe = _pipe(dtype, mode="abs", bounds=(0.5,), coder=coder)
+    pipe = _pipe(dtype, mode="abs", bounds=(bound,), coder=coder)
     payload, dec, kinds = _partitions(pipe, x, p)
     assert kind in kinds and (payload[4] == 6) == (kind is AdaptivePartition)
     out = np.stack([dec.next(None if dec.keys[t] else p[t]) for t in range(dec.n_frames)])
     dec.verify()
-    assert np.abs(out.astype(np.float64) - x).max() <= 0.5
+    assert np.abs(out.astype(np.float64) - x).max() <= bound
 
 
 def test_frames_of_a_partition_decode_in_any_order():

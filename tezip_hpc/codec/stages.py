@@ -146,8 +146,9 @@ class Spatial(Stage):
 class Entropy(Stage):
     """Partitioned entropy encoding: per partition (consecutive frames of one kind), the
     configured coder, each falling back to the next where it does not pay: ``context`` (the
-    default) = the adaptive coder for inputs of 2 or more bytes per element (its decoding
-    is 2-3x slower per symbol, so 8-bit video keeps the static tables), then the context
+    default) = the adaptive coder for inputs of 2 or more bytes per element except lossless
+    floats (its decoding is 2-3x slower per symbol, so 8-bit video keeps the static
+    tables), then the context
     coder, then the rank coder; ``adaptive`` = the adaptive coder for every input; ``fast``
     = the rank coder. zstd follows."""
 
@@ -159,7 +160,10 @@ class Entropy(Stage):
         self.cfg, self.be = cfg, backend
         self.rank = RankCoder(cfg, backend)
         self.context = ContextCoder(cfg, backend, self.rank) if cfg.coder != "fast" else None
-        wide = np.dtype(cfg.dtype).itemsize >= 2
+        # the default's adaptive coding: 2+ byte types, but not lossless floats, whose codes are
+        # mostly raw mantissa bits the static tables (or ranked byte planes) code smaller
+        # (docs/BENCHMARKS.md section 15: -2 to -7 %)
+        wide = np.dtype(cfg.dtype).itemsize >= 2 and not (cfg.is_float and cfg.lossless)
         self.adaptive = AdaptiveCoder(cfg, backend, self.context) \
             if cfg.coder == "adaptive" or (cfg.coder == "context" and wide) else None
         self.coders = [c for c in (self.adaptive, self.context, self.rank) if c is not None]
