@@ -216,7 +216,8 @@ def register(sub) -> None:
                    "with --mode abs; the other modes need it); absrel takes two: ABS REL")
     p.add_argument("--coder", choices=["context", "adaptive", "fast"], default="context",
                    help="entropy coder: context (default) = adaptive range coding with contexts from the coded "
-                        "neighbours for 16-bit and wider inputs, static-table rANS for 8-bit ones; adaptive = "
+                        "neighbours for 16-bit and wider inputs (lossy, or integers), static-table rANS for 8-bit ones "
+                        "and lossless floats; adaptive = "
                         "adaptive range coding for every input (8-bit video ~10 %% smaller, decodes 2-3x slower); "
                         "fast = TEZip's frequency ranking + zstd (fastest, largest)")
     p.add_argument("--no-entropy", "-n", action="store_true",
