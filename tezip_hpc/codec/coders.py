@@ -133,11 +133,10 @@ class ContextCoder:
         block: list = []
         flag = _context().encode_partition([self.be.to_host(frames[t][0]) for t in range(t0, t1)], frame_shape,
                                            block)
-        size = sum(len(b) for b in block)
-        if size >= n:  # under a byte per symbol it beats any plain width: no histogram pass needed
-            plan = self.fallback.plan(frames, t0, t1, m, True)
-            if size >= n * plan[0]:  # plain (ranked) symbols are no larger
-                return self.fallback.encode(frames, t0, t1, m, per_frame, frame_shape, out, plan)
+        plain = _plain_if_smaller(self.fallback, sum(len(b) for b in block), frames, t0, t1, m, per_frame,
+                                  frame_shape, out)
+        if plain is not None:
+            return plain
         out.append(DESCRIPTOR.pack(2, flag, _context().NCTX))
         out.extend(block)
         return 2
@@ -174,14 +173,15 @@ class AdaptiveCoder:
     carry over from frame to frame of a partition. Layout after the descriptor (mode 3,
     channel flag, model number): per frame a u32 byte count, then the bytes. It takes a
     partition of at least context.MIN_ELEMENTS elements whose frames fit their buffers,
-    else leaves it to the context coder. About 10-27 % smaller than the static tables on
+    else leaves it to the next coder (the context coder), and codes plain symbols where those
+    are smaller, as the context coder does. About 10-27 % smaller than the static tables on
     fields and video, and 2-3x slower to decode (docs/BENCHMARKS.md section 15), so the
     default configuration uses it for inputs of 2 bytes or more per element, lossless floats
     excepted (there it measured 1-7 % larger: their codes are mostly raw mantissa bits)."""
 
     modes = (3,)
 
-    def __init__(self, cfg: CodecConfig, backend, fallback: "ContextCoder") -> None:
+    def __init__(self, cfg: CodecConfig, backend, fallback: RankCoder) -> None:
         self.cfg, self.be, self.fallback = cfg, backend, fallback
 
     def encode(self, frames, t0, t1, m, per_frame, frame_shape, out) -> int | None:
@@ -190,13 +190,8 @@ class AdaptiveCoder:
             return None
         from . import _arc
 
-        ctx = _context()
         H, W, C = frame_shape
-        host = [self.be.to_host(frames[t][0]) for t in range(t0, t1)]
-        flag = 0
-        if C > 1 and ctx.estimate(ctx.channel_delta(host[0], C), frame_shape) < ctx.estimate(host[0], frame_shape):
-            flag = 1
-            host = [ctx.channel_delta(u, C) for u in host]
+        flag, host = _context().choose_channels([self.be.to_host(frames[t][0]) for t in range(t0, t1)], frame_shape)
         pf, ps = _arc.new_state()
         mp, sp = _planes(H, W, C)
         block = [DESCRIPTOR.pack(3, flag, ADAPTIVE_MODEL)]
@@ -208,10 +203,9 @@ class AdaptiveCoder:
                 return None
             block += [_LEN.pack(nb), buf[:nb].tobytes()]
             size += nb
-        if size >= n:  # as for the context coder: plain (ranked) symbols may be smaller
-            plan = self.fallback.fallback.plan(frames, t0, t1, m, True)
-            if size >= n * plan[0]:
-                return self.fallback.fallback.encode(frames, t0, t1, m, per_frame, frame_shape, out, plan)
+        plain = _plain_if_smaller(self.fallback, size, frames, t0, t1, m, per_frame, frame_shape, out)
+        if plain is not None:
+            return plain
         out.extend(block)
         return 3
 
@@ -247,12 +241,20 @@ class AdaptiveCoder:
             part.next_t = s + 1
         if t == part.t1 - 1:
             part.state = None  # the last frame: drop the planes
-        from . import _cpu
+        return self.be.asarray(_context().finish_codes(q, frame_shape, kind, part.channel_delta))
 
-        if part.channel_delta:
-            _context().undo_channel_delta(q, C)
-        _cpu.unspatial(q, np.int64(H), np.int64(W), np.int64(C), np.int64(kind))
-        return self.be.asarray(q)
+
+def _plain_if_smaller(rank: RankCoder, size: int, frames, t0, t1, m, per_frame, frame_shape, out) -> int | None:
+    """Where a modelled partition of `size` bytes is no smaller than the rank coder's narrowed
+    symbols, code those instead and return their mode; else None. Under a byte per symbol
+    it beats any plain width: no histogram pass is needed."""
+    n = (t1 - t0) * per_frame
+    if size < n:
+        return None
+    plan = rank.plan(frames, t0, t1, m, True)
+    if size < n * plan[0]:
+        return None
+    return rank.encode(frames, t0, t1, m, per_frame, frame_shape, out, plan)
 
 
 def _frame_limit(n: int, sym_bytes: int) -> int:

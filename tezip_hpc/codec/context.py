@@ -105,15 +105,30 @@ def undo_channel_delta(q: np.ndarray, C: int) -> None:
     _ans.undo_channel_delta(q, np.int64(C))
 
 
+def choose_channels(frames: list, frame_shape) -> tuple[int, list]:
+    """A partition's channel flag and the symbols to code: channel differences (flag 1) when
+    the first frame's estimate is smaller with them (frames of more than one channel)."""
+    C = frame_shape[2]
+    if C > 1 and estimate(channel_delta(frames[0], C), frame_shape) < estimate(frames[0], frame_shape):
+        return 1, [channel_delta(u, C) for u in frames]
+    return 0, frames
+
+
+def finish_codes(q: np.ndarray, frame_shape, kind: int, channel_flag: bool) -> np.ndarray:
+    """Decoded codes of a frame -> its codes with channel differences and spatial deltas
+    undone (in place; what every context-modelled coder does after its own stream)."""
+    H, W, C = frame_shape
+    if channel_flag:
+        undo_channel_delta(q, C)
+    _cpu.unspatial(q, np.int64(H), np.int64(W), np.int64(C), np.int64(kind))
+    return q
+
+
 def encode_partition(frames: list, frame_shape, out: list) -> int:
     """frames: host symbol arrays of one partition; appends the tables and streams and
     returns the partition's channel flag (1: channel deltas, chosen when the first frame's
     estimate is smaller with them)."""
-    C = frame_shape[2]
-    flag = 0
-    if C > 1 and estimate(channel_delta(frames[0], C), frame_shape) < estimate(frames[0], frame_shape):
-        flag = 1
-        frames = [channel_delta(u, C) for u in frames]
+    flag, frames = choose_channels(frames, frame_shape)
     hist = np.zeros((NCTX, _ans.NTOK), np.int64)
     passes = [_tokenize(u, frame_shape, hist) for u in frames]
     freq = np.zeros_like(hist)
@@ -183,10 +198,7 @@ def decode_frame(part: ContextPartition, t: int, frame_shape, kind: int, code_dt
                             np.int64(maxtok), _plane(H, W, C, st.shape[0]), q)
     if err:
         raise CodecError(f"corrupted payload: context-coded frame {t} does not decode (error {err})")
-    if part.channel_delta:
-        undo_channel_delta(q, C)
-    _cpu.unspatial(q, np.int64(H), np.int64(W), np.int64(C), np.int64(kind))
-    return q
+    return finish_codes(q, frame_shape, kind, part.channel_delta)
 
 
 def estimate(u, frame_shape, channels: bool = False) -> int:

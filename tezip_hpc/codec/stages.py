@@ -164,7 +164,7 @@ class Entropy(Stage):
         # mostly raw mantissa bits the static tables (or ranked byte planes) code smaller
         # (docs/BENCHMARKS.md section 15: -2 to -7 %)
         wide = np.dtype(cfg.dtype).itemsize >= 2 and not (cfg.is_float and cfg.lossless)
-        self.adaptive = AdaptiveCoder(cfg, backend, self.context) \
+        self.adaptive = AdaptiveCoder(cfg, backend, self.rank) \
             if cfg.coder == "adaptive" or (cfg.coder == "context" and wide) else None
         self.coders = [c for c in (self.adaptive, self.context, self.rank) if c is not None]
 
@@ -198,7 +198,7 @@ class Entropy(Stage):
         version 6, whatever the configured coder."""
         context = self.context or ContextCoder(self.cfg, self.be, self.rank)
         coders = [self.rank] + ([context] if version >= 3 else []) \
-            + ([self.adaptive or AdaptiveCoder(self.cfg, self.be, context)] if version >= ADAPTIVE_VERSION else [])
+            + ([self.adaptive or AdaptiveCoder(self.cfg, self.be, self.rank)] if version >= ADAPTIVE_VERSION else [])
         coder_of = {mode: c for c in coders for mode in c.modes}
         parts: list = []
         for t0, t1 in plan_partitions(keys, per_frame, self.cfg.partition):
