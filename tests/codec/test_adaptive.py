@@ -31,7 +31,7 @@ def _symbols(dtype, shape, scale):
 def _encode(frames, shape, out_size=None):
     H, W, C = shape
     pf, ps = _arc.new_state()
-    mp, sp = np.zeros((H + 2) * (W + 4) * C, np.uint8), np.zeros((H + 2) * (W + 4) * C, np.int8)
+    mp, sp = _arc.planes(H, W, C)
     streams = []
     for u in frames:
         buf = np.empty(out_size or u.size * (u.dtype.itemsize + 1) + 1024, np.uint8)
@@ -45,7 +45,7 @@ def _encode(frames, shape, out_size=None):
 def _decode(streams, shape, code_dtype):
     H, W, C = shape
     pf, ps = _arc.new_state()
-    mp, sp = np.zeros((H + 2) * (W + 4) * C, np.uint8), np.zeros((H + 2) * (W + 4) * C, np.int8)
+    mp, sp = _arc.planes(H, W, C)
     out, errs = [], []
     for s in streams:
         q = np.empty(H * W * C, code_dtype)

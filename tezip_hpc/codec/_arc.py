@@ -28,17 +28,21 @@ from ._cpu import _jit, drop_stale_cache
 
 drop_stale_cache(__file__)
 
-NA = 26                     # activity classes
+NA = 42                     # activity classes
 NLC = 4                     # position classes
-NEB = 20                    # exponent bits with a probability of their own (later ones share the last)
+NUP, NDN = 14, 6            # exponent steps up from / down from its predicted start with their own probability
+NES = 1 + NUP + NDN         # exponent probabilities per context: "at or above the start?", then the steps
+NME = 20                    # mantissa probabilities per exponent (larger exponents share the last)
 NK = 2 * NLC * NA           # contexts (two halves: the first channel, the others)
 _Z = 0                      # probability layout: zero flags
-_E = _Z + NK                # exponent bits
-_M1 = _E + NK * NEB         # first mantissa bit: (half, exponent, activity / 4)
-_M2 = _M1 + 2 * NEB * 7     # second mantissa bit: (half, exponent, first mantissa bit)
-_S = _M2 + 2 * NEB * 2      # sign: (half, left sign, upper sign)
+_E = _Z + NK                # exponent steps
+_M1 = _E + NK * NES         # first mantissa bit: (half, exponent, activity / 4)
+_M2 = _M1 + 2 * NME * 7     # second mantissa bit: (half, exponent, first mantissa bit)
+_S = _M2 + 2 * NME * 2      # sign: (half, left sign, upper sign)
 NPROB = _S + 2 * 9
 CW = 4                      # weight of the previous channel's magnitude in the activity
+RAW = 16                    # raw bits coded in one step at most
+MAG_CAP = 65535             # magnitudes are kept in the planes up to this
 TOP = np.uint64(1 << 24)
 MASK32 = np.uint64(0xFFFFFFFF)
 
@@ -48,22 +52,32 @@ def new_state() -> tuple[np.ndarray, np.ndarray]:
     return np.full(NPROB, 1 << 15, np.int32), np.full(NPROB, 1 << 15, np.int32)
 
 
+def planes(H: int, W: int, C: int) -> tuple[np.ndarray, np.ndarray]:
+    """Zeroed magnitude and sign planes of a frame: two zero rows above, two zero columns
+    each side (reused from frame to frame: the interior is overwritten before it is read)."""
+    size = (H + 2) * (W + 4) * C
+    return np.zeros(size, np.uint16), np.zeros(size, np.int8)
+
+
 @njit(inline="always")
 def _cls(a):
+    """-> (activity class, predicted exponent start): a below 8 is its own class (start 0);
+    else 8 + 2(n - 3) + the bit below the leading one, n = floor(log2 a), start n - 3 (the
+    activity weighs 8 neighbour magnitudes)."""
     if a < 8:
-        return a
+        return a, 0
     n = np.int64(3)
     v = a >> 4
     while v:
         n += 1
         v >>= 1
-    return min(8 + 2 * (n - 3) + ((a >> (n - 1)) & 1), NA - 1)
+    return min(8 + 2 * (n - 3) + ((a >> (n - 1)) & 1), NA - 1), n - 3
 
 
 @njit(inline="always")
 def _context(mp, sp, j, c, C, WPC, y, x):
-    """-> (context, mantissa activity, sign context) of the element at j of the padded
-    planes (two zero rows above, two zero columns each side)."""
+    """-> (context, predicted exponent start, mantissa context, sign context) of the element
+    at j of the padded planes."""
     a = (2 * (np.int64(mp[j - C]) + np.int64(mp[j - WPC])) + np.int64(mp[j - WPC - C]) + np.int64(mp[j - WPC + C])
          + np.int64(mp[j - 2 * C]) + np.int64(mp[j - 2 * WPC]))
     half = 0
@@ -71,9 +85,9 @@ def _context(mp, sp, j, c, C, WPC, y, x):
         a += CW * np.int64(mp[j - 1])
         half = 1
     lc = 0 if x & 1 else 1 if y & 1 else 2 if (x | y) & 2 else 3
-    ac = _cls(a)
+    ac, e0 = _cls(a)
     s = half * 9 + 3 * (np.int64(sp[j - C]) + 1) + np.int64(sp[j - WPC]) + 1
-    return (half * NLC + lc) * NA + ac, half * NEB * 7 + min(ac >> 2, 6), s
+    return (half * NLC + lc) * NA + ac, e0, half * NME * 7 + min(ac >> 2, 6), s
 
 
 @njit(inline="always")
@@ -126,13 +140,9 @@ def _ebit(low, rng, cache, csize, out, pos, p, bit):
 
 
 @njit(inline="always")
-def _eraw(low, rng, cache, csize, out, pos, bit):
-    rng >>= np.uint64(1)
-    if bit:
-        low += rng
-    while rng < TOP:
-        rng <<= np.uint64(8)
-        low, cache, csize, pos = _shift(low, cache, csize, out, pos)
+def _ebits(low, rng, cache, csize, out, pos, p, pf, ps, q, bit):
+    low, rng, cache, csize, pos = _ebit(low, rng, cache, csize, out, pos, p, bit)
+    _adapt(pf, ps, q, bit)
     return low, rng, cache, csize, pos
 
 
@@ -140,8 +150,7 @@ def _eraw(low, rng, cache, csize, out, pos, bit):
 def encode_frame(u, H, W, C, pf, ps, mp, sp, out):
     """One frame's symbols (H * W * C, pixel-interleaved) -> bytes in `out`; returns their
     count, or -1 if `out` is too small (the caller codes the partition another way).
-    pf, ps: the partition's probabilities (updated); mp, sp: padded magnitude and sign
-    planes of (H + 2) * (W + 4) * C (zero borders; the interior is overwritten)."""
+    pf, ps: the partition's probabilities (updated); mp, sp: the planes of planes()."""
     WPC = (W + 4) * C
     low = np.uint64(0)
     rng = MASK32
@@ -155,45 +164,64 @@ def encode_frame(u, H, W, C, pf, ps, mp, sp, out):
             for c in range(C):
                 v = np.uint64(u[i])
                 m = (v >> np.uint64(1)) + (v & np.uint64(1))
-                k, ma, sc = _context(mp, sp, j, c, C, WPC, y, x)
-                z = _Z + k
+                k, e0, ma, sc = _context(mp, sp, j, c, C, WPC, y, x)
                 nz = 1 if m else 0
-                low, rng, cache, csize, pos = _ebit(low, rng, cache, csize, out, pos, _prob(pf, ps, z), nz)
-                _adapt(pf, ps, z, nz)
+                low, rng, cache, csize, pos = _ebits(low, rng, cache, csize, out, pos, _prob(pf, ps, _Z + k),
+                                                     pf, ps, _Z + k, nz)
                 if nz:
                     e = np.int64(0)
                     t = m >> np.uint64(1)
                     while t:
                         e += 1
                         t >>= np.uint64(1)
-                    for b in range(e + 1):  # e ones then a zero: "is the exponent above b?"
-                        q = _E + k * NEB + min(b, NEB - 1)
-                        bit = 1 if b < e else 0
-                        low, rng, cache, csize, pos = _ebit(low, rng, cache, csize, out, pos, _prob(pf, ps, q), bit)
-                        _adapt(pf, ps, q, bit)
-                    eb = min(e, NEB - 1)
+                    qe = _E + k * NES
+                    up = 1
+                    if e0 > 0:  # "at or above the predicted start?", then steps away from it
+                        up = 1 if e >= e0 else 0
+                        low, rng, cache, csize, pos = _ebits(low, rng, cache, csize, out, pos, _prob(pf, ps, qe),
+                                                             pf, ps, qe, up)
+                    if up:
+                        for b in range(e - e0 + 1):  # e - e0 ones then a zero
+                            q = qe + 1 + min(b, NUP - 1)
+                            bit = 1 if b < e - e0 else 0
+                            low, rng, cache, csize, pos = _ebits(low, rng, cache, csize, out, pos,
+                                                                 _prob(pf, ps, q), pf, ps, q, bit)
+                    else:
+                        for b in range(1, e0):  # "below e0 - b?" while e0 - b > 0
+                            q = qe + 1 + NUP + min(b - 1, NDN - 1)
+                            bit = 1 if e < e0 - b else 0
+                            low, rng, cache, csize, pos = _ebits(low, rng, cache, csize, out, pos,
+                                                                 _prob(pf, ps, q), pf, ps, q, bit)
+                            if not bit:
+                                break
+                    eb = min(e, NME - 1)
                     if e >= 1:
                         b1 = np.int64((m >> np.uint64(e - 1)) & np.uint64(1))
                         q = _M1 + ma + 7 * eb
-                        low, rng, cache, csize, pos = _ebit(low, rng, cache, csize, out, pos, _prob(pf, ps, q), b1)
-                        _adapt(pf, ps, q, b1)
+                        low, rng, cache, csize, pos = _ebits(low, rng, cache, csize, out, pos, _prob(pf, ps, q),
+                                                             pf, ps, q, b1)
                         if e >= 2:
                             b2 = np.int64((m >> np.uint64(e - 2)) & np.uint64(1))
-                            q = _M2 + (1 if c > 0 else 0) * NEB * 2 + eb * 2 + b1
-                            low, rng, cache, csize, pos = _ebit(low, rng, cache, csize, out, pos,
-                                                                _prob(pf, ps, q), b2)
-                            _adapt(pf, ps, q, b2)
-                            for r in range(e - 3, -1, -1):
-                                low, rng, cache, csize, pos = _eraw(low, rng, cache, csize, out, pos,
-                                                                    np.int64((m >> np.uint64(r)) & np.uint64(1)))
+                            q = _M2 + (1 if c > 0 else 0) * NME * 2 + eb * 2 + b1
+                            low, rng, cache, csize, pos = _ebits(low, rng, cache, csize, out, pos,
+                                                                 _prob(pf, ps, q), pf, ps, q, b2)
+                            r = e - 2
+                            while r > 0:  # the rest raw, RAW bits at a time, most significant first
+                                nb = min(r, RAW)
+                                r -= nb
+                                part = rng >> np.uint64(nb)
+                                low += ((m >> np.uint64(r)) & np.uint64((1 << nb) - 1)) * part
+                                rng = part
+                                while rng < TOP:
+                                    rng <<= np.uint64(8)
+                                    low, cache, csize, pos = _shift(low, cache, csize, out, pos)
                     s = np.int64(v & np.uint64(1))
-                    q = _S + sc
-                    low, rng, cache, csize, pos = _ebit(low, rng, cache, csize, out, pos, _prob(pf, ps, q), s)
-                    _adapt(pf, ps, q, s)
+                    low, rng, cache, csize, pos = _ebits(low, rng, cache, csize, out, pos, _prob(pf, ps, _S + sc),
+                                                         pf, ps, _S + sc, s)
                     sp[j] = -1 if s else 1
                 else:
                     sp[j] = 0
-                mp[j] = np.uint8(min(m, np.uint64(255)))
+                mp[j] = np.uint16(min(m, np.uint64(MAG_CAP)))
                 if pos >= out.size:
                     return -1
                 i += 1
@@ -201,6 +229,13 @@ def encode_frame(u, H, W, C, pf, ps, mp, sp, out):
     for _ in range(5):
         low, cache, csize, pos = _shift(low, cache, csize, out, pos)
     return pos if pos <= out.size else -1
+
+
+@njit(inline="always")
+def _dbits(data, n, code, rng, pos, pf, ps, q):
+    bit, code, rng, pos = _dbit(data, n, code, rng, pos, _prob(pf, ps, q))
+    _adapt(pf, ps, q, bit)
+    return bit, code, rng, pos
 
 
 @_jit
@@ -223,52 +258,65 @@ def decode_frame(data, H, W, C, pf, ps, mp, sp, maxe, q):
         j = (y + 2) * WPC + 2 * C
         for x in range(W):
             for c in range(C):
-                k, ma, sc = _context(mp, sp, j, c, C, WPC, y, x)
-                z = _Z + k
-                nz, code, rng, pos = _dbit(data, n, code, rng, pos, _prob(pf, ps, z))
-                _adapt(pf, ps, z, nz)
+                k, e0, ma, sc = _context(mp, sp, j, c, C, WPC, y, x)
+                nz, code, rng, pos = _dbits(data, n, code, rng, pos, pf, ps, _Z + k)
                 m = np.uint64(0)
                 if nz:
-                    e = np.int64(0)
-                    while True:
-                        qq = _E + k * NEB + min(e, NEB - 1)
-                        bit, code, rng, pos = _dbit(data, n, code, rng, pos, _prob(pf, ps, qq))
-                        _adapt(pf, ps, qq, bit)
-                        if not bit:
-                            break
-                        e += 1
+                    qe = _E + k * NES
+                    up = 1
+                    if e0 > 0:
+                        up, code, rng, pos = _dbits(data, n, code, rng, pos, pf, ps, qe)
+                    if up:
+                        e = e0
+                        while True:
+                            bit, code, rng, pos = _dbits(data, n, code, rng, pos, pf, ps,
+                                                         qe + 1 + min(e - e0, NUP - 1))
+                            if not bit:
+                                break
+                            e += 1
+                            if e > maxe:
+                                return 2
+                    else:
+                        e = e0 - 1
+                        for b in range(1, e0):
+                            bit, code, rng, pos = _dbits(data, n, code, rng, pos, pf, ps,
+                                                         qe + 1 + NUP + min(b - 1, NDN - 1))
+                            if not bit:
+                                break
+                            e = e0 - 1 - b
                         if e > maxe:
                             return 2
                     m = np.uint64(1) << np.uint64(e)
-                    eb = min(e, NEB - 1)
+                    eb = min(e, NME - 1)
                     if e >= 1:
-                        qq = _M1 + ma + 7 * eb
-                        b1, code, rng, pos = _dbit(data, n, code, rng, pos, _prob(pf, ps, qq))
-                        _adapt(pf, ps, qq, b1)
+                        b1, code, rng, pos = _dbits(data, n, code, rng, pos, pf, ps, _M1 + ma + 7 * eb)
                         m |= np.uint64(b1) << np.uint64(e - 1)
                         if e >= 2:
-                            qq = _M2 + (1 if c > 0 else 0) * NEB * 2 + eb * 2 + b1
-                            b2, code, rng, pos = _dbit(data, n, code, rng, pos, _prob(pf, ps, qq))
-                            _adapt(pf, ps, qq, b2)
+                            b2, code, rng, pos = _dbits(data, n, code, rng, pos, pf, ps,
+                                                        _M2 + (1 if c > 0 else 0) * NME * 2 + eb * 2 + b1)
                             m |= np.uint64(b2) << np.uint64(e - 2)
-                            for r in range(e - 3, -1, -1):
-                                rng >>= np.uint64(1)
-                                if code >= rng:
-                                    code -= rng
-                                    m |= np.uint64(1) << np.uint64(r)
+                            r = e - 2
+                            while r > 0:
+                                nb = min(r, RAW)
+                                r -= nb
+                                part = rng >> np.uint64(nb)
+                                val = code // part
+                                if val >> np.uint64(nb):
+                                    return 4
+                                code -= val * part
+                                rng = part
+                                m |= val << np.uint64(r)
                                 while rng < TOP:
                                     rng <<= np.uint64(8)
                                     code = ((code << np.uint64(8)) | np.uint64(data[pos] if pos < n else 0)) & MASK32
                                     pos += 1
-                    qq = _S + sc
-                    s, code, rng, pos = _dbit(data, n, code, rng, pos, _prob(pf, ps, qq))
-                    _adapt(pf, ps, qq, s)
+                    s, code, rng, pos = _dbits(data, n, code, rng, pos, pf, ps, _S + sc)
                     sp[j] = -1 if s else 1
                     v = (m << np.uint64(1)) - np.uint64(s)
                 else:
                     sp[j] = 0
                     v = np.uint64(0)
-                mp[j] = np.uint8(min(m, np.uint64(255)))
+                mp[j] = np.uint16(min(m, np.uint64(MAG_CAP)))
                 q[i] = scalar.unzigzag(np.int64(v))
                 i += 1
                 j += 1

@@ -193,7 +193,7 @@ class AdaptiveCoder:
         H, W, C = frame_shape
         flag, host = _context().choose_channels([self.be.to_host(frames[t][0]) for t in range(t0, t1)], frame_shape)
         pf, ps = _arc.new_state()
-        mp, sp = _planes(H, W, C)
+        mp, sp = _arc.planes(H, W, C)
         block = [DESCRIPTOR.pack(3, flag, ADAPTIVE_MODEL)]
         size = 0
         for u in host:
@@ -227,7 +227,7 @@ class AdaptiveCoder:
 
         H, W, C = frame_shape
         if part.state is None or t < part.next_t:  # frames decode in order; anything else starts over
-            part.state, part.next_t = (*_arc.new_state(), *_planes(H, W, C)), part.t0
+            part.state, part.next_t = (*_arc.new_state(), *_arc.planes(H, W, C)), part.t0
         pf, ps, mp, sp = part.state
         maxe = np.int64(np.dtype(code_dtype).itemsize * 8 - 1)
         q = np.empty(per_frame, code_dtype)
@@ -261,11 +261,6 @@ def _frame_limit(n: int, sym_bytes: int) -> int:
     """The most bytes one adaptive frame of n symbols may take (the encoder gives the
     partition to another coder beyond it)."""
     return n * (sym_bytes + 1) + 1024
-
-
-def _planes(H: int, W: int, C: int) -> tuple[np.ndarray, np.ndarray]:
-    size = (H + 2) * (W + 4) * C
-    return np.zeros(size, np.uint8), np.zeros(size, np.int8)
 
 
 def _context():
