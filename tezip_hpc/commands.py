@@ -218,7 +218,7 @@ def register(sub) -> None:
                    help="entropy coder: context (default) = adaptive range coding with contexts from the coded "
                         "neighbours for 16-bit and wider inputs (lossy, or integers), static-table rANS for 8-bit ones "
                         "and lossless floats; adaptive = "
-                        "adaptive range coding for every input (8-bit video ~10 %% smaller, decodes 2-3x slower); "
+                        "adaptive range coding for every input (8-bit video 10-16 %% smaller, decodes ~2x slower); "
                         "fast = TEZip's frequency ranking + zstd (fastest, largest)")
     p.add_argument("--no-entropy", "-n", action="store_true",
                    help="fast coder: turn the frequency-ranked remap off")

@@ -175,9 +175,9 @@ class AdaptiveCoder:
     partition of at least context.MIN_ELEMENTS elements whose frames fit their buffers,
     else leaves it to the next coder (the context coder), and codes plain symbols where those
     are smaller, as the context coder does. About 10-27 % smaller than the static tables on
-    fields and video, and 2-3x slower to decode (docs/BENCHMARKS.md section 15), so the
+    fields and video, and about 2x slower to decode on video (docs/BENCHMARKS.md section 15), so the
     default configuration uses it for inputs of 2 bytes or more per element, lossless floats
-    excepted (there it measured 1-7 % larger: their codes are mostly raw mantissa bits)."""
+    excepted (there it measured up to 6 % larger: their codes are mostly raw mantissa bits)."""
 
     modes = (3,)
 

@@ -147,9 +147,8 @@ class Entropy(Stage):
     """Partitioned entropy encoding: per partition (consecutive frames of one kind), the
     configured coder, each falling back to the next where it does not pay: ``context`` (the
     default) = the adaptive coder for inputs of 2 or more bytes per element except lossless
-    floats (its decoding is 2-3x slower per symbol, so 8-bit video keeps the static
-    tables), then the context
-    coder, then the rank coder; ``adaptive`` = the adaptive coder for every input; ``fast``
+    floats (it halves the decode speed of video, so 8-bit video keeps the static tables),
+    then the context coder, then the rank coder; ``adaptive`` = the adaptive coder for every input; ``fast``
     = the rank coder. zstd follows."""
 
     name = "entropy"
@@ -162,7 +161,7 @@ class Entropy(Stage):
         self.context = ContextCoder(cfg, backend, self.rank) if cfg.coder != "fast" else None
         # the default's adaptive coding: 2+ byte types, but not lossless floats, whose codes are
         # mostly raw mantissa bits the static tables (or ranked byte planes) code smaller
-        # (docs/BENCHMARKS.md section 15: -2 to -7 %)
+        # (docs/BENCHMARKS.md section 15: up to 6 % larger on turbulence)
         wide = np.dtype(cfg.dtype).itemsize >= 2 and not (cfg.is_float and cfg.lossless)
         self.adaptive = AdaptiveCoder(cfg, backend, self.rank) \
             if cfg.coder == "adaptive" or (cfg.coder == "context" and wide) else None
