@@ -156,3 +156,39 @@ def test_frames_of_a_partition_decode_in_any_order():
     for t in range(first + 1, last + 1):
         b = coder.decode(fresh, t, *args)
     assert np.array_equal(b, a_last)
+
+
+def test_corrupted_bodies_are_errors_or_frames_never_crashes():
+    """The zstd checksum stops a corrupted payload before the entropy decoders see it; a body
+    changed and compressed again (every checksum renewed) reaches them: each change must end
+    in a CodecError / PredictionMismatch or in frames of the right shape, never another
+    exception."""
+    import zstandard
+
+    from tezip_hpc.codec.pipeline import HEADER_SIZE
+    from tezip_hpc.errors import CodecError, PredictionMismatch
+
+    x = (np.add.outer(np.arange(4), np.add.outer(np.arange(48), np.arange(40))) * 0.37
+         + RNG.normal(0, 1, (4, 48, 40))).astype(np.float32)[..., None]
+    p = np.concatenate([x[:1], x[:-1]]).astype(np.float32)
+    pipe = Pipeline(CodecConfig(dtype="float32", mode="abs", bounds=(0.01,), value_range=(float(x.min()),
+                                                                                          float(x.max()))))
+    payload = pipe.encode(x, p)
+    body = bytearray(zstandard.ZstdDecompressor().decompress(payload[HEADER_SIZE:]))
+    assert _partitions(pipe, x, p)[2] >= {AdaptivePartition}
+    rng = np.random.default_rng(5)
+    outcomes = {"rejected": 0, "decoded": 0}
+    for pos in rng.choice(len(body), size=min(400, len(body)), replace=False):
+        b = body.copy()
+        b[pos] ^= 1 << int(rng.integers(8))
+        mutated = payload[:HEADER_SIZE] + zstandard.ZstdCompressor(write_checksum=True,
+                                                                   write_content_size=True).compress(bytes(b))
+        try:
+            dec = pipe.decoder(mutated, x.shape[1:])
+            out = np.stack([dec.next(None if dec.keys[t] else p[t]) for t in range(dec.n_frames)])
+            dec.verify()
+            assert out.shape == x.shape
+            outcomes["decoded"] += 1
+        except (CodecError, PredictionMismatch):
+            outcomes["rejected"] += 1
+    assert outcomes["rejected"] > 0 and sum(outcomes.values()) == min(400, len(body))

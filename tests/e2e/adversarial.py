@@ -50,11 +50,16 @@ def make_archives(work: Path) -> dict[str, tuple[Path, Path]]:
     rng = np.random.default_rng(0)
     f32 = np.cumsum(rng.normal(size=(10, 16, 20)).astype(np.float32), axis=0)
     np.save(work / "f32.npy", f32)
+    f32w = np.cumsum(rng.normal(size=(8, 40, 36)).astype(np.float32), axis=0)  # partitions the adaptive coder takes
+    np.save(work / "f32w.npy", f32w)
     tiny_int_model_file(seed=5).save(work / "tiny.tzm")
     jobs = {"previous_lossless": ["u8.npy", "--predictor", "previous", "--window", "4"],
             "prednet_abs2": ["u8.npy", "--model", str(work / "tiny.tzm"), "--mode", "abs", "--bound", "2",
                              "--window", "5"],
-            "float_rel": ["f32.npy", "--predictor", "previous", "--mode", "rel", "--bound", "1e-3", "--window", "4"]}
+            "float_rel": ["f32.npy", "--predictor", "previous", "--mode", "rel", "--bound", "1e-3", "--window", "4"],
+            "float_adaptive": ["f32w.npy", "--predictor", "previous", "--mode", "rel", "--bound", "1e-3",
+                               "--window", "4"],
+            "u8_adaptive": ["u8.npy", "--predictor", "previous", "--coder", "adaptive", "--window", "4"]}
     out = {}
     for name, args in jobs.items():
         arc, ref = work / f"{name}.h5", work / f"{name}.ref.npy"
