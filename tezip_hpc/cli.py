@@ -45,8 +45,20 @@ def _cmd_plugin_path(args: argparse.Namespace) -> int:
     return 0
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse, printing (usage, errors, help) from the launcher's rank 0 only: a mistyped
+    option under mpirun or srun is one message per job, not one per rank; every rank still
+    exits with status 2. The rank comes from the launcher's environment (no MPI call)."""
+
+    def _print_message(self, message, file=None) -> None:
+        from .launch import detect_launch
+
+        if detect_launch().rank == 0:
+            super()._print_message(message, file)
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="tezip-hpc",
         description="MPI-parallel, error-bounded compressor for time-evolutionary image data "
         "(detector frames, simulation snapshots, video). Successor of TEZip.",

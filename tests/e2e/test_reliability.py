@@ -55,6 +55,15 @@ def test_a_full_disk_under_mpirun_ends_the_job_in_seconds(tmp_path, tmpfs, frame
 
 @needs_mpirun
 @pytest.mark.parametrize("n", [2, 3])
+def test_a_mistyped_option_under_mpirun_is_one_message(tmp_path, n):
+    """argparse's usage and error came once per rank; the launcher's rank 0 prints them now."""
+    code, out, _ = _mpirun(n, ["compress", str(tmp_path / "in.npy"), "-o", str(tmp_path / "a.h5"), "--coder", "bogus"])
+    assert code == 2 and out.count("invalid choice: 'bogus'") == 1 and out.count("usage:") == 1, out
+    assert "Traceback" not in out and list(tmp_path.iterdir()) == []
+
+
+@needs_mpirun
+@pytest.mark.parametrize("n", [2, 3])
 def test_info_under_mpirun_prints_once(cli, tmp_path, n):
     np.save(tmp_path / "in.npy", moving_shapes(6, C=1))
     assert cli("compress", str(tmp_path / "in.npy"), "-o", str(tmp_path / "a.h5"), "--predictor",
