@@ -44,6 +44,7 @@ bench:
 	@$(PY) benchmarks/codec.py
 	@$(PY) benchmarks/peers.py
 	@$(PY) benchmarks/fields.py
+	@$(PY) benchmarks/lossless_floats.py
 	@$(PY) benchmarks/tiles.py --frames 16 --only vtest tree carphone
 	@$(PY) benchmarks/fit.py --only advection gray
 

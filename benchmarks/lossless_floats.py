@@ -5,7 +5,7 @@ payload version 6) and with the static coding the default keeps for lossless flo
 in this run). Peers see the whole array: zstd-19 and blosc2 (zstd 9, byte shuffle, typesize)
 on the bytes, pcodec (`pcodec.standalone`, default level) and fpzip (lossless precision) on
 the array. Every tezip cell is checked bit-exact. Writes bench-results/lossless_floats.json.
-fpzip, pcodec and blosc2 are not in the locked stack: `pip install fpzip pcodec blosc2`.
+The peers come with the bench extra (`make bench` installs it).
 
     python benchmarks/lossless_floats.py [--only turbulence ks]
 """
