@@ -52,6 +52,9 @@ def make_archives(work: Path) -> dict[str, tuple[Path, Path]]:
     np.save(work / "f32.npy", f32)
     f32w = np.cumsum(rng.normal(size=(8, 40, 36)).astype(np.float32), axis=0)  # partitions the adaptive coder takes
     np.save(work / "f32w.npy", f32w)
+    yy, xx = np.mgrid[0:40, 0:36]  # smooth: lossless frames take the float Lorenzo orders (payload version 7)
+    f32s = np.stack([np.sin(xx / 7.0 + 0.1 * t) * np.cos(yy / 9.0) * 50 for t in range(8)]).astype(np.float32)
+    np.save(work / "f32s.npy", f32s)
     tiny_int_model_file(seed=5).save(work / "tiny.tzm")
     jobs = {"previous_lossless": ["u8.npy", "--predictor", "previous", "--window", "4"],
             "prednet_abs2": ["u8.npy", "--model", str(work / "tiny.tzm"), "--mode", "abs", "--bound", "2",
@@ -59,7 +62,8 @@ def make_archives(work: Path) -> dict[str, tuple[Path, Path]]:
             "float_rel": ["f32.npy", "--predictor", "previous", "--mode", "rel", "--bound", "1e-3", "--window", "4"],
             "float_adaptive": ["f32w.npy", "--predictor", "previous", "--mode", "rel", "--bound", "1e-3",
                                "--window", "4"],
-            "u8_adaptive": ["u8.npy", "--predictor", "previous", "--coder", "adaptive", "--window", "4"]}
+            "u8_adaptive": ["u8.npy", "--predictor", "previous", "--coder", "adaptive", "--window", "4"],
+            "float_lossless": ["f32s.npy", "--predictor", "previous", "--window", "4"]}
     out = {}
     for name, args in jobs.items():
         arc, ref = work / f"{name}.h5", work / f"{name}.ref.npy"

@@ -10,7 +10,10 @@ zero flag and the exponent bits are modelled per context: the neighbourhood's ac
 twice; channels after the first add the previous channel's magnitude at the same pixel and
 have contexts of their own) times the pixel's position class on the 2-D grid (odd column,
 odd row, rows and columns = 2 mod 4, the rest: the levels of multilevel interpolation).
-The sign is modelled on the left and upper neighbours' signs.
+The sign is modelled on the left and upper neighbours' signs. Wide codes (lossless floats)
+would saturate the activity: a partition may carry a magnitude shift sh (descriptor mode 4,
+payload version 7), with which the planes hold magnitudes >> sh, the exponent's predicted
+start is raised by sh and the mantissa bits' exponent index is e - sh (sh = 0: mode 3).
 
 Every probability is a pair of 16-bit counters that move towards each coded bit at two
 rates (1/16 and 1/128); the coder uses their mean. All arithmetic is on integers: the bytes
@@ -147,10 +150,11 @@ def _ebits(low, rng, cache, csize, out, pos, p, pf, ps, q, bit):
 
 
 @_jit
-def encode_frame(u, H, W, C, pf, ps, mp, sp, out):
+def encode_frame(u, H, W, C, pf, ps, mp, sp, out, sh):
     """One frame's symbols (H * W * C, pixel-interleaved) -> bytes in `out`; returns their
     count, or -1 if `out` is too small (the caller codes the partition another way).
-    pf, ps: the partition's probabilities (updated); mp, sp: the planes of planes()."""
+    pf, ps: the partition's probabilities (updated); mp, sp: the planes of planes();
+    sh: the partition's magnitude shift (module docstring)."""
     WPC = (W + 4) * C
     low = np.uint64(0)
     rng = MASK32
@@ -165,6 +169,7 @@ def encode_frame(u, H, W, C, pf, ps, mp, sp, out):
                 v = np.uint64(u[i])
                 m = (v >> np.uint64(1)) + (v & np.uint64(1))
                 k, e0, ma, sc = _context(mp, sp, j, c, C, WPC, y, x)
+                e0 += sh
                 nz = 1 if m else 0
                 low, rng, cache, csize, pos = _ebits(low, rng, cache, csize, out, pos, _prob(pf, ps, _Z + k),
                                                      pf, ps, _Z + k, nz)
@@ -194,7 +199,7 @@ def encode_frame(u, H, W, C, pf, ps, mp, sp, out):
                                                                  _prob(pf, ps, q), pf, ps, q, bit)
                             if not bit:
                                 break
-                    eb = min(e, NME - 1)
+                    eb = min(max(e - sh, 0), NME - 1)
                     if e >= 1:
                         b1 = np.int64((m >> np.uint64(e - 1)) & np.uint64(1))
                         q = _M1 + ma + 7 * eb
@@ -221,7 +226,7 @@ def encode_frame(u, H, W, C, pf, ps, mp, sp, out):
                     sp[j] = -1 if s else 1
                 else:
                     sp[j] = 0
-                mp[j] = np.uint16(min(m, np.uint64(MAG_CAP)))
+                mp[j] = np.uint16(min(m >> np.uint64(sh), np.uint64(MAG_CAP)))
                 if pos >= out.size:
                     return -1
                 i += 1
@@ -239,9 +244,9 @@ def _dbits(data, n, code, rng, pos, pf, ps, q):
 
 
 @_jit
-def decode_frame(data, H, W, C, pf, ps, mp, sp, maxe, q):
+def decode_frame(data, H, W, C, pf, ps, mp, sp, maxe, q, sh):
     """Inverse of encode_frame: bytes -> codes q (unzigzagged; spatial deltas not undone).
-    maxe: the largest exponent the code type allows. Returns 0, or an error number for a
+    maxe: the largest exponent the code type allows; sh: the magnitude shift. Returns 0, or an error number for a
     corrupted stream (it never reads out of bounds: bytes past the end read as zero and
     the stream must end exactly where its bytes do)."""
     n = data.size
@@ -259,6 +264,7 @@ def decode_frame(data, H, W, C, pf, ps, mp, sp, maxe, q):
         for x in range(W):
             for c in range(C):
                 k, e0, ma, sc = _context(mp, sp, j, c, C, WPC, y, x)
+                e0 += sh
                 nz, code, rng, pos = _dbits(data, n, code, rng, pos, pf, ps, _Z + k)
                 m = np.uint64(0)
                 if nz:
@@ -284,10 +290,10 @@ def decode_frame(data, H, W, C, pf, ps, mp, sp, maxe, q):
                             if not bit:
                                 break
                             e = e0 - 1 - b
-                        if e > maxe:
-                            return 2
+                    if e > maxe:
+                        return 2
                     m = np.uint64(1) << np.uint64(e)
-                    eb = min(e, NME - 1)
+                    eb = min(max(e - sh, 0), NME - 1)
                     if e >= 1:
                         b1, code, rng, pos = _dbits(data, n, code, rng, pos, pf, ps, _M1 + ma + 7 * eb)
                         m |= np.uint64(b1) << np.uint64(e - 1)
@@ -316,7 +322,7 @@ def decode_frame(data, H, W, C, pf, ps, mp, sp, maxe, q):
                 else:
                     sp[j] = 0
                     v = np.uint64(0)
-                mp[j] = np.uint16(min(m, np.uint64(MAG_CAP)))
+                mp[j] = np.uint16(min(m >> np.uint64(sh), np.uint64(MAG_CAP)))
                 q[i] = scalar.unzigzag(np.int64(v))
                 i += 1
                 j += 1

@@ -17,14 +17,17 @@ MAGIC = b"TZC1"
 # 2: per-frame spatial choice (frame flag bit 2); 3: context-coded partitions (descriptor
 # mode 2); 4: per-frame side bytes (header flag 4); 5: frames coded by multilevel
 # interpolation (frame flag bit 4, a parameter byte each); 6: adaptive-coded partitions
-# (descriptor mode 3, coders.AdaptiveCoder). A payload is written with the lowest version
-# that holds it (3 without side bytes, interpolation or adaptive partitions), so such a
-# chunk reads as before.
-PAYLOAD_VERSION = 6
+# (descriptor mode 3, coders.AdaptiveCoder); 7: lossless float frames predicted by the
+# float Lorenzo predictor (frame flag bit 5, _flor.py). A payload is written with the lowest
+# version that holds it (3 without side bytes, interpolation, adaptive partitions or float
+# Lorenzo frames), so such a chunk reads as before.
+PAYLOAD_VERSION = 7
+FLOR_VERSION = 7
+FLOR_MAX_ORDER = 5  # float Lorenzo orders 1..5, the parameter byte of a FRAME_FLOR frame (_flor.py)
 INTERP_VERSION = 5
 SIDE_VERSION = 4
 SIDE_FREE_VERSION = 3
-READABLE_PAYLOAD_VERSIONS = (1, 2, 3, 4, 5, 6)
+READABLE_PAYLOAD_VERSIONS = (1, 2, 3, 4, 5, 6, 7)
 _HEAD = struct.Struct("<4sBBHIIIIQQ8s32s")
 HEADER_SIZE = _HEAD.size
 FLAG_FLOAT, FLAG_CLASSES, FLAG_SIDE, FLAG_VOLUME = 1, 2, 4, 8
@@ -33,7 +36,7 @@ MAX_SIDE_BYTES = 1 << 26  # per frame: far above any tile map
 # header, 1 of an RLE byte): no zstd frame expands more than this (a body's size is a claim
 # the compressed bytes must be able to prove before anything is allocated for it)
 ZSTD_MAX_EXPANSION = 1 << 15
-FRAME_KEY, FRAME_MERGE, FRAME_LORENZO, FRAME_INTRA, FRAME_INTERP = 1, 2, 4, 8, 16  # per-frame flag bits
+FRAME_KEY, FRAME_MERGE, FRAME_LORENZO, FRAME_INTRA, FRAME_INTERP, FRAME_FLOR = 1, 2, 4, 8, 16, 32  # frame flag bits
 VOLUME_MARK = b"tezip volume: no predictions"  # what a volume's prediction digest covers
 
 
@@ -112,7 +115,7 @@ def body_limit(n_frames: int, frame_size: int, sym_bytes: int, has_classes: bool
 def known_frame_flags(version: int) -> int:
     """The frame flag bits a payload of ``version`` may set."""
     return FRAME_KEY | FRAME_MERGE | (FRAME_LORENZO if version >= 2 else 0) | (FRAME_INTRA if version >= 3 else 0) \
-        | (FRAME_INTERP if version >= 5 else 0)
+        | (FRAME_INTERP if version >= 5 else 0) | (FRAME_FLOR if version >= FLOR_VERSION else 0)
 
 
 # ------------------------------------------------------------------ body records

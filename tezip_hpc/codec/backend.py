@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..errors import ConfigError
+from ..errors import CodecError, ConfigError
 
 _I64 = np.int64
 UNSIGNED = {2: np.uint16, 4: np.uint32, 8: np.uint64}
@@ -23,6 +23,11 @@ def bits_of(a):
 def symbol_dtype(code_dtype) -> np.dtype:
     """Zigzagged symbols of a code type: uint16 for int16 codes, and so on."""
     return np.dtype(UNSIGNED[np.dtype(code_dtype).itemsize])
+
+
+def _flor_scratch(n: int, W: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The float Lorenzo kernels' scratch: D of the frame, two rows."""
+    return np.empty(n, np.float64), np.empty(W, np.float64), np.empty(W, np.float64)
 
 
 class CpuBackend:
@@ -110,6 +115,31 @@ class CpuBackend:
         kernel = self.k.ord_recon if p.dtype.itemsize == 4 else self.k.ord_recon64
         kernel(codes, bits_of(p), bits, _I64(H * W), _I64(C))
         return bits.view(p.dtype)
+
+    def flor_residual(self, x, p, shape, order: int):
+        """The codes of a lossless float frame under the float Lorenzo predictor of ``order``
+        (_flor.py), on the host for every backend (one sequential definition of the arithmetic)."""
+        from . import _flor
+
+        H, W, C = shape
+        xh, ph = np.ascontiguousarray(self.to_host(x)), np.ascontiguousarray(self.to_host(p))
+        codes = np.empty(xh.size, np.int64)
+        if not _flor.residual(bits_of(xh), bits_of(ph), _I64(H), _I64(W), _I64(C), _I64(order), codes,
+                              *_flor_scratch(xh.size, W), _flor.PROBE, _flor.PROBE32):
+            raise CodecError(_flor.NOT_IEEE)
+        return self.asarray(codes)
+
+    def flor_recon(self, codes, p, shape, order: int):
+        """The frame whose float Lorenzo codes of ``order`` are ``codes`` (see flor_residual)."""
+        from . import _flor
+
+        H, W, C = shape
+        ph = np.ascontiguousarray(self.to_host(p))
+        out = np.empty(ph.size, bits_of(ph).dtype)
+        if not _flor.recon(np.ascontiguousarray(self.to_host(codes), np.int64), bits_of(ph), _I64(H), _I64(W),
+                           _I64(C), _I64(order), out, *_flor_scratch(ph.size, W), _flor.PROBE, _flor.PROBE32):
+            raise CodecError(_flor.NOT_IEEE)
+        return self.asarray(out.view(ph.dtype))
 
     def pwrel_int(self, x, p, lo, hi, step_tab, code_dt, shape):
         H, W, C = shape

@@ -153,22 +153,25 @@ class ContextCoder:
 _LEN = struct.Struct("<I")
 ADAPTIVE_MODEL = 1  # the descriptor's model number: _arc.py's contexts and binarisation
 ADAPTIVE_VERSION = 6  # the payload version that holds adaptive partitions (descriptor mode 3)
+SHIFTED_VERSION = 7  # ... and adaptive partitions with a magnitude shift (mode 4)
+VERSION_OF_MODE = {0: 1, 1: 1, 2: 3, 3: ADAPTIVE_VERSION, 4: SHIFTED_VERSION}
+SHIFT_TARGET = 10  # a partition's shift brings its typical magnitude's bit length down to this
 
 
 class AdaptivePartition:
     """A parsed adaptive partition: one byte stream per frame, and the decoding state the
     frames share (probabilities, magnitude and sign planes), carried in frame order."""
 
-    __slots__ = ("t0", "t1", "streams", "channel_delta", "state", "next_t")
+    __slots__ = ("t0", "t1", "streams", "channel_delta", "shift", "state", "next_t")
 
-    def __init__(self, t0, t1, streams, channel_delta) -> None:
-        self.t0, self.t1, self.streams, self.channel_delta = t0, t1, streams, channel_delta
+    def __init__(self, t0, t1, streams, channel_delta, shift: int = 0) -> None:
+        self.t0, self.t1, self.streams, self.channel_delta, self.shift = t0, t1, streams, channel_delta, shift
         self.state, self.next_t = None, t0
 
 
 class AdaptiveCoder:
-    """The adaptive coder (mode 3, payload version 6): each frame's symbols binarised and
-    range-coded with probabilities that adapt as they are coded, in contexts of the
+    """The adaptive coder (mode 3, payload version 6; mode 4, version 7): each frame's symbols
+    binarised and range-coded with probabilities that adapt as they are coded, in contexts of the
     neighbours' magnitudes and the pixel's position class (_arc.py); the probabilities
     carry over from frame to frame of a partition. Layout after the descriptor (mode 3,
     channel flag, model number): per frame a u32 byte count, then the bytes. It takes a
@@ -176,13 +179,27 @@ class AdaptiveCoder:
     else leaves it to the next coder (the context coder), and codes plain symbols where those
     are smaller, as the context coder does. About 10-27 % smaller than the static tables on
     fields and video, and about 2x slower to decode on video (docs/BENCHMARKS.md section 15), so the
-    default configuration uses it for inputs of 2 bytes or more per element, lossless floats
-    excepted (there it measured up to 6 % larger: their codes are mostly raw mantissa bits)."""
+    default configuration uses it for inputs of 2 bytes or more per element. Lossless floats'
+    codes (20-60 bits) would saturate the magnitude planes: their partitions carry a
+    magnitude shift (mode 4, payload version 7; without it up to 6 % larger than the static
+    tables, with it 0-7 % smaller, section 16)."""
 
-    modes = (3,)
+    modes = (3, 4)
 
     def __init__(self, cfg: CodecConfig, backend, fallback: RankCoder) -> None:
         self.cfg, self.be, self.fallback = cfg, backend, fallback
+
+    @staticmethod
+    def shift_of(host: list) -> int:
+        """The magnitude shift of a partition (0: mode 3): the mean bit length of a sample
+        of its magnitudes (every 61st symbol) less SHIFT_TARGET, so that wide codes (lossless
+        floats) keep contexts the planes' 16 bits can tell apart."""
+        sample = np.concatenate([u[::61] for u in host])
+        if not sample.size:
+            return 0
+        m = (sample >> 1) + (sample & 1)
+        bits = np.frexp(m.astype(np.float64))[1]  # bit length (0 for 0); float rounding only at >= 2**53
+        return int(max(0, min(63, round(float(bits.mean())) - SHIFT_TARGET)))
 
     def encode(self, frames, t0, t1, m, per_frame, frame_shape, out) -> int | None:
         n = (t1 - t0) * per_frame
@@ -194,11 +211,12 @@ class AdaptiveCoder:
         flag, host = _context().choose_channels([self.be.to_host(frames[t][0]) for t in range(t0, t1)], frame_shape)
         pf, ps = _arc.new_state()
         mp, sp = _arc.planes(H, W, C)
-        block = [DESCRIPTOR.pack(3, flag, ADAPTIVE_MODEL)]
+        sh = self.shift_of(host) if self.cfg.is_float and self.cfg.lossless else 0
+        block = [DESCRIPTOR.pack(4, flag, sh) if sh else DESCRIPTOR.pack(3, flag, ADAPTIVE_MODEL)]
         size = 0
         for u in host:
             buf = np.empty(_frame_limit(u.size, u.dtype.itemsize), np.uint8)
-            nb = _arc.encode_frame(u, np.int64(H), np.int64(W), np.int64(C), pf, ps, mp, sp, buf)
+            nb = _arc.encode_frame(u, np.int64(H), np.int64(W), np.int64(C), pf, ps, mp, sp, buf, np.int64(sh))
             if nb < 0:
                 return None
             block += [_LEN.pack(nb), buf[:nb].tobytes()]
@@ -207,20 +225,21 @@ class AdaptiveCoder:
         if plain is not None:
             return plain
         out.extend(block)
-        return 3
+        return 4 if sh else 3
 
     def parse(self, reader, mode, flag, model, t0, t1, per_frame, sym_bytes, frame_shape) -> AdaptivePartition:
+        """Mode 3: ``model`` is ADAPTIVE_MODEL; mode 4: it is the magnitude shift (1..63)."""
         if frame_shape is None:
             raise CodecError("corrupted payload: adaptive partition without a frame shape")
-        if flag not in (0, 1) or model != ADAPTIVE_MODEL:
-            raise CodecError(f"corrupted payload: adaptive partition descriptor ({flag}, {model})")
+        if flag not in (0, 1) or not (model == ADAPTIVE_MODEL if mode == 3 else 1 <= model <= 63):
+            raise CodecError(f"corrupted payload: adaptive partition descriptor ({mode}, {flag}, {model})")
         streams = []
         for _ in range(t0, t1):
             (nb,) = reader.unpack(_LEN)
             if nb > _frame_limit(per_frame, sym_bytes):
                 raise CodecError("corrupted payload: adaptive frame stream longer than its frame allows")
             streams.append(reader.array(np.uint8, nb))
-        return AdaptivePartition(t0, t1, streams, bool(flag))
+        return AdaptivePartition(t0, t1, streams, bool(flag), model if mode == 4 else 0)
 
     def decode(self, part: AdaptivePartition, t, per_frame, kind, frame_shape, code_dtype):
         from . import _arc
@@ -234,7 +253,7 @@ class AdaptiveCoder:
         while part.next_t <= t:
             s = part.next_t
             err = _arc.decode_frame(part.streams[s - part.t0], np.int64(H), np.int64(W), np.int64(C), pf, ps, mp, sp,
-                                    maxe, q)
+                                    maxe, q, np.int64(part.shift))
             if err:
                 part.state = None
                 raise CodecError(f"corrupted payload: adaptive-coded frame {s} does not decode (error {err})")

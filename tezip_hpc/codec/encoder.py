@@ -12,10 +12,10 @@ import hashlib
 import numpy as np
 
 from ..errors import ConfigError
-from ._payload import (FLAG_CLASSES, FLAG_FLOAT, FLAG_SIDE, FLAG_VOLUME, FRAME_INTERP, FRAME_INTRA, FRAME_KEY,
-                       FRAME_LORENZO, FRAME_MERGE, INTERP_VERSION, SIDE_FREE_VERSION, SIDE_VERSION, VOLUME_MARK,
-                       frame_shape_of, pack_header, pack_outliers, pack_side, side_limit)
-from .search import EncoderTrials
+from ._payload import (FLAG_CLASSES, FLAG_FLOAT, FLAG_SIDE, FLAG_VOLUME, FLOR_VERSION, FRAME_FLOR, FRAME_INTERP,
+                       FRAME_INTRA, FRAME_KEY, FRAME_LORENZO, FRAME_MERGE, INTERP_VERSION, SIDE_FREE_VERSION,
+                       SIDE_VERSION, VOLUME_MARK, frame_shape_of, pack_header, pack_outliers, pack_side, side_limit)
+from .search import EncoderTrials, Form, UpwardOrders
 from .stages import SPATIAL_KIND
 
 
@@ -35,7 +35,7 @@ class ChunkEncoder(EncoderTrials):
         self.flags: list[int] = []
         self._digest = hashlib.sha256()
         self._n_pred = 0
-        self._last: tuple[bool, bool, bool] = (False, False, False)
+        self._last: Form | None = None  # the form of the last trial frame
         self.side: list[bytes] = []
         self.params: list[int] = []  # interpolation parameter byte per interpolated frame
         self._tuned: dict = {}  # base kind (zero / prediction) -> parameter byte, per chunk
@@ -77,41 +77,48 @@ class ChunkEncoder(EncoderTrials):
         zeros = praw if key else None
         for quant in p.quantizers:
             qs: dict = {}
-            for kind, lorenzo, intra, interp in p.spatial_choices(key, quant, last, ok):
-                if intra and zeros is None:
+            orders = UpwardOrders()
+            for form in p.spatial_choices(key, quant, last, ok):
+                if orders.skip(form):
+                    continue
+                if form.intra and zeros is None:
                     zeros = p.residual.prediction(None, self.size)
-                base = zeros if intra else praw
-                if (intra, interp) not in qs:
-                    qs[intra, interp] = [*self._form_q(quant, x, base, key or intra, interp), None]
-                entry = qs[intra, interp]
+                base = zeros if form.intra else praw
+                how = (form.intra, form.interp, form.flor)
+                if how not in qs:
+                    qs[how] = [*self._form_q(quant, x, base, key or form.intra, form.interp, form.flor), None]
+                entry = qs[how]
                 q = entry[0]
-                sym = p.spatial.encode(q.codes, self.frame_shape, kind)
+                sym = p.spatial.encode(q.codes, self.frame_shape, form.kind)
                 if n_cand == 1:
-                    best = (0, quant, q, sym, lorenzo, intra, interp, entry[1])
+                    best = (0, quant, q, sym, form, entry[1])
                     break
                 if entry[2] is None:
                     entry[2] = int(be.to_host(q.mask).sum()) if q.mask is not None else 0
                 cost = p.estimate(sym[0], sym[1], entry[2], self.frame_shape)
+                orders.saw(form, cost)
                 if best is None or cost < best[0]:
-                    best = (cost, quant, q, sym, lorenzo, intra, interp, entry[1])
-        cost, quant, q, sym, lorenzo, intra, interp, params = best
+                    best = (cost, quant, q, sym, form, entry[1])
+        cost, quant, q, sym, form, params = best
+        intra, interp = form.intra, form.interp
         self.estimated += cost
         if not key and last is None and not interp and any(
-                f[3] for quant_ in p.quantizers for f in p.spatial_choices(False, quant_, None, ok)):
+                f.interp for quant_ in p.quantizers for f in p.spatial_choices(False, quant_, None, ok)):
             self._interp_lost = True  # a trial frame that weighed interpolation and kept another form
         if not key:
-            # intra and interpolated frames: the digest covers the prediction the decoder is given
+            # intra, interpolated and float Lorenzo frames: the digest covers the prediction the
+            # decoder is given
             if side:
                 self._digest.update(side)
-            self._digest.update(be.to_host(praw if intra or interp else q.pred))
+            self._digest.update(be.to_host(praw if intra or interp or form.flor else q.pred))
             if quant.quantizer == "linear":
                 self._n_pred += 1
-                self._last = (intra, lorenzo, interp)
+                self._last = form
         self.symbols.append(sym)
         self.flags.append((FRAME_KEY if key else 0) | (FRAME_MERGE if quant.quantizer == "merge" else 0)
-                          | (FRAME_LORENZO if lorenzo else 0) | (FRAME_INTRA if intra else 0)
-                          | (FRAME_INTERP if interp else 0))
-        if interp:
+                          | (FRAME_LORENZO if form.lorenzo else 0) | (FRAME_INTRA if intra else 0)
+                          | (FRAME_INTERP if interp else 0) | (FRAME_FLOR if form.flor else 0))
+        if interp or form.flor:
             self.params.append(params)
         if q.classes is not None:
             self.class_symbols.append(be.pack(q.classes, self.frame_shape, 0))
@@ -187,6 +194,8 @@ class ChunkEncoder(EncoderTrials):
             n_out = idx.size
             pack_outliers(idx, np.concatenate(self.outlier_val), p.dtype, p.config.shuffle, body)
         version = max(INTERP_VERSION if self.params else SIDE_FREE_VERSION, need)
+        if any(f & FRAME_FLOR for f in self.flags):
+            version = max(version, FLOR_VERSION)
         if any(self.side):
             flags |= FLAG_SIDE
             version = max(version, SIDE_VERSION)

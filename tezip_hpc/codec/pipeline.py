@@ -11,7 +11,8 @@ chunk is packed. Layout (little-endian)::
     | 32-byte sha256 of the effective predictions
     | zstd frame of the body: frame flags (T bytes: bit 0 keyframe, bit 1 quantized by
       interval merging, bit 2 Lorenzo deltas on a predicted frame: version 2, bit 3 a
-      predicted frame coded intra: version 3, bit 4 multilevel interpolation: version 5),
+      predicted frame coded intra: version 3, bit 4 multilevel interpolation: version 5,
+      bit 5 float Lorenzo prediction of a lossless float frame: version 7, see _flor.py),
       interpolation parameters (version 5: one byte per frame with bit 4, see _interp.py),
       code stream, class stream (pwrel), outlier index gaps and values,
       side stream (version 4, header flag 4: per frame a u32 length, then the bytes; what
@@ -41,8 +42,8 @@ import hashlib
 import numpy as np
 
 from ..errors import CodecError, ConfigError, PredictionMismatch
-from ._payload import (_HEAD, FLAG_CLASSES, FLAG_FLOAT, FLAG_SIDE, FLAG_VOLUME, FRAME_INTERP,  # noqa: F401
-                       FRAME_INTRA, FRAME_KEY, FRAME_LORENZO, FRAME_MERGE, HEADER_SIZE, MAGIC, MAX_SIDE_BYTES,
+from ._payload import (_HEAD, FLAG_CLASSES, FLAG_FLOAT, FLAG_SIDE, FLAG_VOLUME, FRAME_FLOR,  # noqa: F401
+                       FRAME_INTERP, FRAME_INTRA, FRAME_KEY, FRAME_LORENZO, FRAME_MERGE, HEADER_SIZE, MAGIC, MAX_SIDE_BYTES,
                        PAYLOAD_VERSION, READABLE_PAYLOAD_VERSIONS, SIDE_FREE_VERSION, SIDE_VERSION, VOLUME_MARK,
                        Reader, body_limit, frame_shape_of, known_frame_flags, read_header, read_outliers, read_side,
                        side_limit)
@@ -80,6 +81,8 @@ class Pipeline(PipelineSearch):
         # lossy frames quantized linearly may also be coded by multilevel interpolation
         # (keyframes, intra-coded frames, and the residual of a predicted frame)
         self.interp = self.spatial.choose and not config.lossless
+        # lossless float frames may also be predicted by the float Lorenzo predictor (_flor.py)
+        self.flor = self.spatial.choose and config.lossless and config.is_float
 
     def volume_quantizer(self) -> Quantize | None:
         """The quantizer a chunk coded as one interpolated volume uses (None: not possible)."""
@@ -102,8 +105,14 @@ class Pipeline(PipelineSearch):
                          f"configuration does not")
 
     def spatial_kind(self, key: bool, lorenzo_flag: bool = False, intra_flag: bool = False,
-                     interp_flag: bool = False, quantize: Quantize | None = None) -> int:
+                     interp_flag: bool = False, quantize: Quantize | None = None, flor_flag: bool = False) -> int:
         """The spatial kind a frame was packed with, from its flags."""
+        if flor_flag:
+            if lorenzo_flag or interp_flag or not self.flor or (intra_flag and (key or not self.intra)) \
+                    or (quantize is not None and not quantize.lorenzo_floats):
+                raise CodecError("corrupted payload: a frame flags float Lorenzo prediction this configuration "
+                                 "never chooses")
+            return SPATIAL_KIND["none"]
         if interp_flag:
             if lorenzo_flag or not self.interp or (intra_flag and (key or not self.intra)) \
                     or (quantize is not None and not quantize.interpolates):
@@ -232,13 +241,15 @@ class ChunkDecoder:
         if (flags & np.uint8(~known_frame_flags(ver) & 0xFF)).any():
             raise CodecError("corrupted payload: unknown frame flags")
         self._interp = (flags & FRAME_INTERP).astype(bool)
+        self._flor = (flags & FRAME_FLOR).astype(bool)
         self._params = np.zeros(T, np.uint8)
         if self.volume:
             if (flags & ~np.uint8(FRAME_KEY | FRAME_INTERP)).any() or not self._interp.all():
                 raise CodecError("corrupted payload: a volume's frames must all be interpolated")
             self._params[:] = rd.array(np.uint8, 1)[0]
-        elif self._interp.any():
-            self._params[self._interp] = rd.array(np.uint8, int(self._interp.sum()))
+        elif (self._interp | self._flor).any():  # a parameter byte per interpolated or float Lorenzo frame
+            has = self._interp | self._flor
+            self._params[has] = rd.array(np.uint8, int(has.sum()))
         self.keys = (flags & FRAME_KEY).astype(bool)
         self._lorenzo = (flags & FRAME_LORENZO).astype(bool)
         self._intra = (flags & FRAME_INTRA).astype(bool)
@@ -267,8 +278,8 @@ class ChunkDecoder:
                              f"{'no prediction' if key else 'a prediction'} expected")
         be, q = p.be, self._quant[t]
         k = self._part_of[t]
-        intra, interp = bool(self._intra[t]), bool(self._interp[t])
-        kind = p.spatial_kind(key, bool(self._lorenzo[t]), intra, interp, q)
+        intra, interp, flor = bool(self._intra[t]), bool(self._interp[t]), bool(self._flor[t])
+        kind = p.spatial_kind(key, bool(self._lorenzo[t]), intra, interp, q, flor)
         codes = p.entropy.decode(self._parts[k], t, self.size, kind, self.frame_shape, q.code_dtype)
         cls = None
         if self._class_parts is not None:
@@ -280,6 +291,8 @@ class ChunkDecoder:
             recon = q.interp_decode(codes, base, (1,) + self.frame_shape, int(self._params[t]),
                                     self.outlier_idx[a:b] - t * self.size, self.outlier_val[a:b])
             p_eff = praw
+        elif flor:
+            recon, p_eff = q.flor_decode(codes, base, self.frame_shape, int(self._params[t])), praw
         else:
             recon, p_eff = q.decode(codes, cls, base, self.frame_shape)
         if not key:

@@ -134,6 +134,23 @@ class Quantize(Stage):
         return QFrame(codes, cls, mask, recon, p)
 
     @property
+    def lorenzo_floats(self) -> bool:
+        """Lossless floats may also be predicted by the float Lorenzo predictor (_flor.py)."""
+        return self.kind == "float-ord"
+
+    def flor_encode(self, x, base, frame_shape, order: int) -> QFrame:
+        """The float Lorenzo codes (of ``order``) of a lossless float frame over ``base`` (its
+        raw prediction, zeros for keyframes and intra coding)."""
+        return QFrame(self.be.flor_residual(x, base, frame_shape, order), None, None, x, base)
+
+    def flor_decode(self, codes, base, frame_shape, order: int):
+        from ._payload import FLOR_MAX_ORDER as MAX_ORDER
+
+        if not 1 <= order <= MAX_ORDER:
+            raise CodecError(f"corrupted payload: float Lorenzo order {order} (1..{MAX_ORDER})")
+        return self.be.flor_recon(codes, base, frame_shape, order)
+
+    @property
     def interpolates(self) -> bool:
         """Lossy linear quantization (abs, rel, absrel) may code a frame by multilevel
         interpolation (_interp.py)."""

@@ -20,7 +20,7 @@ import zstandard
 from ..errors import CodecError, ConfigError
 from ._payload import Reader  # noqa: F401  (re-exported: the body reader lived here)
 from ._stage import INT_RANGE, Stage
-from .coders import (ADAPTIVE_VERSION, DESCRIPTOR, REMAP_MAX, UINT_OF_WIDTH, AdaptiveCoder, ContextCoder, Partition,
+from .coders import (DESCRIPTOR, REMAP_MAX, UINT_OF_WIDTH, VERSION_OF_MODE, AdaptiveCoder, ContextCoder, Partition,
                      RankCoder,  # noqa: F401
                      plan_partitions, width_of)
 from .config import CodecConfig, check_dtype, prediction_dtype
@@ -146,10 +146,10 @@ class Spatial(Stage):
 class Entropy(Stage):
     """Partitioned entropy encoding: per partition (consecutive frames of one kind), the
     configured coder, each falling back to the next where it does not pay: ``context`` (the
-    default) = the adaptive coder for inputs of 2 or more bytes per element except lossless
-    floats (it halves the decode speed of video, so 8-bit video keeps the static tables),
-    then the context coder, then the rank coder; ``adaptive`` = the adaptive coder for every input; ``fast``
-    = the rank coder. zstd follows."""
+    default) = the adaptive coder for inputs of 2 or more bytes per element (it halves the
+    decode speed of video, so 8-bit video keeps the static tables), then the context coder,
+    then the rank coder; ``adaptive`` = the adaptive coder for every input; ``fast`` = the
+    rank coder. zstd follows."""
 
     name = "entropy"
     consumes = "symbols"
@@ -159,10 +159,10 @@ class Entropy(Stage):
         self.cfg, self.be = cfg, backend
         self.rank = RankCoder(cfg, backend)
         self.context = ContextCoder(cfg, backend, self.rank) if cfg.coder != "fast" else None
-        # the default's adaptive coding: 2+ byte types, but not lossless floats, whose codes are
-        # mostly raw mantissa bits the static tables (or ranked byte planes) code smaller
-        # (docs/BENCHMARKS.md section 15: up to 6 % larger on turbulence)
-        wide = np.dtype(cfg.dtype).itemsize >= 2 and not (cfg.is_float and cfg.lossless)
+        # the default's adaptive coding: 2+ byte types, lossless floats included since their
+        # partitions carry a magnitude shift (mode 4; docs/BENCHMARKS.md section 16: 0-7 %
+        # smaller than the static tables on six fields, 6 % larger without the shift)
+        wide = np.dtype(cfg.dtype).itemsize >= 2
         self.adaptive = AdaptiveCoder(cfg, backend, self.rank) \
             if cfg.coder == "adaptive" or (cfg.coder == "context" and wide) else None
         self.coders = [c for c in (self.adaptive, self.context, self.rank) if c is not None]
@@ -177,16 +177,15 @@ class Entropy(Stage):
 
     def encode(self, frames: list, keys, per_frame: int, out: list, frame_shape=None) -> int:
         """frames: [(planar symbols, largest symbol)] per frame; appends byte blocks and
-        returns the lowest payload version that holds them (1, or ADAPTIVE_VERSION where a
-        partition is adaptive-coded)."""
+        returns the lowest payload version that holds them (coders.VERSION_OF_MODE of the
+        partitions' descriptor modes)."""
         version = 1
         for t0, t1 in plan_partitions(keys, per_frame, self.cfg.partition):
             m = max(frames[t][1] for t in range(t0, t1))
             for coder in self.coders:
                 mode = coder.encode(frames, t0, t1, m, per_frame, frame_shape, out)
                 if mode is not None:
-                    if mode in AdaptiveCoder.modes:
-                        version = ADAPTIVE_VERSION
+                    version = max(version, VERSION_OF_MODE[mode])
                     break
         return version
 
@@ -196,9 +195,8 @@ class Entropy(Stage):
         partitions (mode 2) exist from payload version 3 and adaptive ones (mode 3) from
         version 6, whatever the configured coder."""
         context = self.context or ContextCoder(self.cfg, self.be, self.rank)
-        coders = [self.rank] + ([context] if version >= 3 else []) \
-            + ([self.adaptive or AdaptiveCoder(self.cfg, self.be, self.rank)] if version >= ADAPTIVE_VERSION else [])
-        coder_of = {mode: c for c in coders for mode in c.modes}
+        coders = [self.rank, context, self.adaptive or AdaptiveCoder(self.cfg, self.be, self.rank)]
+        coder_of = {mode: c for c in coders for mode in c.modes if VERSION_OF_MODE[mode] <= version}
         parts: list = []
         for t0, t1 in plan_partitions(keys, per_frame, self.cfg.partition):
             mode, width, ntab = reader.unpack(DESCRIPTOR)
