@@ -29,8 +29,8 @@ from rd import _cpu, hdf5_filter, psnr  # noqa: E402
 
 
 def datasets(only: list[str]) -> dict:
-    """name -> loader: simulations (py-pde, a pseudo-spectral Navier-Stokes solver) and real
-    instrument frames (Hubble ACS exposures from a Debian package)."""
+    """name -> loader: simulations (py-pde, a pseudo-spectral Navier-Stokes solver, a phiflow
+    smoke plume) and real instrument frames (Hubble ACS exposures from a Debian package)."""
     sets = {
         "Kuramoto-Sivashinsky (py-pde, float32)": lambda: data.ks_field()[:120],
         "Gray-Scott (numpy, float32)": lambda: data.gray_scott(),
@@ -38,6 +38,7 @@ def datasets(only: list[str]) -> dict:
         "2-D turbulence vorticity (spectral NS, float64)": lambda: data.turbulence_2d(),
         "2-D turbulence vorticity (spectral NS, float32)": lambda: data.turbulence_2d().astype(np.float32),
         "Hubble ACS/WFC exposures (Debian, float32)": lambda: data.hst_acs(),
+        "smoke plume (phiflow, float32)": lambda: data.smoke_plume(),
     }
     return {k: v for k, v in sets.items() if not only or any(o.lower() in k.lower() for o in only)}
 
