@@ -55,6 +55,10 @@ def make_archives(work: Path) -> dict[str, tuple[Path, Path]]:
     yy, xx = np.mgrid[0:40, 0:36]  # smooth: lossless frames take the float Lorenzo orders (payload version 7)
     f32s = np.stack([np.sin(xx / 7.0 + 0.1 * t) * np.cos(yy / 9.0) * 50 for t in range(8)]).astype(np.float32)
     np.save(work / "f32s.npy", f32s)
+    ang = rng.uniform(0, 6.28, (30, 3))  # band-limited: lossy frames take the fitted linear predictor
+    f32b = np.stack([sum(np.cos((0.5 + a[0] / 6.28) * (np.cos(a[1]) * xx + np.sin(a[1]) * yy) + a[2] + 0.3 * t)
+                         for a in ang) for t in range(8)]).astype(np.float32)
+    np.save(work / "f32b.npy", f32b)
     tiny_int_model_file(seed=5).save(work / "tiny.tzm")
     jobs = {"previous_lossless": ["u8.npy", "--predictor", "previous", "--window", "4"],
             "prednet_abs2": ["u8.npy", "--model", str(work / "tiny.tzm"), "--mode", "abs", "--bound", "2",
@@ -63,7 +67,8 @@ def make_archives(work: Path) -> dict[str, tuple[Path, Path]]:
             "float_adaptive": ["f32w.npy", "--predictor", "previous", "--mode", "rel", "--bound", "1e-3",
                                "--window", "4"],
             "u8_adaptive": ["u8.npy", "--predictor", "previous", "--coder", "adaptive", "--window", "4"],
-            "float_lossless": ["f32s.npy", "--predictor", "previous", "--window", "4"]}
+            "float_lossless": ["f32s.npy", "--predictor", "previous", "--window", "4"],
+            "float_lsq": ["f32b.npy", "--predictor", "previous", "--mode", "rel", "--bound", "1e-4", "--window", "4"]}
     out = {}
     for name, args in jobs.items():
         arc, ref = work / f"{name}.h5", work / f"{name}.ref.npy"

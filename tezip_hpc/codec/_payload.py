@@ -18,12 +18,14 @@ MAGIC = b"TZC1"
 # mode 2); 4: per-frame side bytes (header flag 4); 5: frames coded by multilevel
 # interpolation (frame flag bit 4, a parameter byte each); 6: adaptive-coded partitions
 # (descriptor mode 3, coders.AdaptiveCoder); 7: lossless float frames predicted by the
-# float Lorenzo predictor (frame flag bit 5, _flor.py). A payload is written with the lowest
+# float Lorenzo predictor (frame flag bit 5, _flor.py), lossy float frames by a fitted
+# linear predictor (bit 6, _lsq.py), adaptive partitions with a magnitude shift (mode 4). A payload is written with the lowest
 # version that holds it (3 without side bytes, interpolation, adaptive partitions or float
 # Lorenzo frames), so such a chunk reads as before.
 PAYLOAD_VERSION = 7
 FLOR_VERSION = 7
 FLOR_MAX_ORDER = 5  # float Lorenzo orders 1..5, the parameter byte of a FRAME_FLOR frame (_flor.py)
+LSQ_MAX_RADIUS = 4  # fitted linear prediction: neighbourhood radius 1..4, the parameter byte of a FRAME_LSQ frame
 INTERP_VERSION = 5
 SIDE_VERSION = 4
 SIDE_FREE_VERSION = 3
@@ -36,7 +38,7 @@ MAX_SIDE_BYTES = 1 << 26  # per frame: far above any tile map
 # header, 1 of an RLE byte): no zstd frame expands more than this (a body's size is a claim
 # the compressed bytes must be able to prove before anything is allocated for it)
 ZSTD_MAX_EXPANSION = 1 << 15
-FRAME_KEY, FRAME_MERGE, FRAME_LORENZO, FRAME_INTRA, FRAME_INTERP, FRAME_FLOR = 1, 2, 4, 8, 16, 32  # frame flag bits
+FRAME_KEY, FRAME_MERGE, FRAME_LORENZO, FRAME_INTRA, FRAME_INTERP, FRAME_FLOR, FRAME_LSQ = 1, 2, 4, 8, 16, 32, 64
 VOLUME_MARK = b"tezip volume: no predictions"  # what a volume's prediction digest covers
 
 
@@ -115,7 +117,7 @@ def body_limit(n_frames: int, frame_size: int, sym_bytes: int, has_classes: bool
 def known_frame_flags(version: int) -> int:
     """The frame flag bits a payload of ``version`` may set."""
     return FRAME_KEY | FRAME_MERGE | (FRAME_LORENZO if version >= 2 else 0) | (FRAME_INTRA if version >= 3 else 0) \
-        | (FRAME_INTERP if version >= 5 else 0) | (FRAME_FLOR if version >= FLOR_VERSION else 0)
+        | (FRAME_INTERP if version >= 5 else 0) | (FRAME_FLOR | FRAME_LSQ if version >= FLOR_VERSION else 0)
 
 
 # ------------------------------------------------------------------ body records

@@ -141,6 +141,33 @@ class CpuBackend:
             raise CodecError(_flor.NOT_IEEE)
         return self.asarray(out.view(ph.dtype))
 
+    def lsq_fit(self, x, base, shape, r: int) -> np.ndarray:
+        """The float32 coefficients of the fitted linear predictor of radius r (_lsq.py)."""
+        from . import _flor, _lsq
+
+        H, W, C = shape
+        dy, dx = _lsq.offsets(r)
+        K = dy.size
+        coef32 = np.empty(K, np.float32)
+        if not _lsq.fit(np.ascontiguousarray(self.to_host(x)), np.ascontiguousarray(self.to_host(base)), _I64(H),
+                        _I64(W), _I64(C), _I64(r), dy, dx, np.empty(K * K), np.empty(K), np.empty(K), coef32,
+                        _flor.PROBE, _flor.PROBE32):
+            raise CodecError(_flor.NOT_IEEE)
+        return coef32
+
+    def lsq_run(self, enc: bool, x, base, shape, r: int, coef32, step, bound, codes, recon, mask):
+        """Closed-loop quantization (enc) or reconstruction by the fitted linear predictor,
+        on the host for every backend; returns (codes, recon, mask) on this backend."""
+        from . import _flor, _lsq
+
+        H, W, C = shape
+        dy, dx = _lsq.offsets(r)
+        host = [np.ascontiguousarray(self.to_host(a)) for a in (x, base, codes, recon, mask)]
+        if not _lsq.run(enc, *host[:2], _I64(H), _I64(W), _I64(C), dy, dx, coef32, float(step), float(bound),
+                        *host[2:], np.empty(host[1].size), _flor.PROBE, _flor.PROBE32):
+            raise CodecError(_flor.NOT_IEEE)
+        return tuple(self.asarray(a) for a in host[2:])
+
     def pwrel_int(self, x, p, lo, hi, step_tab, code_dt, shape):
         H, W, C = shape
         n = x.size

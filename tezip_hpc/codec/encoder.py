@@ -13,9 +13,9 @@ import numpy as np
 
 from ..errors import ConfigError
 from ._payload import (FLAG_CLASSES, FLAG_FLOAT, FLAG_SIDE, FLAG_VOLUME, FLOR_VERSION, FRAME_FLOR, FRAME_INTERP,
-                       FRAME_INTRA, FRAME_KEY, FRAME_LORENZO, FRAME_MERGE, INTERP_VERSION, SIDE_FREE_VERSION,
-                       SIDE_VERSION, VOLUME_MARK, frame_shape_of, pack_header, pack_outliers, pack_side, side_limit)
-from .search import EncoderTrials, Form, UpwardOrders
+                       FRAME_INTRA, FRAME_KEY, FRAME_LORENZO, FRAME_LSQ, FRAME_MERGE, INTERP_VERSION, LSQ_MAX_RADIUS,
+                       SIDE_FREE_VERSION, SIDE_VERSION, VOLUME_MARK, frame_shape_of, pack_header, pack_outliers, pack_side, side_limit)
+from .search import EncoderTrials, Form, UpwardOrders, weighed
 from .stages import SPATIAL_KIND
 
 
@@ -37,7 +37,8 @@ class ChunkEncoder(EncoderTrials):
         self._n_pred = 0
         self._last: Form | None = None  # the form of the last trial frame
         self.side: list[bytes] = []
-        self.params: list[int] = []  # interpolation parameter byte per interpolated frame
+        self.params: list[int] = []  # parameter byte per interpolated, float Lorenzo or fitted linear frame
+        self.coefs: list[bytes] = []  # the coefficients of each fitted linear frame
         self._tuned: dict = {}  # base kind (zero / prediction) -> parameter byte, per chunk
         self.volume = False  # the whole chunk coded as one interpolated volume (add_volume)
         self.estimated = 0  # the encoder's estimate of the bytes of the frames added so far
@@ -84,10 +85,9 @@ class ChunkEncoder(EncoderTrials):
                 if form.intra and zeros is None:
                     zeros = p.residual.prediction(None, self.size)
                 base = zeros if form.intra else praw
-                how = (form.intra, form.interp, form.flor)
-                if how not in qs:
-                    qs[how] = [*self._form_q(quant, x, base, key or form.intra, form.interp, form.flor), None]
-                entry = qs[how]
+                if form.how not in qs:
+                    qs[form.how] = [*self._form_q(quant, x, base, form, key or form.intra), None]
+                entry = qs[form.how]
                 q = entry[0]
                 sym = p.spatial.encode(q.codes, self.frame_shape, form.kind)
                 if n_cand == 1:
@@ -97,7 +97,7 @@ class ChunkEncoder(EncoderTrials):
                     entry[2] = int(be.to_host(q.mask).sum()) if q.mask is not None else 0
                 cost = p.estimate(sym[0], sym[1], entry[2], self.frame_shape)
                 orders.saw(form, cost)
-                if best is None or cost < best[0]:
+                if best is None or weighed(form, cost) < weighed(best[4], best[0]):
                     best = (cost, quant, q, sym, form, entry[1])
         cost, quant, q, sym, form, params = best
         intra, interp = form.intra, form.interp
@@ -110,15 +110,19 @@ class ChunkEncoder(EncoderTrials):
             # decoder is given
             if side:
                 self._digest.update(side)
-            self._digest.update(be.to_host(praw if intra or interp or form.flor else q.pred))
+            self._digest.update(be.to_host(praw if intra or interp or form.flor or form.lsq else q.pred))
             if quant.quantizer == "linear":
                 self._n_pred += 1
                 self._last = form
         self.symbols.append(sym)
         self.flags.append((FRAME_KEY if key else 0) | (FRAME_MERGE if quant.quantizer == "merge" else 0)
                           | (FRAME_LORENZO if form.lorenzo else 0) | (FRAME_INTRA if intra else 0)
-                          | (FRAME_INTERP if interp else 0) | (FRAME_FLOR if form.flor else 0))
-        if interp or form.flor:
+                          | (FRAME_INTERP if interp else 0) | (FRAME_FLOR if form.flor else 0)
+                          | (FRAME_LSQ if form.lsq else 0))
+        if form.lsq:
+            self.params.append(LSQ_MAX_RADIUS)
+            self.coefs.append(params)
+        elif interp or form.flor:
             self.params.append(params)
         if q.classes is not None:
             self.class_symbols.append(be.pack(q.classes, self.frame_shape, 0))
@@ -183,6 +187,7 @@ class ChunkEncoder(EncoderTrials):
         body: list = [np.array(self.flags, np.uint8).tobytes()]
         if self.params:
             body.append(np.array(self.params, np.uint8).tobytes())
+            body.extend(self.coefs)
         need = p.entropy.encode(self.symbols, keys, self.size, body, self.frame_shape)
         flags = (FLAG_FLOAT if p.config.is_float else 0) | (FLAG_VOLUME if self.volume else 0)
         if self.class_symbols:
@@ -194,7 +199,7 @@ class ChunkEncoder(EncoderTrials):
             n_out = idx.size
             pack_outliers(idx, np.concatenate(self.outlier_val), p.dtype, p.config.shuffle, body)
         version = max(INTERP_VERSION if self.params else SIDE_FREE_VERSION, need)
-        if any(f & FRAME_FLOR for f in self.flags):
+        if any(f & (FRAME_FLOR | FRAME_LSQ) for f in self.flags):
             version = max(version, FLOR_VERSION)
         if any(self.side):
             flags |= FLAG_SIDE

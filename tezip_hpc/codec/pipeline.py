@@ -12,8 +12,11 @@ chunk is packed. Layout (little-endian)::
     | zstd frame of the body: frame flags (T bytes: bit 0 keyframe, bit 1 quantized by
       interval merging, bit 2 Lorenzo deltas on a predicted frame: version 2, bit 3 a
       predicted frame coded intra: version 3, bit 4 multilevel interpolation: version 5,
-      bit 5 float Lorenzo prediction of a lossless float frame: version 7, see _flor.py),
-      interpolation parameters (version 5: one byte per frame with bit 4, see _interp.py),
+      bit 5 float Lorenzo prediction of a lossless float frame: version 7, see _flor.py,
+      bit 6 fitted linear prediction of a lossy float frame: version 7, see _lsq.py),
+      parameter bytes (version 5: one per frame with bit 4, see _interp.py; version 7: also
+      with bit 5, the order, and bit 6, the radius r), the coefficients of each bit-6 frame
+      (version 7: r + r(2r + 1) float32),
       code stream, class stream (pwrel), outlier index gaps and values,
       side stream (version 4, header flag 4: per frame a u32 length, then the bytes; what
       the predictor needs to repeat its prediction, e.g. a tile-choice map)
@@ -43,7 +46,7 @@ import numpy as np
 
 from ..errors import CodecError, ConfigError, PredictionMismatch
 from ._payload import (_HEAD, FLAG_CLASSES, FLAG_FLOAT, FLAG_SIDE, FLAG_VOLUME, FRAME_FLOR,  # noqa: F401
-                       FRAME_INTERP, FRAME_INTRA, FRAME_KEY, FRAME_LORENZO, FRAME_MERGE, HEADER_SIZE, MAGIC, MAX_SIDE_BYTES,
+                       FRAME_INTERP, FRAME_INTRA, FRAME_LSQ, LSQ_MAX_RADIUS, FRAME_KEY, FRAME_LORENZO, FRAME_MERGE, HEADER_SIZE, MAGIC, MAX_SIDE_BYTES,
                        PAYLOAD_VERSION, READABLE_PAYLOAD_VERSIONS, SIDE_FREE_VERSION, SIDE_VERSION, VOLUME_MARK,
                        Reader, body_limit, frame_shape_of, known_frame_flags, read_header, read_outliers, read_side,
                        side_limit)
@@ -81,8 +84,10 @@ class Pipeline(PipelineSearch):
         # lossy frames quantized linearly may also be coded by multilevel interpolation
         # (keyframes, intra-coded frames, and the residual of a predicted frame)
         self.interp = self.spatial.choose and not config.lossless
-        # lossless float frames may also be predicted by the float Lorenzo predictor (_flor.py)
+        # lossless float frames may also be predicted by the float Lorenzo predictor (_flor.py),
+        # lossy float frames quantized linearly by a fitted linear predictor (_lsq.py)
         self.flor = self.spatial.choose and config.lossless and config.is_float
+        self.lsq = self.spatial.choose and not config.lossless and config.is_float
 
     def volume_quantizer(self) -> Quantize | None:
         """The quantizer a chunk coded as one interpolated volume uses (None: not possible)."""
@@ -105,8 +110,15 @@ class Pipeline(PipelineSearch):
                          f"configuration does not")
 
     def spatial_kind(self, key: bool, lorenzo_flag: bool = False, intra_flag: bool = False,
-                     interp_flag: bool = False, quantize: Quantize | None = None, flor_flag: bool = False) -> int:
+                     interp_flag: bool = False, quantize: Quantize | None = None, flor_flag: bool = False,
+                     lsq_flag: bool = False) -> int:
         """The spatial kind a frame was packed with, from its flags."""
+        if lsq_flag:
+            if lorenzo_flag or interp_flag or flor_flag or not self.lsq or (intra_flag and (key or not self.intra)) \
+                    or (quantize is not None and not quantize.fits_linear):
+                raise CodecError("corrupted payload: a frame flags fitted linear prediction this configuration "
+                                 "never chooses")
+            return SPATIAL_KIND["none"]
         if flor_flag:
             if lorenzo_flag or interp_flag or not self.flor or (intra_flag and (key or not self.intra)) \
                     or (quantize is not None and not quantize.lorenzo_floats):
@@ -242,14 +254,21 @@ class ChunkDecoder:
             raise CodecError("corrupted payload: unknown frame flags")
         self._interp = (flags & FRAME_INTERP).astype(bool)
         self._flor = (flags & FRAME_FLOR).astype(bool)
+        self._lsq = (flags & FRAME_LSQ).astype(bool)
         self._params = np.zeros(T, np.uint8)
         if self.volume:
             if (flags & ~np.uint8(FRAME_KEY | FRAME_INTERP)).any() or not self._interp.all():
                 raise CodecError("corrupted payload: a volume's frames must all be interpolated")
             self._params[:] = rd.array(np.uint8, 1)[0]
-        elif (self._interp | self._flor).any():  # a parameter byte per interpolated or float Lorenzo frame
-            has = self._interp | self._flor
+        elif (self._interp | self._flor | self._lsq).any():  # a parameter byte per such frame
+            has = self._interp | self._flor | self._lsq
             self._params[has] = rd.array(np.uint8, int(has.sum()))
+        self._coefs: dict[int, bytes] = {}  # then the coefficients of each fitted linear frame
+        for t in np.flatnonzero(self._lsq):
+            r = int(self._params[t])
+            if not 1 <= r <= LSQ_MAX_RADIUS:
+                raise CodecError(f"corrupted payload: fitted linear predictor of radius {r}")
+            self._coefs[int(t)] = rd.array(np.uint8, 4 * (r + r * (2 * r + 1))).tobytes()
         self.keys = (flags & FRAME_KEY).astype(bool)
         self._lorenzo = (flags & FRAME_LORENZO).astype(bool)
         self._intra = (flags & FRAME_INTRA).astype(bool)
@@ -278,8 +297,8 @@ class ChunkDecoder:
                              f"{'no prediction' if key else 'a prediction'} expected")
         be, q = p.be, self._quant[t]
         k = self._part_of[t]
-        intra, interp, flor = bool(self._intra[t]), bool(self._interp[t]), bool(self._flor[t])
-        kind = p.spatial_kind(key, bool(self._lorenzo[t]), intra, interp, q, flor)
+        intra, interp, flor, lsq = bool(self._intra[t]), bool(self._interp[t]), bool(self._flor[t]), bool(self._lsq[t])
+        kind = p.spatial_kind(key, bool(self._lorenzo[t]), intra, interp, q, flor, lsq)
         codes = p.entropy.decode(self._parts[k], t, self.size, kind, self.frame_shape, q.code_dtype)
         cls = None
         if self._class_parts is not None:
@@ -293,14 +312,18 @@ class ChunkDecoder:
             p_eff = praw
         elif flor:
             recon, p_eff = q.flor_decode(codes, base, self.frame_shape, int(self._params[t])), praw
+        elif lsq:
+            recon = q.lsq_decode(codes, base, self.frame_shape, int(self._params[t]), self._coefs[t],
+                                 self.outlier_idx[a:b] - t * self.size, self.outlier_val[a:b])
+            p_eff = praw
         else:
             recon, p_eff = q.decode(codes, cls, base, self.frame_shape)
         if not key:
             if self._side[t]:
                 self._digest.update(self._side[t])
-            self._digest.update(be.to_host(praw if intra or interp else p_eff))
+            self._digest.update(be.to_host(praw if intra or interp or lsq else p_eff))
         recon = be.to_host(recon)
-        if b > a and not interp:
+        if b > a and not (interp or lsq):
             recon = recon.copy()
             recon[self.outlier_idx[a:b] - t * self.size] = self.outlier_val[a:b]
         self._t += 1

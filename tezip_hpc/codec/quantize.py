@@ -11,6 +11,7 @@ import numpy as np
 
 from ..errors import CodecError
 from . import _scalar as scalar
+from ._payload import LSQ_MAX_RADIUS
 from ._stage import INT_RANGE, Stage
 from .config import CodecConfig, check_dtype
 
@@ -149,6 +150,35 @@ class Quantize(Stage):
         if not 1 <= order <= MAX_ORDER:
             raise CodecError(f"corrupted payload: float Lorenzo order {order} (1..{MAX_ORDER})")
         return self.be.flor_recon(codes, base, frame_shape, order)
+
+    @property
+    def fits_linear(self) -> bool:
+        """Lossy float frames quantized linearly may be predicted by a fitted linear predictor
+        (_lsq.py)."""
+        return self.kind == "float-linear" and not self.cfg.lossless
+
+    def lsq_encode(self, x, base, frame_shape, r: int) -> tuple[QFrame, bytes]:
+        """(QFrame, the coefficients' bytes) of a frame by the fitted linear predictor of
+        radius r over ``base`` (its raw prediction, zeros for keyframes and intra coding)."""
+        be, n = self.be, x.size
+        coef = be.lsq_fit(x, base, frame_shape, r)
+        codes, recon, mask = be.lsq_run(True, x, base, frame_shape, r, coef, self.step, self.bound,
+                                        np.zeros(n, np.int32), np.empty(n, self.dtype), np.zeros(n, np.uint8))
+        return QFrame(codes, None, mask, recon, base), coef.astype("<f4").tobytes()
+
+    def lsq_decode(self, codes, base, frame_shape, r: int, coef: bytes, out_idx, out_val):
+        """The reconstruction of a fitted-linear frame; its outliers (frame-relative indices,
+        exact values) are placed first, since later predictions read them."""
+        from ._lsq import n_coefficients
+
+        if not 1 <= r <= LSQ_MAX_RADIUS or len(coef) != 4 * n_coefficients(r):
+            raise CodecError(f"corrupted payload: fitted linear predictor of radius {r} with {len(coef)} bytes")
+        n = codes.size
+        mask, recon = np.zeros(n, np.uint8), np.zeros(n, self.dtype)
+        mask[out_idx] = 1
+        recon[out_idx] = out_val
+        return self.be.lsq_run(False, recon, base, frame_shape, r, np.frombuffer(coef, "<f4").astype(np.float32),
+                               self.step, 0.0, codes, recon, mask)[1]
 
     @property
     def interpolates(self) -> bool:

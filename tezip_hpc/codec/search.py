@@ -15,6 +15,7 @@ from typing import NamedTuple
 import numpy as np
 
 from ._payload import FLOR_MAX_ORDER as MAX_ORDER
+from ._payload import LSQ_MAX_RADIUS as LSQ_RADIUS  # the encoder fits radius 4 (the widest; measured best)
 from .coders import UINT_OF_WIDTH, width_of
 from .quantize import Quantize
 from .stages import SPATIAL_KIND
@@ -37,6 +38,26 @@ class Form(NamedTuple):
     intra: bool = False
     interp: bool = False
     flor: int = 0  # the float Lorenzo predictor's order (0: not used)
+    lsq: bool = False  # the fitted linear predictor (lossy floats)
+
+    @property
+    def how(self) -> tuple:
+        """What the codes depend on (forms differing only in their spatial kind share codes)."""
+        return self.intra, self.interp, self.flor, self.lsq
+
+
+# The estimate (the static context coder's code length) does not see the adaptive coder's
+# position classes, which fit interpolated codes (8.8 % smaller than the static tables at
+# rel 1e-2 on the turbulence, 2.7 % at 1e-4): a fitted linear frame must be estimated this
+# much smaller to be chosen (measured there: by the bare estimate its frames were chosen at
+# 1e-2 and coded 2.4 % larger than the interpolated ones; at 1e-4 / 1e-3 they code 11 / 16 %
+# smaller, and are still chosen at this weight).
+LSQ_WEIGHT = 1.10
+
+
+def weighed(form: "Form", cost: int) -> float:
+    """A form's estimate as the choice among forms weighs it (see LSQ_WEIGHT)."""
+    return cost * LSQ_WEIGHT if form.lsq else cost
 
 
 class UpwardOrders:
@@ -83,9 +104,10 @@ class PipelineSearch:
             interp = False
         none = SPATIAL_KIND["none"]
         orders = range(1, MAX_ORDER + 1) if self.flor and quantize.lorenzo_floats else ()
+        lsq = self.lsq and quantize.fits_linear
         if key:
             return [Form(self.spatial.kind(True))] + ([Form(none, interp=True)] if interp else []) \
-                + [Form(none, flor=k) for k in orders]
+                + [Form(none, flor=k) for k in orders] + ([Form(none, lsq=True)] if lsq else [])
         if self.spatial.choose and quantize.quantizer == "linear":
             if last is not None:
                 return [last]
@@ -100,6 +122,10 @@ class PipelineSearch:
                 cands.append(Form(none, flor=k))
                 if self.intra:
                     cands.append(Form(none, intra=True, flor=k))
+            if lsq:
+                cands.append(Form(none, lsq=True))
+                if self.intra:
+                    cands.append(Form(none, intra=True, lsq=True))
             return cands
         return [Form(self.spatial.kind(False))]
 
@@ -206,13 +232,18 @@ class EncoderTrials:
         those of add(), the choice of the last trial frame included."""
         return self.p.spatial_choices(False, quant, self._kept_choice(), not self._interp_lost)
 
-    def _form_q(self, quant, x, base, intra_like: bool, interp: bool, flor: int = 0):
-        """(QFrame, parameter byte) of x in one form: the linear or merged codes of x - base,
+    def _form_q(self, quant, x, base, form: Form, intra_like: bool):
+        """(QFrame, parameter) of x in one form: the linear or merged codes of x - base,
         (interp) their multilevel interpolation with this chunk's parameters, tuned on the first
-        frame that needs them (per quantizer and base kind: zero or a prediction), or (flor) the
-        float Lorenzo codes of that order of x over base (the parameter byte: the order)."""
-        if flor:
-            return quant.flor_encode(x, base, self.frame_shape, flor), flor
+        frame that needs them (per quantizer and base kind: zero or a prediction; the parameter
+        byte), (flor) the float Lorenzo codes of that order of x over base (the parameter byte:
+        the order), or (lsq) the fitted linear predictor's (the parameter: its coefficients'
+        bytes; the radius is LSQ_RADIUS)."""
+        interp = form.interp
+        if form.flor:
+            return quant.flor_encode(x, base, self.frame_shape, form.flor), form.flor
+        if form.lsq:
+            return quant.lsq_encode(x, base, self.frame_shape, LSQ_RADIUS)
         if not interp:
             return quant.encode(x, base, self.frame_shape), 0
         key = (quant.quantizer, intra_like)
@@ -225,18 +256,18 @@ class EncoderTrials:
         """(form, QFrame, symbols) of each form weighed for this frame, lazily (``orders``:
         the float Lorenzo orders skipped as the caller weighs them); ``all_forms`` False: only
         the forms whose symbols are elementwise in the prediction (no intra coding,
-        interpolation or float Lorenzo)."""
+        interpolation, float Lorenzo or fitted linear prediction)."""
         p = self.p
         x = p.be.asarray(np.ascontiguousarray(np.asarray(frame, p.dtype)).ravel())
         qs: dict = {}
-        forms = [f for f in self._forms(quant) if all_forms or not (f.intra or f.interp or f.flor)]
+        forms = [f for f in self._forms(quant) if all_forms or not (f.intra or f.interp or f.flor or f.lsq)]
         for f in forms or [Form(p.spatial.kind(False))]:  # another form kept: the plain one
             if orders is not None and orders.skip(f):
                 continue
-            if (f.intra, f.interp, f.flor) not in qs:
+            if f.how not in qs:
                 base = p.residual.prediction(None if f.intra else pred, self.size)
-                qs[f.intra, f.interp, f.flor] = self._form_q(quant, x, base, f.intra, f.interp, f.flor)[0]
-            q = qs[f.intra, f.interp, f.flor]
+                qs[f.how] = self._form_q(quant, x, base, f, f.intra)[0]
+            q = qs[f.how]
             yield f, q, p.spatial.encode(q.codes, self.frame_shape, f.kind)
 
     def _linear(self):
@@ -252,7 +283,8 @@ class EncoderTrials:
     def trial_cost(self, frame, pred) -> int:
         """Estimated bytes of this frame with prediction ``pred``: the smallest over the
         quantizers and spatial forms the encoder will weigh for it (its cached spatial choice,
-        intra coding and interpolation included), by the estimate the encoder's own choices use."""
+        intra coding and interpolation included), by the estimate the encoder's own choices use
+        (as they weigh it: LSQ_WEIGHT)."""
         best = None
         for quant in self.p.quantizers:
             orders = UpwardOrders()
@@ -260,7 +292,8 @@ class EncoderTrials:
                 n_out = int(self.p.be.to_host(q.mask).sum()) if q.mask is not None else 0
                 c = self._fallback_capped(u, m, self.p.estimate(u, m, n_out, self.frame_shape))
                 orders.saw(form, c)
-                best = c if best is None or c < best else best
+                w = weighed(form, c)
+                best = w if best is None or w < best else best
         return best
 
     def _fallback_capped(self, u, m: int, est: int) -> int:
