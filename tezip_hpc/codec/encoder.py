@@ -14,7 +14,8 @@ import numpy as np
 from ..errors import ConfigError
 from ._payload import (FLAG_CLASSES, FLAG_FLOAT, FLAG_SIDE, FLAG_VOLUME, FLOR_VERSION, FRAME_FLOR, FRAME_INTERP,
                        FRAME_INTRA, FRAME_KEY, FRAME_LORENZO, FRAME_LSQ, FRAME_MERGE, INTERP_VERSION, LSQ_MAX_RADIUS,
-                       SIDE_FREE_VERSION, SIDE_VERSION, VOLUME_MARK, frame_shape_of, pack_header, pack_outliers, pack_side, side_limit)
+                       SIDE_FREE_VERSION, SIDE_VERSION, VOLUME_MARK, frame_shape_of, pack_header, pack_outliers,
+                       pack_side, side_limit)
 from .search import EncoderTrials, Form, UpwardOrders, weighed
 from .stages import SPATIAL_KIND
 

@@ -46,10 +46,10 @@ import numpy as np
 
 from ..errors import CodecError, ConfigError, PredictionMismatch
 from ._payload import (_HEAD, FLAG_CLASSES, FLAG_FLOAT, FLAG_SIDE, FLAG_VOLUME, FRAME_FLOR,  # noqa: F401
-                       FRAME_INTERP, FRAME_INTRA, FRAME_LSQ, LSQ_MAX_RADIUS, FRAME_KEY, FRAME_LORENZO, FRAME_MERGE, HEADER_SIZE, MAGIC, MAX_SIDE_BYTES,
-                       PAYLOAD_VERSION, READABLE_PAYLOAD_VERSIONS, SIDE_FREE_VERSION, SIDE_VERSION, VOLUME_MARK,
-                       Reader, body_limit, frame_shape_of, known_frame_flags, read_header, read_outliers, read_side,
-                       side_limit)
+                       FRAME_INTERP, FRAME_INTRA, FRAME_KEY, FRAME_LORENZO, FRAME_LSQ, FRAME_MERGE, HEADER_SIZE,
+                       LSQ_MAX_RADIUS, MAGIC, MAX_SIDE_BYTES, PAYLOAD_VERSION, READABLE_PAYLOAD_VERSIONS,
+                       SIDE_FREE_VERSION, SIDE_VERSION, VOLUME_MARK, Reader, body_limit, frame_shape_of,
+                       known_frame_flags, read_header, read_outliers, read_side, side_limit)
 from .backend import get_backend
 from .config import CodecConfig, check_dtype, check_shape
 from .encoder import ChunkEncoder
