@@ -136,22 +136,33 @@ def fit(x, base, H, W, C, r, dy, dx, ata, atb, coef, coef32, probe, probe32):
 
 
 @_jit
-def run(enc, x, base, H, W, C, dy, dx, coef32, step, bound, codes, recon, mask, d, probe, probe32):
+def run(enc, x, base, H, W, C, dy, dx, coef32, step, bound, codes, recon, mask, d, probe, probe32, coef, back):
     """Encode (x -> codes, recon, mask) or decode (codes, mask -> recon; recon holds the
     outliers' exact values where mask is set) one frame in the closed loop; ``d`` float64
-    scratch (H*W*C). False where the arithmetic is not IEEE 754's default."""
+    scratch (H*W*C), ``coef`` float64 and ``back`` int64 scratch (K). False where the
+    arithmetic is not IEEE 754's default. Elements whose whole neighbourhood lies inside the
+    frame take a path without bounds tests: the same terms in the same order."""
     if not _ieee_ok(probe, probe32):
         return False
     K = dy.size
+    r = 0
+    for k in range(K):
+        coef[k] = np.float64(coef32[k])
+        back[k] = (dy[k] * W + dx[k]) * C
+        r = max(r, dy[k], abs(dx[k]))
     for c in range(C):
         for y in range(H):
             for xx in range(W):
                 i = (y * W + xx) * C + c
                 acc = 0.0
-                for k in range(K):
-                    yy, xk = y - dy[k], xx - dx[k]
-                    if yy >= 0 and 0 <= xk < W:
-                        acc += np.float64(coef32[k]) * d[(yy * W + xk) * C + c]
+                if y >= r and r <= xx < W - r:
+                    for k in range(K):
+                        acc += coef[k] * d[i - back[k]]
+                else:
+                    for k in range(K):
+                        yy, xk = y - dy[k], xx - dx[k]
+                        if yy >= 0 and 0 <= xk < W:
+                            acc += coef[k] * d[(yy * W + xk) * C + c]
                 p = np.float64(base[i]) + acc
                 if enc:
                     item_float(i, p, x, bound, step, codes, recon, mask)

@@ -164,7 +164,8 @@ class CpuBackend:
         dy, dx = _lsq.offsets(r)
         host = [np.ascontiguousarray(self.to_host(a)) for a in (x, base, codes, recon, mask)]
         if not _lsq.run(enc, *host[:2], _I64(H), _I64(W), _I64(C), dy, dx, coef32, float(step), float(bound),
-                        *host[2:], np.empty(host[1].size), _flor.PROBE, _flor.PROBE32):
+                        *host[2:], np.empty(host[1].size), _flor.PROBE, _flor.PROBE32, np.empty(dy.size),
+                        np.empty(dy.size, np.int64)):
             raise CodecError(_flor.NOT_IEEE)
         return tuple(self.asarray(a) for a in host[2:])
 
