@@ -16,7 +16,7 @@ from ._payload import (FLAG_CLASSES, FLAG_FLOAT, FLAG_SIDE, FLAG_VOLUME, FLOR_VE
                        FRAME_INTRA, FRAME_KEY, FRAME_LORENZO, FRAME_LSQ, FRAME_MERGE, INTERP_VERSION, LSQ_MAX_RADIUS,
                        SIDE_FREE_VERSION, SIDE_VERSION, VOLUME_MARK, frame_shape_of, pack_header, pack_outliers,
                        pack_side, side_limit)
-from .search import EncoderTrials, Form, UpwardOrders, weighed
+from .search import EncoderTrials, Form, Weighing, weighed
 from .stages import SPATIAL_KIND
 
 
@@ -79,9 +79,9 @@ class ChunkEncoder(EncoderTrials):
         zeros = praw if key else None
         for quant in p.quantizers:
             qs: dict = {}
-            orders = UpwardOrders()
+            weigh = Weighing(self.size)
             for form in p.spatial_choices(key, quant, last, ok):
-                if orders.skip(form):
+                if weigh.skip(form):
                     continue
                 if form.intra and zeros is None:
                     zeros = p.residual.prediction(None, self.size)
@@ -97,7 +97,7 @@ class ChunkEncoder(EncoderTrials):
                 if entry[2] is None:
                     entry[2] = int(be.to_host(q.mask).sum()) if q.mask is not None else 0
                 cost = p.estimate(sym[0], sym[1], entry[2], self.frame_shape)
-                orders.saw(form, cost)
+                weigh.saw(form, cost)
                 if best is None or weighed(form, cost) < weighed(best[4], best[0]):
                     best = (cost, quant, q, sym, form, entry[1])
         cost, quant, q, sym, form, params = best
