@@ -32,7 +32,7 @@ from numba import njit
 from ._cpu import drop_stale_cache
 from ._flor import _ieee_ok
 from ._interp import item_dec_float, item_float
-from ._payload import LSQ_MAX_RADIUS as MAX_RADIUS
+from ._payload import lsq_coefficients
 
 drop_stale_cache(__file__, "_interp.py", "_flor.py")
 
@@ -48,8 +48,7 @@ def offsets(r: int) -> tuple[np.ndarray, np.ndarray]:
     return np.array([p[0] for p in pairs], np.int64), np.array([p[1] for p in pairs], np.int64)
 
 
-def n_coefficients(r: int) -> int:
-    return r + r * (2 * r + 1)
+n_coefficients = lsq_coefficients
 
 
 @_jit

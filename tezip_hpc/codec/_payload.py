@@ -26,6 +26,11 @@ PAYLOAD_VERSION = 7
 FLOR_VERSION = 7
 FLOR_MAX_ORDER = 5  # float Lorenzo orders 1..5, the parameter byte of a FRAME_FLOR frame (_flor.py)
 LSQ_MAX_RADIUS = 4  # fitted linear prediction: neighbourhood radius 1..4, the parameter byte of a FRAME_LSQ frame
+
+
+def lsq_coefficients(r: int) -> int:
+    """How many float32 coefficients a fitted linear frame of radius r stores (_lsq.offsets)."""
+    return r + r * (2 * r + 1)
 INTERP_VERSION = 5
 SIDE_VERSION = 4
 SIDE_FREE_VERSION = 3

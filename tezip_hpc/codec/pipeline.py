@@ -49,7 +49,7 @@ from ._payload import (_HEAD, FLAG_CLASSES, FLAG_FLOAT, FLAG_SIDE, FLAG_VOLUME, 
                        FRAME_INTERP, FRAME_INTRA, FRAME_KEY, FRAME_LORENZO, FRAME_LSQ, FRAME_MERGE, HEADER_SIZE,
                        LSQ_MAX_RADIUS, MAGIC, MAX_SIDE_BYTES, PAYLOAD_VERSION, READABLE_PAYLOAD_VERSIONS,
                        SIDE_FREE_VERSION, SIDE_VERSION, VOLUME_MARK, Reader, body_limit, frame_shape_of,
-                       known_frame_flags, read_header, read_outliers, read_side, side_limit)
+                       known_frame_flags, lsq_coefficients, read_header, read_outliers, read_side, side_limit)
 from .backend import get_backend
 from .config import CodecConfig, check_dtype, check_shape
 from .encoder import ChunkEncoder
@@ -268,7 +268,7 @@ class ChunkDecoder:
             r = int(self._params[t])
             if not 1 <= r <= LSQ_MAX_RADIUS:
                 raise CodecError(f"corrupted payload: fitted linear predictor of radius {r}")
-            self._coefs[int(t)] = rd.array(np.uint8, 4 * (r + r * (2 * r + 1))).tobytes()
+            self._coefs[int(t)] = rd.array(np.uint8, 4 * lsq_coefficients(r)).tobytes()
         self.keys = (flags & FRAME_KEY).astype(bool)
         self._lorenzo = (flags & FRAME_LORENZO).astype(bool)
         self._intra = (flags & FRAME_INTRA).astype(bool)

@@ -11,7 +11,7 @@ import numpy as np
 
 from ..errors import CodecError
 from . import _scalar as scalar
-from ._payload import LSQ_MAX_RADIUS
+from ._payload import LSQ_MAX_RADIUS, lsq_coefficients
 from ._stage import INT_RANGE, Stage
 from .config import CodecConfig, check_dtype
 
@@ -169,9 +169,7 @@ class Quantize(Stage):
     def lsq_decode(self, codes, base, frame_shape, r: int, coef: bytes, out_idx, out_val):
         """The reconstruction of a fitted-linear frame; its outliers (frame-relative indices,
         exact values) are placed first, since later predictions read them."""
-        from ._lsq import n_coefficients
-
-        if not 1 <= r <= LSQ_MAX_RADIUS or len(coef) != 4 * n_coefficients(r):
+        if not 1 <= r <= LSQ_MAX_RADIUS or len(coef) != 4 * lsq_coefficients(r):
             raise CodecError(f"corrupted payload: fitted linear predictor of radius {r} with {len(coef)} bytes")
         n = codes.size
         mask, recon = np.zeros(n, np.uint8), np.zeros(n, self.dtype)
