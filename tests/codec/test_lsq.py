@@ -1,5 +1,6 @@
-"""The fitted linear predictor of lossy float frames (payload version 7, frame flag bit 6,
-_lsq.py): the closed loop holds the bound on every element (NaN, infinities and rounding
+"""The fitted linear predictor of float frames (payload version 7, frame flag bit 6, _lsq.py):
+lossless frames round-trip every bit pattern; for lossy ones the closed loop holds the bound
+on every element (NaN, infinities and rounding
 stored as outliers), the decoder repeats it exactly from the stored coefficients, the fit is
 deterministic, the encoder picks it where it pays and nothing else gets worse, corrupted
 radii and flags are clear errors, and a thread that flushes subnormals is refused."""
@@ -63,6 +64,35 @@ def test_the_bound_holds_and_the_decoder_repeats_the_loop(dtype, rel, intra):
     assert rec.tobytes() == qf.recon.tobytes()
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("shape", [(1, 1, 1), (3, 11, 2), (40, 36, 1)])
+def test_lossless_frames_round_trip_every_bit_pattern(dtype, shape):
+    """Lossless floats: the prediction from the exact neighbours, rounded; ord codes."""
+    from .test_flor import _with_specials
+
+    n = int(np.prod(shape))
+    x = _with_specials(np.cumsum(RNG.normal(size=n)).astype(dtype), n // 2)
+    q = Quantize(CodecConfig(dtype=np.dtype(dtype).name), CpuBackend(), "linear")
+    for base in (np.zeros_like(x), _with_specials(x[::-1].copy(), 0)):
+        qf, coef = q.lsq_encode(x, base, shape, 4)
+        assert qf.codes.dtype == np.int64 and qf.mask is None
+        empty = np.empty(0, np.int64)
+        assert q.lsq_decode(qf.codes, base, shape, 4, coef, empty, x[:0]).tobytes() == x.tobytes()
+
+
+def test_lossless_band_limited_frames_choose_it():
+    x = _band_limited(T=4, dtype=np.float64)
+    p = np.concatenate([x[:1], x[:-1]])
+    pipe = Pipeline(CodecConfig(dtype="float64"))
+    payload = pipe.encode(x, p)
+    dec = pipe.decoder(payload, x.shape[1:])
+    assert payload[4] == 7 and dec._lsq.any()
+    assert pipe.decode(payload, x.shape[1:], p).tobytes() == x.tobytes()
+    without = Pipeline(CodecConfig(dtype="float64"))
+    without.lsq = False
+    assert len(payload) < len(without.encode(x, p))
+
+
 def test_the_fit_is_the_same_bytes_every_time_and_fits():
     x = _band_limited(T=1, H=48, W=48, dtype=np.float64)
     f = np.ascontiguousarray(x[0]).ravel()
@@ -107,7 +137,7 @@ def test_the_encoder_picks_it_where_it_pays_and_nothing_gets_worse():
 
 def test_it_is_never_offered_where_it_does_not_belong():
     x = _band_limited(T=1)
-    for cfg in (CodecConfig(dtype="float32"), CodecConfig(dtype="uint16", mode="abs", bounds=(2.0,)),
+    for cfg in (CodecConfig(dtype="uint16"), CodecConfig(dtype="uint16", mode="abs", bounds=(2.0,)),
                 CodecConfig(dtype="float32", mode="abs", bounds=(0.1,), spatial_pred="none")):
         pipe = Pipeline(cfg)
         assert not pipe.lsq

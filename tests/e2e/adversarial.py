@@ -68,6 +68,7 @@ def make_archives(work: Path) -> dict[str, tuple[Path, Path]]:
                                "--window", "4"],
             "u8_adaptive": ["u8.npy", "--predictor", "previous", "--coder", "adaptive", "--window", "4"],
             "float_lossless": ["f32s.npy", "--predictor", "previous", "--window", "4"],
+            "float_lossless_noisy": ["f32w.npy", "--predictor", "previous", "--window", "4"],
             "float_lsq": ["f32b.npy", "--predictor", "previous", "--mode", "rel", "--bound", "1e-4", "--window", "4"]}
     out = {}
     for name, args in jobs.items():

@@ -169,6 +169,24 @@ class CpuBackend:
             raise CodecError(_flor.NOT_IEEE)
         return tuple(self.asarray(a) for a in host[2:])
 
+    def lsq_exact(self, enc: bool, a, base, shape, r: int, coef32):
+        """Lossless floats by the fitted linear predictor, on the host for every backend:
+        encode (``a`` the frame -> its int64 codes) or decode (``a`` the codes -> the frame)."""
+        from . import _flor, _lsq
+
+        H, W, C = shape
+        dy, dx = _lsq.offsets(r)
+        ph = np.ascontiguousarray(self.to_host(base))
+        if enc:
+            src, codes = bits_of(np.ascontiguousarray(self.to_host(a))), np.empty(ph.size, np.int64)
+        else:
+            src, codes = np.empty(ph.size, bits_of(ph).dtype), np.ascontiguousarray(self.to_host(a), np.int64)
+        if not _lsq.run_exact(enc, src, bits_of(ph), _I64(H), _I64(W), _I64(C), dy, dx, coef32, codes,
+                              np.empty(ph.size), _flor.PROBE, _flor.PROBE32, np.empty(dy.size),
+                              np.empty(dy.size, np.int64)):
+            raise CodecError(_flor.NOT_IEEE)
+        return self.asarray(codes if enc else src.view(ph.dtype))
+
     def pwrel_int(self, x, p, lo, hi, step_tab, code_dt, shape):
         H, W, C = shape
         n = x.size

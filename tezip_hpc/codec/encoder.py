@@ -98,7 +98,8 @@ class ChunkEncoder(EncoderTrials):
                     entry[2] = int(be.to_host(q.mask).sum()) if q.mask is not None else 0
                 cost = p.estimate(sym[0], sym[1], entry[2], self.frame_shape)
                 weigh.saw(form, cost)
-                if best is None or weighed(form, cost) < weighed(best[4], best[0]):
+                lossy = not p.config.lossless
+                if best is None or weighed(form, cost, lossy) < weighed(best[4], best[0], lossy):
                     best = (cost, quant, q, sym, form, entry[1])
         cost, quant, q, sym, form, params = best
         intra, interp = form.intra, form.interp

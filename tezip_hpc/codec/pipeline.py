@@ -85,9 +85,9 @@ class Pipeline(PipelineSearch):
         # (keyframes, intra-coded frames, and the residual of a predicted frame)
         self.interp = self.spatial.choose and not config.lossless
         # lossless float frames may also be predicted by the float Lorenzo predictor (_flor.py),
-        # lossy float frames quantized linearly by a fitted linear predictor (_lsq.py)
+        # float frames (lossless, or lossy quantized linearly) by a fitted linear predictor (_lsq.py)
         self.flor = self.spatial.choose and config.lossless and config.is_float
-        self.lsq = self.spatial.choose and not config.lossless and config.is_float
+        self.lsq = self.spatial.choose and config.is_float
 
     def volume_quantizer(self) -> Quantize | None:
         """The quantizer a chunk coded as one interpolated volume uses (None: not possible)."""

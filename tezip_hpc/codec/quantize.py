@@ -153,15 +153,18 @@ class Quantize(Stage):
 
     @property
     def fits_linear(self) -> bool:
-        """Lossy float frames quantized linearly may be predicted by a fitted linear predictor
-        (_lsq.py)."""
-        return self.kind == "float-linear" and not self.cfg.lossless
+        """Float frames, lossy ones quantized linearly and lossless ones, may be predicted by a
+        fitted linear predictor (_lsq.py)."""
+        return self.kind == "float-ord" or (self.kind == "float-linear" and not self.cfg.lossless)
 
     def lsq_encode(self, x, base, frame_shape, r: int) -> tuple[QFrame, bytes]:
         """(QFrame, the coefficients' bytes) of a frame by the fitted linear predictor of
         radius r over ``base`` (its raw prediction, zeros for keyframes and intra coding)."""
         be, n = self.be, x.size
         coef = be.lsq_fit(x, base, frame_shape, r)
+        if self.kind == "float-ord":
+            return QFrame(be.lsq_exact(True, x, base, frame_shape, r, coef), None, None, x, base), \
+                coef.astype("<f4").tobytes()
         codes, recon, mask = be.lsq_run(True, x, base, frame_shape, r, coef, self.step, self.bound,
                                         np.zeros(n, np.int32), np.empty(n, self.dtype), np.zeros(n, np.uint8))
         return QFrame(codes, None, mask, recon, base), coef.astype("<f4").tobytes()
@@ -171,6 +174,8 @@ class Quantize(Stage):
         exact values) are placed first, since later predictions read them."""
         if not 1 <= r <= LSQ_MAX_RADIUS or len(coef) != 4 * lsq_coefficients(r):
             raise CodecError(f"corrupted payload: fitted linear predictor of radius {r} with {len(coef)} bytes")
+        if self.kind == "float-ord":
+            return self.be.lsq_exact(False, codes, base, frame_shape, r, np.frombuffer(coef, "<f4").astype(np.float32))
         n = codes.size
         mask, recon = np.zeros(n, np.uint8), np.zeros(n, self.dtype)
         mask[out_idx] = 1

@@ -55,9 +55,10 @@ class Form(NamedTuple):
 LSQ_WEIGHT = 1.10
 
 
-def weighed(form: "Form", cost: int) -> float:
-    """A form's estimate as the choice among forms weighs it (see LSQ_WEIGHT)."""
-    return cost * LSQ_WEIGHT if form.lsq else cost
+def weighed(form: "Form", cost: int, lossy: bool = True) -> float:
+    """A form's estimate as the choice among forms weighs it (see LSQ_WEIGHT: lossy frames only;
+    lossless ones have no interpolated codes)."""
+    return cost * LSQ_WEIGHT if form.lsq and lossy else cost
 
 
 # A fitted linear frame is weighed only where the forms weighed before it take at least this
@@ -305,7 +306,7 @@ class EncoderTrials:
                 n_out = int(self.p.be.to_host(q.mask).sum()) if q.mask is not None else 0
                 c = self._fallback_capped(u, m, self.p.estimate(u, m, n_out, self.frame_shape))
                 weigh.saw(form, c)
-                w = weighed(form, c)
+                w = weighed(form, c, not self.p.config.lossless)
                 best = w if best is None or w < best else best
         return best
 
