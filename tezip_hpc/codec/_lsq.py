@@ -44,6 +44,7 @@ drop_stale_cache(__file__, "_interp.py", "_flor.py")
 _jit = njit(cache=True, nogil=True, error_model="numpy", _nrt=False)
 
 STRIDE = 4  # the fit samples every STRIDE-th row and column
+GROUP = 8  # samples added to the normal equations together
 
 
 @functools.lru_cache(maxsize=None)
@@ -57,33 +58,61 @@ n_coefficients = lsq_coefficients
 
 
 @_jit
-def _fit(x, base, H, W, C, r, dy, dx, ata, atb, coef):
+def _accumulate(ata, atb, g, t, K):
+    """Add a block of GROUP samples (columns of ``g``, K x GROUP; targets ``t``) to the normal
+    equations, the block's products summed first (from 0.0, in sample order)."""
+    for a in range(K):
+        ra = a * GROUP
+        acc = 0.0
+        for s in range(GROUP):
+            acc += g[ra + s] * t[s]
+        atb[a] += acc
+        for b in range(a, K):
+            rb = b * GROUP
+            acc = 0.0
+            for s in range(GROUP):
+                acc += g[ra + s] * g[rb + s]
+            ata[a * K + b] += acc
+
+
+@_jit
+def _fit(x, base, H, W, C, r, dy, dx, ata, atb, coef, g, t):
     """Least-squares coefficients of x - base from its neighbours (module docstring) into
-    ``coef`` (float64); False where no sample was usable or the system is singular."""
+    ``coef`` (float64), from samples gathered GROUP at a time into ``g`` (K x GROUP) and
+    ``t`` (GROUP; a last partial block is padded with zeros, which add nothing); False where
+    no sample was usable or the system is singular."""
     K = dy.size
     for a in range(K * K):
         ata[a] = 0.0
     for a in range(K):
         atb[a] = 0.0
     n = 0
+    s = 0
     for c in range(C):
         for y in range(r, H, STRIDE):
             for xx in range(r, W - r, STRIDE):
                 i = (y * W + xx) * C + c
-                t = np.float64(x[i]) - np.float64(base[i])
-                ok = t - t == 0.0
+                tv = np.float64(x[i]) - np.float64(base[i])
+                ok = tv - tv == 0.0
                 for k in range(K):
                     j = ((y - dy[k]) * W + xx - dx[k]) * C + c
                     v = np.float64(x[j]) - np.float64(base[j])
-                    coef[k] = v
+                    g[k * GROUP + s] = v
                     ok = ok and v - v == 0.0
                 if not ok:
                     continue
+                t[s] = tv
                 n += 1
-                for a in range(K):
-                    atb[a] += coef[a] * t
-                    for b in range(a, K):
-                        ata[a * K + b] += coef[a] * coef[b]
+                s += 1
+                if s == GROUP:
+                    _accumulate(ata, atb, g, t, K)
+                    s = 0
+    if s:
+        for e in range(s, GROUP):
+            t[e] = 0.0
+            for k in range(K):
+                g[k * GROUP + e] = 0.0
+        _accumulate(ata, atb, g, t, K)
     if n < K:
         return False
     trace = 0.0
@@ -121,13 +150,13 @@ def _fit(x, base, H, W, C, r, dy, dx, ata, atb, coef):
 
 
 @_jit
-def fit(x, base, H, W, C, r, dy, dx, ata, atb, coef, coef32, probe, probe32):
+def fit(x, base, H, W, C, r, dy, dx, ata, atb, coef, g, t, coef32, probe, probe32):
     """The frame's float32 coefficients into ``coef32`` (Lorenzo's where the fit fails);
     False where this thread's arithmetic is not IEEE 754's default."""
     if not _ieee_ok(probe, probe32):
         return False
     K = dy.size
-    if not _fit(x, base, H, W, C, r, dy, dx, ata, atb, coef):
+    if not _fit(x, base, H, W, C, r, dy, dx, ata, atb, coef, g, t):
         for k in range(K):
             coef[k] = 0.0
             if (dy[k] == 0 and dx[k] == 1) or (dy[k] == 1 and dx[k] == 0):

@@ -150,8 +150,8 @@ class CpuBackend:
         K = dy.size
         coef32 = np.empty(K, np.float32)
         if not _lsq.fit(np.ascontiguousarray(self.to_host(x)), np.ascontiguousarray(self.to_host(base)), _I64(H),
-                        _I64(W), _I64(C), _I64(r), dy, dx, np.empty(K * K), np.empty(K), np.empty(K), coef32,
-                        _flor.PROBE, _flor.PROBE32):
+                        _I64(W), _I64(C), _I64(r), dy, dx, np.empty(K * K), np.empty(K), np.empty(K),
+                        np.empty(_lsq.GROUP * K), np.empty(_lsq.GROUP), coef32, _flor.PROBE, _flor.PROBE32):
             raise CodecError(_flor.NOT_IEEE)
         return coef32
 
