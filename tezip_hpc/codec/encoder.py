@@ -44,6 +44,7 @@ class ChunkEncoder(EncoderTrials):
         self.volume = False  # the whole chunk coded as one interpolated volume (add_volume)
         self.estimated = 0  # the encoder's estimate of the bytes of the frames added so far
         self._interp_lost = False  # interpolated predicted frames lost a trial: not weighed again
+        self._intra_costs: tuple = (b"", {})  # trial_cost's intra forms of the frame it last weighed
 
     @property
     def n_frames(self) -> int:

@@ -10,6 +10,7 @@ payload byte itself.
 
 from __future__ import annotations
 
+import hashlib
 from typing import NamedTuple
 
 import numpy as np
@@ -266,17 +267,21 @@ class EncoderTrials:
         params = self._tuned[key]
         return quant.interp_encode(x, base, (1,) + self.frame_shape, params), params
 
-    def _trial(self, frame, pred, quant, all_forms: bool, weigh: Weighing | None = None):
+    def _trial(self, frame, pred, quant, all_forms: bool, weigh: Weighing | None = None, known=()):
         """(form, QFrame, symbols) of each form weighed for this frame, lazily (``weigh``:
-        the forms skipped as the caller weighs them); ``all_forms`` False: only
-        the forms whose symbols are elementwise in the prediction (no intra coding,
-        interpolation, float Lorenzo or fitted linear prediction)."""
+        the forms skipped as the caller weighs them; ``known``: forms whose cost the caller
+        has, yielded as (form, None, None)); ``all_forms`` False: only the forms whose symbols
+        are elementwise in the prediction (no intra coding, interpolation, float Lorenzo or
+        fitted linear prediction)."""
         p = self.p
         x = p.be.asarray(np.ascontiguousarray(np.asarray(frame, p.dtype)).ravel())
         qs: dict = {}
         forms = [f for f in self._forms(quant) if all_forms or not (f.intra or f.interp or f.flor or f.lsq)]
         for f in forms or [Form(p.spatial.kind(False))]:  # another form kept: the plain one
             if weigh is not None and weigh.skip(f):
+                continue
+            if f in known:
+                yield f, None, None
                 continue
             if f.how not in qs:
                 base = p.residual.prediction(None if f.intra else pred, self.size)
@@ -300,11 +305,23 @@ class EncoderTrials:
         intra coding and interpolation included), by the estimate the encoder's own choices use
         (as they weigh it: LSQ_WEIGHT)."""
         best = None
+        # intra forms ignore the prediction: their costs are kept for the frame's other candidates
+        frame = np.ascontiguousarray(np.asarray(frame, self.p.dtype))
+        digest = hashlib.sha256(frame).digest()
+        if self._intra_costs[0] != digest:
+            self._intra_costs = (digest, {})
         for quant in self.p.quantizers:
             weigh = Weighing(self.size)
-            for form, q, (u, m) in self._trial(frame, pred, quant, True, weigh):
-                n_out = int(self.p.be.to_host(q.mask).sum()) if q.mask is not None else 0
-                c = self._fallback_capped(u, m, self.p.estimate(u, m, n_out, self.frame_shape))
+            known = self._intra_costs[1].setdefault(quant.quantizer, {})
+            for form, q, sym in self._trial(frame, pred, quant, True, weigh, known):
+                if q is None:
+                    c = known[form]
+                else:
+                    u, m = sym
+                    n_out = int(self.p.be.to_host(q.mask).sum()) if q.mask is not None else 0
+                    c = self._fallback_capped(u, m, self.p.estimate(u, m, n_out, self.frame_shape))
+                    if form.intra:
+                        known[form] = c
                 weigh.saw(form, c)
                 w = weighed(form, c, not self.p.config.lossless)
                 best = w if best is None or w < best else best
