@@ -129,6 +129,22 @@ def _ieee_ok(probe, probe32):
     return up != one and down != -one
 
 
+@njit(inline="always")
+def exact(src, pbits, codes, i, pv, pr, decode):
+    """Element i of a lossless float frame whose prediction (float64) is ``pr`` and raw
+    prediction ``pv``: rounded to the data's type (a NaN becomes +0.0), then the code written
+    (encoding: ``src`` holds the frame's bits) or the bits decoded into ``src``; returns the
+    element's x - P. Shared with the fitted linear predictor (_lsq.run_exact)."""
+    if pr != pr:
+        pr = 0.0
+    pb = _bits_like(pr, pbits[i])
+    if decode:
+        src[i] = _unord(codes[i], pb)
+    else:
+        codes[i] = _code(src[i], pb)
+    return _as_f64(src[i]) - pv
+
+
 @_jit
 def _frame(src, pbits, H, W, C, k, coef, d, v, e, codes, decode):
     """One frame (module docstring). Encoding (decode False) reads the frame's bits in
@@ -149,15 +165,7 @@ def _frame(src, pbits, H, W, C, k, coef, d, v, e, codes, decode):
                 for j in range(1, min(k, x) + 1):
                     acc += coef[j] * e[x - j]
                 pv = _as_f64(pbits[i])
-                pr = pv + ((-acc) - v[x])
-                if pr != pr:
-                    pr = 0.0
-                pb = _bits_like(pr, pbits[i])
-                if decode:
-                    src[i] = _unord(codes[i], pb)
-                else:
-                    codes[i] = _code(src[i], pb)
-                di = _as_f64(src[i]) - pv
+                di = exact(src, pbits, codes, i, pv, pv + ((-acc) - v[x]), decode)
                 d[i] = di
                 e[x] = di + v[x]
 

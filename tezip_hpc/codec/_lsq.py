@@ -35,7 +35,7 @@ import numpy as np
 from numba import njit
 
 from ._cpu import drop_stale_cache
-from ._flor import _as_f64, _bits_like, _code, _ieee_ok, _unord
+from ._flor import _as_f64, _ieee_ok, exact
 from ._interp import item_dec_float, item_float
 from ._payload import lsq_coefficients
 
@@ -169,34 +169,48 @@ def fit(x, base, H, W, C, r, dy, dx, ata, atb, coef, g, t, coef32, probe, probe3
 
 
 @_jit
+def _prepare(coef32, dy, dx, W, C, coef, back):
+    """The coefficients in float64 into ``coef``, each neighbour's index offset into ``back``;
+    returns the radius."""
+    r = 0
+    for k in range(dy.size):
+        coef[k] = np.float64(coef32[k])
+        back[k] = (dy[k] * W + dx[k]) * C
+        r = max(r, dy[k], abs(dx[k]))
+    return r
+
+
+@njit(inline="always")
+def _neighbours(d, coef, back, dy, dx, i, y, xx, c, W, C, r):
+    """sum_k coef[k] d[neighbour k of element i] from 0.0, k in order, terms outside the
+    frame left out; elements whose whole neighbourhood lies inside take a path without
+    bounds tests (the same terms in the same order)."""
+    acc = 0.0
+    if y >= r and r <= xx < W - r:
+        for k in range(dy.size):
+            acc += coef[k] * d[i - back[k]]
+    else:
+        for k in range(dy.size):
+            yy, xk = y - dy[k], xx - dx[k]
+            if yy >= 0 and 0 <= xk < W:
+                acc += coef[k] * d[(yy * W + xk) * C + c]
+    return acc
+
+
+@_jit
 def run(enc, x, base, H, W, C, dy, dx, coef32, step, bound, codes, recon, mask, d, probe, probe32, coef, back):
     """Encode (x -> codes, recon, mask) or decode (codes, mask -> recon; recon holds the
     outliers' exact values where mask is set) one frame in the closed loop; ``d`` float64
     scratch (H*W*C), ``coef`` float64 and ``back`` int64 scratch (K). False where the
-    arithmetic is not IEEE 754's default. Elements whose whole neighbourhood lies inside the
-    frame take a path without bounds tests: the same terms in the same order."""
+    arithmetic is not IEEE 754's default."""
     if not _ieee_ok(probe, probe32):
         return False
-    K = dy.size
-    r = 0
-    for k in range(K):
-        coef[k] = np.float64(coef32[k])
-        back[k] = (dy[k] * W + dx[k]) * C
-        r = max(r, dy[k], abs(dx[k]))
+    r = _prepare(coef32, dy, dx, W, C, coef, back)
     for c in range(C):
         for y in range(H):
             for xx in range(W):
                 i = (y * W + xx) * C + c
-                acc = 0.0
-                if y >= r and r <= xx < W - r:
-                    for k in range(K):
-                        acc += coef[k] * d[i - back[k]]
-                else:
-                    for k in range(K):
-                        yy, xk = y - dy[k], xx - dx[k]
-                        if yy >= 0 and 0 <= xk < W:
-                            acc += coef[k] * d[(yy * W + xk) * C + c]
-                p = np.float64(base[i]) + acc
+                p = np.float64(base[i]) + _neighbours(d, coef, back, dy, dx, i, y, xx, c, W, C, r)
                 if enc:
                     item_float(i, p, x, bound, step, codes, recon, mask)
                 else:
@@ -213,33 +227,12 @@ def run_exact(enc, src, pbits, H, W, C, dy, dx, coef32, codes, d, probe, probe32
     (H*W*C) holds x - P. False where the arithmetic is not IEEE 754's default."""
     if not _ieee_ok(probe, probe32):
         return False
-    K = dy.size
-    r = 0
-    for k in range(K):
-        coef[k] = np.float64(coef32[k])
-        back[k] = (dy[k] * W + dx[k]) * C
-        r = max(r, dy[k], abs(dx[k]))
+    r = _prepare(coef32, dy, dx, W, C, coef, back)
     for c in range(C):
         for y in range(H):
             for xx in range(W):
                 i = (y * W + xx) * C + c
-                acc = 0.0
-                if y >= r and r <= xx < W - r:
-                    for k in range(K):
-                        acc += coef[k] * d[i - back[k]]
-                else:
-                    for k in range(K):
-                        yy, xk = y - dy[k], xx - dx[k]
-                        if yy >= 0 and 0 <= xk < W:
-                            acc += coef[k] * d[(yy * W + xk) * C + c]
                 pv = _as_f64(pbits[i])
-                pr = pv + acc
-                if pr != pr:
-                    pr = 0.0
-                pb = _bits_like(pr, pbits[i])
-                if enc:
-                    codes[i] = _code(src[i], pb)
-                else:
-                    src[i] = _unord(codes[i], pb)
-                d[i] = _as_f64(src[i]) - pv
+                acc = _neighbours(d, coef, back, dy, dx, i, y, xx, c, W, C, r)
+                d[i] = exact(src, pbits, codes, i, pv, pv + acc, not enc)
     return True
