@@ -53,7 +53,7 @@ def test_context_coder_round_trips_within_the_bound(dtype, kw):
     cfg = CodecConfig(dtype=dtype, value_range=(float(fin.min()), float(fin.max())), **kw)
     assert cfg.coder == "context"
     payload, out = _roundtrip(x, cfg)
-    assert payload[4] in (3, 5, 6, 7)  # 5: multilevel interpolation, 6: adaptive partitions, 7: float Lorenzo
+    assert payload[4] in (3, 5, 6, 7, 8)  # 5: interpolation, 6: adaptive partitions, 7: float Lorenzo, 8: fitted
     if cfg.lossless:
         assert out.tobytes() == x.tobytes()
     else:

@@ -39,7 +39,8 @@ def test_golden_bytes_decode_to_the_golden_output(name):
     assert hashlib.sha256(out.tobytes()).hexdigest() == MANIFEST[name]["decoded_sha256"]
 
 
-OLD = {1: golden.CASES_V1, 2: golden.CASES_V2, 3: golden.CASES_V3, 5: golden.CASES_V5, 6: golden.CASES_V6}
+OLD = {1: golden.CASES_V1, 2: golden.CASES_V2, 3: golden.CASES_V3, 5: golden.CASES_V5, 6: golden.CASES_V6,
+       7: golden.CASES_V7}
 OLD_CASES = [(v, n) for v in OLD for n in sorted(json.loads((FIX / f"v{v}" / "manifest.json").read_text()))]
 
 

@@ -1,7 +1,8 @@
-"""The fitted linear predictor of float frames (payload version 7, frame flag bit 6, _lsq.py):
-lossless frames round-trip every bit pattern; for lossy ones the closed loop holds the bound
-on every element (NaN, infinities and rounding
-stored as outliers), the decoder repeats it exactly from the stored coefficients, the fit is
+"""The fitted linear predictor of float frames (payload version 7, frame flag bit 6, _lsq.py;
+version 8 sums its terms rows first): lossless frames round-trip every bit pattern in either
+order; for lossy ones the closed loop holds the bound on every element (NaN, infinities and
+rounding stored as outliers), the decoder repeats it exactly from the stored coefficients,
+version 8's prediction is the documented sum (checked against a plain Python one), the fit is
 deterministic, the encoder picks it where it pays and nothing else gets worse, corrupted
 radii and flags are clear errors, and a thread that flushes subnormals is refused."""
 
@@ -13,7 +14,7 @@ import pytest
 from tezip_hpc.codec import _lsq
 from tezip_hpc.codec.backend import CpuBackend
 from tezip_hpc.codec.config import CodecConfig
-from tezip_hpc.codec.pipeline import FRAME_LSQ, Pipeline
+from tezip_hpc.codec.pipeline import FRAME_LSQ, LSQ_ROWS_VERSION, Pipeline
 from tezip_hpc.codec.quantize import Quantize
 from tezip_hpc.errors import CodecError
 
@@ -47,21 +48,59 @@ def _quant(dtype, rel, x):
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("rel", [1e-5, 1e-3, 1e-1])
 @pytest.mark.parametrize("intra", [True, False])
-def test_the_bound_holds_and_the_decoder_repeats_the_loop(dtype, rel, intra):
+@pytest.mark.parametrize("rows", [True, False])
+def test_the_bound_holds_and_the_decoder_repeats_the_loop(dtype, rel, intra, rows):
     x = _band_limited(T=2, dtype=dtype)
     f = np.ascontiguousarray(x[1]).ravel().copy()
     f[[5, 77, 300]] = [np.nan, np.inf, -np.inf]
     base = np.zeros_like(f) if intra else np.ascontiguousarray(x[0]).ravel()
     q = _quant(dtype, rel, x)
     shape = x.shape[1:]
-    qf, coef = q.lsq_encode(f, base, shape, 4)
+    if rows:
+        qf, coef = q.lsq_encode(f, base, shape, 4)
+    else:  # version 7's order: what an older payload's frames were coded with
+        c32 = q.be.lsq_fit(f, base, shape, 4)
+        codes, recon, mask = q.be.lsq_run(True, f, base, shape, 4, c32, q.step, q.bound, np.zeros(f.size, np.int32),
+                                          np.empty(f.size, f.dtype), np.zeros(f.size, np.uint8), rows=False)
+        qf = type("QF", (), dict(codes=codes, recon=recon, mask=mask))
+        coef = c32.astype("<f4").tobytes()
     assert len(coef) == 4 * _lsq.n_coefficients(4)
     fin = np.isfinite(f)
     assert np.all(np.abs(qf.recon[fin].astype(np.float64) - f[fin].astype(np.float64)) <= q.bound)
     assert qf.mask[[5, 77, 300]].all()
     idx = np.flatnonzero(qf.mask)
-    rec = q.lsq_decode(qf.codes, base, shape, 4, coef, idx, f[idx])
+    rec = q.lsq_decode(qf.codes, base, shape, 4, coef, idx, f[idx], rows)
     assert rec.tobytes() == qf.recon.tobytes()
+
+
+@pytest.mark.parametrize("r", [1, 2, 4])
+def test_version_8_predicts_the_documented_sum(r):
+    """Each element's prediction, rebuilt in plain Python from the reconstruction in the
+    order _lsq.py documents (rows above in offsets order, then the left neighbours from the
+    farthest, the frame padded with zeros), gives the kernel's codes and reconstruction."""
+    H, W, C = 7, 9, 2
+    x = _band_limited(T=2, H=H, W=W, dtype=np.float32, seed=3)
+    x = np.concatenate([x, 2 * x], axis=-1)
+    f, base = np.ascontiguousarray(x[1]).ravel(), np.ascontiguousarray(x[0]).ravel().astype(np.float64)
+    q = _quant(np.float32, 1e-4, x)
+    coef = RNG.normal(0, 0.3, _lsq.n_coefficients(r)).astype(np.float32)
+    codes, recon, mask = q.be.lsq_run(True, f, base, (H, W, C), r, coef, q.step, q.bound, np.zeros(f.size, np.int32),
+                                      np.empty(f.size, np.float32), np.zeros(f.size, np.uint8))
+    dy, dx = _lsq.offsets(r)
+    order = list(range(r, dy.size)) + list(range(r - 1, -1, -1))
+    d = (recon.astype(np.float64) - base).reshape(H, W, C)
+    for y in range(H):
+        for xx in range(W):
+            for c in range(C):
+                acc = 0.0
+                for k in order:
+                    yy, xk = y - int(dy[k]), xx - int(dx[k])
+                    acc += float(coef[k]) * (float(d[yy, xk, c]) if yy >= 0 and 0 <= xk < W else 0.0)
+                i = (y * W + xx) * C + c
+                p = float(base[i]) + acc
+                if not mask[i]:
+                    assert codes[i] == round((float(f[i]) - p) / q.step)
+                    assert recon[i] == np.float32(p + float(codes[i]) * q.step)
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
@@ -86,7 +125,7 @@ def test_lossless_band_limited_frames_choose_it():
     pipe = Pipeline(CodecConfig(dtype="float64"))
     payload = pipe.encode(x, p)
     dec = pipe.decoder(payload, x.shape[1:])
-    assert payload[4] == 7 and dec._lsq.any()
+    assert payload[4] == LSQ_ROWS_VERSION and dec._lsq.any()
     assert pipe.decode(payload, x.shape[1:], p).tobytes() == x.tobytes()
     without = Pipeline(CodecConfig(dtype="float64"))
     without.lsq = False
@@ -125,7 +164,7 @@ def test_the_encoder_picks_it_where_it_pays_and_nothing_gets_worse():
     p = np.concatenate([x[:1], x[:-1]])
     pipe = _pipe(x=x)
     payload = pipe.encode(x, p)
-    assert payload[4] == 7
+    assert payload[4] == LSQ_ROWS_VERSION
     dec = pipe.decoder(payload, x.shape[1:])
     assert dec._lsq.any()
     out = pipe.decode(payload, x.shape[1:], p)
@@ -172,6 +211,10 @@ def test_a_thread_that_flushes_subnormals_is_refused():
         swap(0x1F80 | 0x8040)
         with pytest.raises(CodecError, match="flushes subnormal"):
             q.lsq_encode(f, np.zeros_like(f), x.shape[1:], 4)
+        for rows in (True, False):  # the decoder's kernels check too
+            with pytest.raises(CodecError, match="flushes subnormal"):
+                q.lsq_decode(np.zeros(f.size, np.int32), np.zeros_like(f), x.shape[1:], 4,
+                             np.zeros(_lsq.n_coefficients(4), "<f4").tobytes(), np.empty(0, np.int64), f[:0], rows)
     finally:
         swap(old)
     assert q.lsq_encode(f, np.zeros_like(f), x.shape[1:], 4)[0].codes.size == f.size

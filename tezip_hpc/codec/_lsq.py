@@ -7,7 +7,15 @@ frame by least squares and stored with it (K float32):
     pred = P + sum_k c_k (R - P)[y - dy_k, x - dx_k]    (0 outside the frame)
 
 in float64, k in ``offsets`` order, starting at 0.0; R the reconstruction, P the frame's
-prediction (zeros for keyframes and intra coding). The code and its reconstruction are
+prediction (zeros for keyframes and intra coding). That is payload version 7's order
+(``run``, ``run_exact``). Version 8 (``run_rows``, ``run_exact_rows``) sums the same terms in
+another order, with the terms outside the frame as c_k x 0.0 (R - P padded with zeros):
+
+    pred = P + ((((0.0 + sum_{k=r..K-1} c_k D[k]) + c_{r-1} D[r-1]) + ...) + c_0 D[0])
+
+(the rows above in ``offsets`` order, then the left neighbours from the farthest to the
+nearest): the rows' sums run across a whole row at once, and an element waits on its left
+neighbour for one product and one addition, not K (decode 2.2x, encode 1.9x faster). The code and its reconstruction are
 those of multilevel interpolation (_interp.item_float): linear quantization with step 2E,
 the reconstruction rounded to the data's type and checked exactly, outliers stored exactly.
 Band-limited fields are predicted far better by such long filters than by interpolation
@@ -235,4 +243,81 @@ def run_exact(enc, src, pbits, H, W, C, dy, dx, coef32, codes, d, probe, probe32
                 pv = _as_f64(pbits[i])
                 acc = _neighbours(d, coef, back, dy, dx, i, y, xx, c, W, C, r)
                 d[i] = exact(src, pbits, codes, i, pv, pv + acc, not enc)
+    return True
+
+
+# ------------------------------------------------------- rows first (payload version 8)
+@njit(inline="always")
+def _upper(dp, U, coef, y, r, W, WP):
+    """U[x] = the sum over the rows above of row y: coef[k] D~[y - dy_k, x - dx_k], k = r .. K-1
+    in order from 0.0, for every x of the row at once (the loops run across the row, so the
+    compiler vectorises them; each U[x] still sums its terms in k order). D~: ``dp``, the
+    frame's R - P padded with r zero rows above and r zero columns each side."""
+    for xx in range(W):
+        U[xx] = 0.0
+    k = r
+    for dy in range(1, r + 1):
+        for dx in range(-r, r + 1):
+            ck = coef[k]
+            off = (y + r - dy) * WP + r - dx
+            src = dp[off:off + W]
+            for xx in range(W):
+                U[xx] += ck * src[xx]
+            k += 1
+
+
+@njit(inline="always")
+def _left(dp, coef, j, r, acc):
+    """acc + coef[k] D~[y, x - 1 - k] for k = r-1 .. 0 (the nearest, last decoded, last)."""
+    for k in range(r - 1, -1, -1):
+        acc += coef[k] * dp[j - k - 1]
+    return acc
+
+
+@_jit
+def run_rows(enc, x, base, H, W, C, r, coef32, step, bound, codes, recon, mask, dp, U, coef, probe, probe32):
+    """``run`` as payload version 8 evaluates a fitted frame (module docstring): the rows
+    above first, from a zero-padded D~ (``dp``, float64 (H + r) * (W + 2r), zeros; ``U``
+    float64 W; ``coef`` float64 K scratch), then the left neighbours, the nearest last. The
+    chain from one element to the next is r terms long instead of K, and the rows' sums run
+    vectorised: 2-2.3x faster. False where the arithmetic is not IEEE 754's default."""
+    if not _ieee_ok(probe, probe32):
+        return False
+    WP = W + 2 * r
+    for k in range(r + r * (2 * r + 1)):
+        coef[k] = np.float64(coef32[k])
+    for c in range(C):  # dp is reused: its padding is never written, its rows are before they are read
+        for y in range(H):
+            _upper(dp, U, coef, y, r, W, WP)
+            row = (y + r) * WP + r
+            for xx in range(W):
+                i = (y * W + xx) * C + c
+                j = row + xx
+                b = np.float64(base[i])
+                p = b + _left(dp, coef, j, r, U[xx])
+                if enc:
+                    item_float(i, p, x, bound, step, codes, recon, mask)
+                else:
+                    item_dec_float(i, p, step, codes, recon, mask)
+                dp[j] = np.float64(recon[i]) - b
+    return True
+
+
+@_jit
+def run_exact_rows(enc, src, pbits, H, W, C, r, coef32, codes, dp, U, coef, probe, probe32):
+    """``run_exact`` as payload version 8 evaluates a fitted frame (see run_rows)."""
+    if not _ieee_ok(probe, probe32):
+        return False
+    WP = W + 2 * r
+    for k in range(r + r * (2 * r + 1)):
+        coef[k] = np.float64(coef32[k])
+    for c in range(C):
+        for y in range(H):
+            _upper(dp, U, coef, y, r, W, WP)
+            row = (y + r) * WP + r
+            for xx in range(W):
+                i = (y * W + xx) * C + c
+                j = row + xx
+                pv = _as_f64(pbits[i])
+                dp[j] = exact(src, pbits, codes, i, pv, pv + _left(dp, coef, j, r, U[xx]), not enc)
     return True

@@ -19,11 +19,13 @@ MAGIC = b"TZC1"
 # interpolation (frame flag bit 4, a parameter byte each); 6: adaptive-coded partitions
 # (descriptor mode 3, coders.AdaptiveCoder); 7: lossless float frames predicted by the
 # float Lorenzo predictor (frame flag bit 5, _flor.py), lossy float frames by a fitted
-# linear predictor (bit 6, _lsq.py), adaptive partitions with a magnitude shift (mode 4). A payload is written with the lowest
+# linear predictor (bit 6, _lsq.py), adaptive partitions with a magnitude shift (mode 4); 8: fitted
+# linear frames sum their terms rows first (_lsq.py's version-8 order). A payload is written with the lowest
 # version that holds it (3 without side bytes, interpolation, adaptive partitions or float
 # Lorenzo frames), so such a chunk reads as before.
-PAYLOAD_VERSION = 7
+PAYLOAD_VERSION = 8
 FLOR_VERSION = 7
+LSQ_ROWS_VERSION = 8  # fitted linear frames are written with (and from) this version in the rows-first order
 FLOR_MAX_ORDER = 5  # float Lorenzo orders 1..5, the parameter byte of a FRAME_FLOR frame (_flor.py)
 LSQ_MAX_RADIUS = 4  # fitted linear prediction: neighbourhood radius 1..4, the parameter byte of a FRAME_LSQ frame
 
@@ -34,7 +36,7 @@ def lsq_coefficients(r: int) -> int:
 INTERP_VERSION = 5
 SIDE_VERSION = 4
 SIDE_FREE_VERSION = 3
-READABLE_PAYLOAD_VERSIONS = (1, 2, 3, 4, 5, 6, 7)
+READABLE_PAYLOAD_VERSIONS = (1, 2, 3, 4, 5, 6, 7, 8)
 _HEAD = struct.Struct("<4sBBHIIIIQQ8s32s")
 HEADER_SIZE = _HEAD.size
 FLAG_FLOAT, FLAG_CLASSES, FLAG_SIDE, FLAG_VOLUME = 1, 2, 4, 8

@@ -25,6 +25,12 @@ def symbol_dtype(code_dtype) -> np.dtype:
     return np.dtype(UNSIGNED[np.dtype(code_dtype).itemsize])
 
 
+def _lsq_scratch(H: int, W: int, r: int, K: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Scratch of _lsq.run_rows / run_exact_rows: the zero-padded differences, a row's sums,
+    the coefficients in float64."""
+    return np.zeros((H + r) * (W + 2 * r)), np.empty(W), np.empty(K)
+
+
 def _flor_scratch(n: int, W: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """The float Lorenzo kernels' scratch: D of the frame, two rows."""
     return np.empty(n, np.float64), np.empty(W, np.float64), np.empty(W, np.float64)
@@ -155,23 +161,31 @@ class CpuBackend:
             raise CodecError(_flor.NOT_IEEE)
         return coef32
 
-    def lsq_run(self, enc: bool, x, base, shape, r: int, coef32, step, bound, codes, recon, mask):
+    def lsq_run(self, enc: bool, x, base, shape, r: int, coef32, step, bound, codes, recon, mask,
+                rows: bool = True):
         """Closed-loop quantization (enc) or reconstruction by the fitted linear predictor,
-        on the host for every backend; returns (codes, recon, mask) on this backend."""
+        on the host for every backend; returns (codes, recon, mask) on this backend.
+        ``rows``: payload version 8's order of the terms (_lsq.py), else version 7's."""
         from . import _flor, _lsq
 
         H, W, C = shape
         dy, dx = _lsq.offsets(r)
         host = [np.ascontiguousarray(self.to_host(a)) for a in (x, base, codes, recon, mask)]
-        if not _lsq.run(enc, *host[:2], _I64(H), _I64(W), _I64(C), dy, dx, coef32, float(step), float(bound),
-                        *host[2:], np.empty(host[1].size), _flor.PROBE, _flor.PROBE32, np.empty(dy.size),
-                        np.empty(dy.size, np.int64)):
+        if rows:
+            ok = _lsq.run_rows(enc, *host[:2], _I64(H), _I64(W), _I64(C), _I64(r), coef32, float(step), float(bound),
+                               *host[2:], *_lsq_scratch(H, W, r, dy.size), _flor.PROBE, _flor.PROBE32)
+        else:
+            ok = _lsq.run(enc, *host[:2], _I64(H), _I64(W), _I64(C), dy, dx, coef32, float(step), float(bound),
+                          *host[2:], np.empty(host[1].size), _flor.PROBE, _flor.PROBE32, np.empty(dy.size),
+                          np.empty(dy.size, np.int64))
+        if not ok:
             raise CodecError(_flor.NOT_IEEE)
         return tuple(self.asarray(a) for a in host[2:])
 
-    def lsq_exact(self, enc: bool, a, base, shape, r: int, coef32):
+    def lsq_exact(self, enc: bool, a, base, shape, r: int, coef32, rows: bool = True):
         """Lossless floats by the fitted linear predictor, on the host for every backend:
-        encode (``a`` the frame -> its int64 codes) or decode (``a`` the codes -> the frame)."""
+        encode (``a`` the frame -> its int64 codes) or decode (``a`` the codes -> the frame).
+        ``rows``: as lsq_run's."""
         from . import _flor, _lsq
 
         H, W, C = shape
@@ -181,9 +195,14 @@ class CpuBackend:
             src, codes = bits_of(np.ascontiguousarray(self.to_host(a))), np.empty(ph.size, np.int64)
         else:
             src, codes = np.empty(ph.size, bits_of(ph).dtype), np.ascontiguousarray(self.to_host(a), np.int64)
-        if not _lsq.run_exact(enc, src, bits_of(ph), _I64(H), _I64(W), _I64(C), dy, dx, coef32, codes,
-                              np.empty(ph.size), _flor.PROBE, _flor.PROBE32, np.empty(dy.size),
-                              np.empty(dy.size, np.int64)):
+        if rows:
+            ok = _lsq.run_exact_rows(enc, src, bits_of(ph), _I64(H), _I64(W), _I64(C), _I64(r), coef32, codes,
+                                     *_lsq_scratch(H, W, r, dy.size), _flor.PROBE, _flor.PROBE32)
+        else:
+            ok = _lsq.run_exact(enc, src, bits_of(ph), _I64(H), _I64(W), _I64(C), dy, dx, coef32, codes,
+                                np.empty(ph.size), _flor.PROBE, _flor.PROBE32, np.empty(dy.size),
+                                np.empty(dy.size, np.int64))
+        if not ok:
             raise CodecError(_flor.NOT_IEEE)
         return self.asarray(codes if enc else src.view(ph.dtype))
 

@@ -14,7 +14,7 @@ import numpy as np
 from ..errors import ConfigError
 from ._payload import (FLAG_CLASSES, FLAG_FLOAT, FLAG_SIDE, FLAG_VOLUME, FLOR_VERSION, FRAME_FLOR, FRAME_INTERP,
                        FRAME_INTRA, FRAME_KEY, FRAME_LORENZO, FRAME_LSQ, FRAME_MERGE, INTERP_VERSION, LSQ_MAX_RADIUS,
-                       SIDE_FREE_VERSION, SIDE_VERSION, VOLUME_MARK, frame_shape_of, pack_header, pack_outliers,
+                       LSQ_ROWS_VERSION, SIDE_FREE_VERSION, SIDE_VERSION, VOLUME_MARK, frame_shape_of, pack_header, pack_outliers,
                        pack_side, side_limit)
 from .search import EncoderTrials, Form, Weighing, weighed
 from .stages import SPATIAL_KIND
@@ -202,8 +202,10 @@ class ChunkEncoder(EncoderTrials):
             n_out = idx.size
             pack_outliers(idx, np.concatenate(self.outlier_val), p.dtype, p.config.shuffle, body)
         version = max(INTERP_VERSION if self.params else SIDE_FREE_VERSION, need)
-        if any(f & (FRAME_FLOR | FRAME_LSQ) for f in self.flags):
+        if any(f & FRAME_FLOR for f in self.flags):
             version = max(version, FLOR_VERSION)
+        if any(f & FRAME_LSQ for f in self.flags):  # the rows-first order (quantize.lsq_encode)
+            version = max(version, LSQ_ROWS_VERSION)
         if any(self.side):
             flags |= FLAG_SIDE
             version = max(version, SIDE_VERSION)

@@ -13,7 +13,8 @@ chunk is packed. Layout (little-endian)::
       interval merging, bit 2 Lorenzo deltas on a predicted frame: version 2, bit 3 a
       predicted frame coded intra: version 3, bit 4 multilevel interpolation: version 5,
       bit 5 float Lorenzo prediction of a lossless float frame: version 7, see _flor.py,
-      bit 6 fitted linear prediction of a lossy float frame: version 7, see _lsq.py),
+      bit 6 fitted linear prediction of a float frame: version 7; version 8 sums its terms
+      rows first, see _lsq.py),
       parameter bytes (version 5: one per frame with bit 4, see _interp.py; version 7: also
       with bit 5, the order, and bit 6, the radius r), the coefficients of each bit-6 frame
       (version 7: r + r(2r + 1) float32),
@@ -47,8 +48,8 @@ import numpy as np
 from ..errors import CodecError, ConfigError, PredictionMismatch
 from ._payload import (_HEAD, FLAG_CLASSES, FLAG_FLOAT, FLAG_SIDE, FLAG_VOLUME, FRAME_FLOR,  # noqa: F401
                        FRAME_INTERP, FRAME_INTRA, FRAME_KEY, FRAME_LORENZO, FRAME_LSQ, FRAME_MERGE, HEADER_SIZE,
-                       LSQ_MAX_RADIUS, MAGIC, MAX_SIDE_BYTES, PAYLOAD_VERSION, READABLE_PAYLOAD_VERSIONS,
-                       SIDE_FREE_VERSION, SIDE_VERSION, VOLUME_MARK, Reader, body_limit, frame_shape_of,
+                       LSQ_MAX_RADIUS, LSQ_ROWS_VERSION, MAGIC, MAX_SIDE_BYTES, PAYLOAD_VERSION,
+                       READABLE_PAYLOAD_VERSIONS, SIDE_FREE_VERSION, SIDE_VERSION, VOLUME_MARK, Reader, body_limit, frame_shape_of,
                        known_frame_flags, lsq_coefficients, read_header, read_outliers, read_side, side_limit)
 from .backend import get_backend
 from .config import CodecConfig, check_dtype, check_shape
@@ -264,6 +265,7 @@ class ChunkDecoder:
             has = self._interp | self._flor | self._lsq
             self._params[has] = rd.array(np.uint8, int(has.sum()))
         self._coefs: dict[int, bytes] = {}  # then the coefficients of each fitted linear frame
+        self._rows = ver >= LSQ_ROWS_VERSION  # ... and the order of their terms
         for t in np.flatnonzero(self._lsq):
             r = int(self._params[t])
             if not 1 <= r <= LSQ_MAX_RADIUS:
@@ -314,7 +316,7 @@ class ChunkDecoder:
             recon, p_eff = q.flor_decode(codes, base, self.frame_shape, int(self._params[t])), praw
         elif lsq:
             recon = q.lsq_decode(codes, base, self.frame_shape, int(self._params[t]), self._coefs[t],
-                                 self.outlier_idx[a:b] - t * self.size, self.outlier_val[a:b])
+                                 self.outlier_idx[a:b] - t * self.size, self.outlier_val[a:b], self._rows)
             p_eff = praw
         else:
             recon, p_eff = q.decode(codes, cls, base, self.frame_shape)

@@ -169,19 +169,21 @@ class Quantize(Stage):
                                         np.zeros(n, np.int32), np.empty(n, self.dtype), np.zeros(n, np.uint8))
         return QFrame(codes, None, mask, recon, base), coef.astype("<f4").tobytes()
 
-    def lsq_decode(self, codes, base, frame_shape, r: int, coef: bytes, out_idx, out_val):
+    def lsq_decode(self, codes, base, frame_shape, r: int, coef: bytes, out_idx, out_val, rows: bool = True):
         """The reconstruction of a fitted-linear frame; its outliers (frame-relative indices,
-        exact values) are placed first, since later predictions read them."""
+        exact values) are placed first, since later predictions read them. ``rows``: the
+        payload's version is 8 or later (the order of the predictor's terms, _lsq.py)."""
         if not 1 <= r <= LSQ_MAX_RADIUS or len(coef) != 4 * lsq_coefficients(r):
             raise CodecError(f"corrupted payload: fitted linear predictor of radius {r} with {len(coef)} bytes")
         if self.kind == "float-ord":
-            return self.be.lsq_exact(False, codes, base, frame_shape, r, np.frombuffer(coef, "<f4").astype(np.float32))
+            return self.be.lsq_exact(False, codes, base, frame_shape, r, np.frombuffer(coef, "<f4").astype(np.float32),
+                                     rows)
         n = codes.size
         mask, recon = np.zeros(n, np.uint8), np.zeros(n, self.dtype)
         mask[out_idx] = 1
         recon[out_idx] = out_val
         return self.be.lsq_run(False, recon, base, frame_shape, r, np.frombuffer(coef, "<f4").astype(np.float32),
-                               self.step, 0.0, codes, recon, mask)[1]
+                               self.step, 0.0, codes, recon, mask, rows)[1]
 
     @property
     def interpolates(self) -> bool:
