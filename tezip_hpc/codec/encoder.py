@@ -41,6 +41,7 @@ class ChunkEncoder(EncoderTrials):
         self.params: list[int] = []  # parameter byte per interpolated, float Lorenzo or fitted linear frame
         self.coefs: list[bytes] = []  # the coefficients of each fitted linear frame
         self._tuned: dict = {}  # base kind (zero / prediction) -> parameter byte, per chunk
+        self._lsq_fit: dict = {}  # base kind -> the fitted linear coefficients of the last trial frame
         self.volume = False  # the whole chunk coded as one interpolated volume (add_volume)
         self.estimated = 0  # the encoder's estimate of the bytes of the frames added so far
         self._interp_lost = False  # interpolated predicted frames lost a trial: not weighed again

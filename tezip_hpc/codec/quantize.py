@@ -157,11 +157,13 @@ class Quantize(Stage):
         fitted linear predictor (_lsq.py)."""
         return self.kind == "float-ord" or (self.kind == "float-linear" and not self.cfg.lossless)
 
-    def lsq_encode(self, x, base, frame_shape, r: int) -> tuple[QFrame, bytes]:
+    def lsq_encode(self, x, base, frame_shape, r: int, coef=None) -> tuple[QFrame, bytes]:
         """(QFrame, the coefficients' bytes) of a frame by the fitted linear predictor of
-        radius r over ``base`` (its raw prediction, zeros for keyframes and intra coding)."""
+        radius r over ``base`` (its raw prediction, zeros for keyframes and intra coding),
+        with the coefficients fitted to it or given (``coef``, float32)."""
         be, n = self.be, x.size
-        coef = be.lsq_fit(x, base, frame_shape, r)
+        if coef is None:
+            coef = be.lsq_fit(x, base, frame_shape, r)
         if self.kind == "float-ord":
             return QFrame(be.lsq_exact(True, x, base, frame_shape, r, coef), None, None, x, base), \
                 coef.astype("<f4").tobytes()
