@@ -133,3 +133,18 @@ def test_the_per_frame_loop_stops_once_it_cannot_beat_the_volume():
     assert 0 < len(calls) < len(x) - 1
     out, _ = codec.decode(enc.payload, x.shape[1:], len(x), keys)
     assert np.abs(out.astype(np.float64) - x).max() <= 1e-2 * (x.max() - x.min())
+
+
+def test_the_loops_projection_counts_the_frames_still_to_come():
+    """The loop's estimate projected to the chunk's end: nothing before PROJECT_AFTER predicted
+    frames, then the bytes so far plus the mean predicted (and keyframe) cost per frame left."""
+    from tezip_hpc.chunk.codec import PROJECT_AFTER, _projected
+
+    keys = [True] + [False] * 7 + [True] + [False] * 7
+    costs = [(True, 100)] + [(False, 10)] * (PROJECT_AFTER - 1)
+    assert _projected(costs, keys) == 0.0
+    costs.append((False, 16))
+    n_pred = PROJECT_AFTER
+    mean = (10 * (n_pred - 1) + 16) / n_pred
+    left = len(keys) - len(costs)
+    assert _projected(costs, keys) == pytest.approx(100 + 10 * (n_pred - 1) + 16 + (left - 1) * mean + 100)

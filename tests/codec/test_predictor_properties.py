@@ -72,7 +72,8 @@ def test_fitted_lossy_frames_hold_the_bound_and_decode_bit_for_bit(data, f, boun
     assert np.all(mask[~fin])  # non-finite elements are stored exactly
     out = np.zeros(n, x.dtype)
     out[mask.astype(bool)] = x[mask.astype(bool)]
-    dec = BE.lsq_run(False, out, base, shape, r, coef, step, 0.0, codes.copy(), out, mask.copy(), rows=rows)[1]
+    dec = BE.lsq_run(False, out, base, shape, r, coef, step, 0.0, codes.copy(), out, mask.copy(),
+                     rows=rows)[1]
     assert dec.tobytes() == recon.tobytes()
 
 
@@ -103,7 +104,8 @@ def test_any_codes_and_coefficients_decode_inside_the_buffers(data, f, rows):
     codes32 = data.draw(hnp.arrays(np.int32, n))
     mask = data.draw(hnp.arrays(np.uint8, n, elements=st.integers(0, 1)))
     out = np.zeros(n, x.dtype)
-    got = BE.lsq_run(False, out, pred.astype(np.float64), shape, r, coef, 1e-3, 0.0, codes32, out, mask, rows=rows)[1]
+    got = BE.lsq_run(False, out, pred.astype(np.float64), shape, r, coef, 1e-3, 0.0, codes32, out, mask,
+                     rows=rows)[1]
     assert got.shape == (n,) and got.dtype == x.dtype
     codes64 = data.draw(hnp.arrays(np.int64, n))
     assert BE.lsq_exact(False, codes64, pred, shape, r, coef, rows=rows).shape == (n,)

@@ -92,6 +92,18 @@ class Weighing:
             self._last[form.intra] = cost if before is None or cost < before else None
 
 
+class VolumePlan(NamedTuple):
+    """A chunk's volume (Pipeline.plan_volume): its parameter byte, its payload's bytes (exact
+    where coded, else estimated), (payload, digest hex) where coded, and the estimate of its
+    symbols by the measure the per-frame choices use (the context coder's ideal length),
+    comparable with ChunkEncoder.estimated."""
+
+    params: int
+    size: int
+    coded: tuple[bytes, str] | None
+    estimate: int
+
+
 class PipelineSearch:
     """Pipeline's half of the search: the candidate forms of a frame, the estimate that
     weighs them, the interpolation's tuning and the volume's plan."""
@@ -191,22 +203,24 @@ class PipelineSearch:
             return best[1], int(total * (H * W) / (5 * h * w))
         return best[1]
 
-    def plan_volume(self, frames, keys) -> tuple[int, int, tuple[bytes, str] | None]:
-        """(parameter byte, estimated payload bytes, (payload, digest hex) or None) of a chunk
-        (T, H, W, C) coded as one volume. Frames of at most PLAN_PIXELS are simply coded (the
-        payload and its exact size); larger ones are estimated from the tuning trials on crops,
-        cheap beside coding them (see ChunkCodec)."""
+    def plan_volume(self, frames, keys) -> "VolumePlan":
+        """The plan of a chunk (T, H, W, C) coded as one volume. Frames of at most PLAN_PIXELS
+        are simply coded (the payload, its exact size, and the estimate of its frames' symbols);
+        larger ones are estimated from the tuning trials on crops, cheap beside coding them
+        (see ChunkCodec)."""
         frames = np.asarray(frames)
         T, H, W, C = frames.shape
         if H * W <= PLAN_PIXELS:
             enc = self.encoder((H, W, C))
             enc.add_volume(frames, keys)
             payload = enc.finish()
-            return enc.params[0], len(payload), (payload, enc.digest().hex())
+            est = sum(self.estimate(u, m, 0, (H, W, C)) for u, m in enc.symbols) \
+                + sum(i.size for i in enc.outlier_idx) * (8 + self.dtype.itemsize)
+            return VolumePlan(enc.params[0], len(payload), (payload, enc.digest().hex()), est)
         x = self.be.asarray(np.ascontiguousarray(frames).ravel())
         params, est = self.tune_interp(self.volume_quantizer(), x, self.residual.prediction(None, x.size),
                                        frames.shape, with_estimate=True)
-        return params, est, None
+        return VolumePlan(params, est, None, est)
 
     def estimate(self, u: np.ndarray, m: int, n_outliers: int, frame_shape) -> int:
         """Bytes a frame's symbols would take, comparable between candidates: zstd level 1 of
