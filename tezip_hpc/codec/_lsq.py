@@ -251,19 +251,34 @@ def run_exact(enc, src, pbits, H, W, C, dy, dx, coef32, codes, d, probe, probe32
 def _upper(dp, U, coef, y, r, W, WP):
     """U[x] = the sum over the rows above of row y: coef[k] D~[y - dy_k, x - dx_k], k = r .. K-1
     in order from 0.0, for every x of the row at once (the loops run across the row, so the
-    compiler vectorises them; each U[x] still sums its terms in k order). D~: ``dp``, the
-    frame's R - P padded with r zero rows above and r zero columns each side."""
+    compiler vectorises them; each U[x] still sums its terms in k order). D~: the frame's
+    R - P padded with zeros, whose last r + 1 rows ``dp`` holds (_row: rows above the frame
+    fall on rows not yet written, zeros), r zero columns each side."""
     for xx in range(W):
         U[xx] = 0.0
     k = r
     for dy in range(1, r + 1):
         for dx in range(-r, r + 1):
             ck = coef[k]
-            off = (y + r - dy) * WP + r - dx
+            off = _row(y - dy, r) * WP + r - dx
             src = dp[off:off + W]
             for xx in range(W):
                 U[xx] += ck * src[xx]
             k += 1
+
+
+@njit(inline="always")
+def _row(y, r):
+    """Where row y of D~ lies in the ring of r + 1 rows (rows -r..-1 land on rows the
+    channel has not written yet, so they read as zeros)."""
+    return (y + r + 1) % (r + 1)
+
+
+@njit(inline="always")
+def _ring_start(dp):
+    """A channel starts: the ring's rows back to zeros."""
+    for i in range(dp.size):
+        dp[i] = 0.0
 
 
 @njit(inline="always")
@@ -277,8 +292,8 @@ def _left(dp, coef, j, r, acc):
 @_jit
 def run_rows(enc, x, base, H, W, C, r, coef32, step, bound, codes, recon, mask, dp, U, coef, probe, probe32):
     """``run`` as payload version 8 evaluates a fitted frame (module docstring): the rows
-    above first, from a zero-padded D~ (``dp``, float64 (H + r) * (W + 2r), zeros; ``U``
-    float64 W; ``coef`` float64 K scratch), then the left neighbours, the nearest last. The
+    above first, from a zero-padded D~ (``dp``, float64 (r + 1) * (W + 2r), its last r + 1
+    rows; ``U`` float64 W; ``coef`` float64 K scratch), then the left neighbours, the nearest last. The
     chain from one element to the next is r terms long instead of K, and the rows' sums run
     vectorised: 2-2.3x faster. False where the arithmetic is not IEEE 754's default."""
     if not _ieee_ok(probe, probe32):
@@ -286,10 +301,11 @@ def run_rows(enc, x, base, H, W, C, r, coef32, step, bound, codes, recon, mask, 
     WP = W + 2 * r
     for k in range(r + r * (2 * r + 1)):
         coef[k] = np.float64(coef32[k])
-    for c in range(C):  # dp is reused: its padding is never written, its rows are before they are read
+    for c in range(C):
+        _ring_start(dp)
         for y in range(H):
             _upper(dp, U, coef, y, r, W, WP)
-            row = (y + r) * WP + r
+            row = _row(y, r) * WP + r
             for xx in range(W):
                 i = (y * W + xx) * C + c
                 j = row + xx
@@ -312,9 +328,10 @@ def run_exact_rows(enc, src, pbits, H, W, C, r, coef32, codes, dp, U, coef, prob
     for k in range(r + r * (2 * r + 1)):
         coef[k] = np.float64(coef32[k])
     for c in range(C):
+        _ring_start(dp)
         for y in range(H):
             _upper(dp, U, coef, y, r, W, WP)
-            row = (y + r) * WP + r
+            row = _row(y, r) * WP + r
             for xx in range(W):
                 i = (y * W + xx) * C + c
                 j = row + xx

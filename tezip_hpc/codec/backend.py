@@ -25,10 +25,10 @@ def symbol_dtype(code_dtype) -> np.dtype:
     return np.dtype(UNSIGNED[np.dtype(code_dtype).itemsize])
 
 
-def _lsq_scratch(H: int, W: int, r: int, K: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Scratch of _lsq.run_rows / run_exact_rows: the zero-padded differences, a row's sums,
-    the coefficients in float64."""
-    return np.zeros((H + r) * (W + 2 * r)), np.empty(W), np.empty(K)
+def _lsq_scratch(W: int, r: int, K: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Scratch of _lsq.run_rows / run_exact_rows: the zero-padded differences' last r + 1
+    rows, a row's sums, the coefficients in float64."""
+    return np.empty((r + 1) * (W + 2 * r)), np.empty(W), np.empty(K)
 
 
 def _flor_scratch(n: int, W: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -173,7 +173,7 @@ class CpuBackend:
         host = [np.ascontiguousarray(self.to_host(a)) for a in (x, base, codes, recon, mask)]
         if rows:
             ok = _lsq.run_rows(enc, *host[:2], _I64(H), _I64(W), _I64(C), _I64(r), coef32, float(step), float(bound),
-                               *host[2:], *_lsq_scratch(H, W, r, dy.size), _flor.PROBE, _flor.PROBE32)
+                               *host[2:], *_lsq_scratch(W, r, dy.size), _flor.PROBE, _flor.PROBE32)
         else:
             ok = _lsq.run(enc, *host[:2], _I64(H), _I64(W), _I64(C), dy, dx, coef32, float(step), float(bound),
                           *host[2:], np.empty(host[1].size), _flor.PROBE, _flor.PROBE32, np.empty(dy.size),
@@ -197,7 +197,7 @@ class CpuBackend:
             src, codes = np.empty(ph.size, bits_of(ph).dtype), np.ascontiguousarray(self.to_host(a), np.int64)
         if rows:
             ok = _lsq.run_exact_rows(enc, src, bits_of(ph), _I64(H), _I64(W), _I64(C), _I64(r), coef32, codes,
-                                     *_lsq_scratch(H, W, r, dy.size), _flor.PROBE, _flor.PROBE32)
+                                     *_lsq_scratch(W, r, dy.size), _flor.PROBE, _flor.PROBE32)
         else:
             ok = _lsq.run_exact(enc, src, bits_of(ph), _I64(H), _I64(W), _I64(C), dy, dx, coef32, codes,
                                 np.empty(ph.size), _flor.PROBE, _flor.PROBE32, np.empty(dy.size),
