@@ -138,10 +138,10 @@ class ChunkCodec:
         return best
 
     def _volume(self, frames: list, keys: list, plan) -> Encoded:
-        params, _, coded, _ = plan
+        coded = plan.coded
         if coded is None:
             vol = self.pipe.encoder(frames[0].shape)
-            vol.add_volume(np.stack(frames), keys, params)
+            vol.add_volume(np.stack(frames), keys, plan.params)
             coded = (vol.finish(), vol.digest().hex())
         return Encoded(coded[0], keys, coded[1])
 

@@ -15,9 +15,11 @@ another order, with the terms outside the frame as c_k x 0.0 (R - P padded with 
 
 (the rows above in ``offsets`` order, then the left neighbours from the farthest to the
 nearest): the rows' sums run across a whole row at once, and an element waits on its left
-neighbour for one product and one addition, not K (decode 2.2x, encode 1.9x faster). The code and its reconstruction are
-those of multilevel interpolation (_interp.item_float): linear quantization with step 2E,
-the reconstruction rounded to the data's type and checked exactly, outliers stored exactly.
+neighbour for one product and one addition, not K (decode 2.2x, encode 1.9x faster).
+
+The code and its reconstruction are those of multilevel interpolation (_interp.item_float):
+linear quantization with step 2E, the reconstruction rounded to the data's type and checked
+exactly, outliers stored exactly.
 Band-limited fields are predicted far better by such long filters than by interpolation
 (measured on the 2-D turbulence at rel 1e-4 / 1e-3, order-0 entropy of the codes: radius 4
 8.01 / 4.70 bits, against 8.76 / 5.43 bits/element the adaptive coder gave the
@@ -282,6 +284,23 @@ def _ring_start(dp):
 
 
 @njit(inline="always")
+def _coef64(coef32, coef, r):
+    """The coefficients of radius r in float64 into ``coef``; returns the padded row's width
+    less W (2r)."""
+    for k in range(r + r * (2 * r + 1)):
+        coef[k] = np.float64(coef32[k])
+    return 2 * r
+
+
+@njit(inline="always")
+def _row_start(dp, U, coef, y, r, W, WP):
+    """Row y begins: its sums over the rows above into ``U``; returns where its first element
+    lies in the ring ``dp``."""
+    _upper(dp, U, coef, y, r, W, WP)
+    return _row(y, r) * WP + r
+
+
+@njit(inline="always")
 def _left(dp, coef, j, r, acc):
     """acc + coef[k] D~[y, x - 1 - k] for k = r-1 .. 0 (the nearest, last decoded, last)."""
     for k in range(r - 1, -1, -1):
@@ -293,19 +312,16 @@ def _left(dp, coef, j, r, acc):
 def run_rows(enc, x, base, H, W, C, r, coef32, step, bound, codes, recon, mask, dp, U, coef, probe, probe32):
     """``run`` as payload version 8 evaluates a fitted frame (module docstring): the rows
     above first, from a zero-padded D~ (``dp``, float64 (r + 1) * (W + 2r), its last r + 1
-    rows; ``U`` float64 W; ``coef`` float64 K scratch), then the left neighbours, the nearest last. The
-    chain from one element to the next is r terms long instead of K, and the rows' sums run
+    rows; ``U`` float64 W; ``coef`` float64 K scratch), then the left neighbours, the nearest
+    last. The chain from one element to the next is r terms long instead of K, and the rows' sums run
     vectorised: 2-2.3x faster. False where the arithmetic is not IEEE 754's default."""
     if not _ieee_ok(probe, probe32):
         return False
-    WP = W + 2 * r
-    for k in range(r + r * (2 * r + 1)):
-        coef[k] = np.float64(coef32[k])
+    WP = W + _coef64(coef32, coef, r)
     for c in range(C):
         _ring_start(dp)
         for y in range(H):
-            _upper(dp, U, coef, y, r, W, WP)
-            row = _row(y, r) * WP + r
+            row = _row_start(dp, U, coef, y, r, W, WP)
             for xx in range(W):
                 i = (y * W + xx) * C + c
                 j = row + xx
@@ -324,14 +340,11 @@ def run_exact_rows(enc, src, pbits, H, W, C, r, coef32, codes, dp, U, coef, prob
     """``run_exact`` as payload version 8 evaluates a fitted frame (see run_rows)."""
     if not _ieee_ok(probe, probe32):
         return False
-    WP = W + 2 * r
-    for k in range(r + r * (2 * r + 1)):
-        coef[k] = np.float64(coef32[k])
+    WP = W + _coef64(coef32, coef, r)
     for c in range(C):
         _ring_start(dp)
         for y in range(H):
-            _upper(dp, U, coef, y, r, W, WP)
-            row = _row(y, r) * WP + r
+            row = _row_start(dp, U, coef, y, r, W, WP)
             for xx in range(W):
                 i = (y * W + xx) * C + c
                 j = row + xx
